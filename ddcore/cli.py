@@ -1,0 +1,192 @@
+"""`python -m ddcore {distill,baseline,evaluate,list,worker}`.
+
+Every config field is an option named after it (`--kde-tau`, `--eval-models`, ...), applied on
+top of the chosen preset. Bad input exits with status 2 and one line saying what is wrong.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import runstore
+from .config import FLAT_FIELDS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
+from .errors import Cancelled, ConfigError, DDError
+
+_TOP_LEVEL = {"preset", "kind"}  # set by the command itself, not by override flags
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line instead of usage + message
+        print(f"error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _field_types() -> dict[str, str]:
+    types = {g.name: str(g.type) for typ in SECTION_TYPES.values() for g in fields(typ)}
+    types.update({f.name: str(f.type) for f in fields(RunConfig) if f.name not in SECTION_TYPES})
+    return types
+
+
+def _converter(type_name: str):
+    def to_bool(text: str) -> bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+    def optional(convert):
+        return lambda text: None if text.lower() in ("auto", "none") else convert(text)
+
+    base = {"int": int, "float": float, "str": str, "bool": to_bool}
+    name = type_name.replace(" ", "")
+    if name.endswith("|None"):
+        return optional(base[name[: -len("|None")]])
+    return base[name]
+
+
+def _add_overrides(p: argparse.ArgumentParser, only: set[str] | None = None) -> None:
+    for name, type_name in _field_types().items():
+        if name in _TOP_LEVEL or (only is not None and name not in only):
+            continue
+        help_text = f"override the preset's {name} ({type_name}{'; auto or none for the default rule' if 'None' in type_name else ''})"
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_converter(type_name),
+                       default=argparse.SUPPRESS, help=help_text)
+
+
+def _config(args: argparse.Namespace, kind: str) -> RunConfig:
+    overrides = {k: v for k, v in vars(args).items() if k in FLAT_FIELDS and k not in _TOP_LEVEL}
+    return validate(preset(args.preset).with_overrides(kind=kind, **overrides))
+
+
+def _progress_listener():
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def listener(stage: str, done: int, total: int, loss: float | None) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            for old in bars.values():
+                old.close()
+            bar = bars[stage] = tqdm(total=total, desc=f"{stage:>9}", leave=True, dynamic_ncols=True)
+        bar.total = total
+        bar.n = done
+        if loss is not None:
+            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return listener
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    def acc(key: str) -> str:
+        return f"{metrics[f'test_acc_{key}']:.1f} ± {metrics.get(f'test_acc_{key}_std', 0.0):.1f}"
+
+    return (f"unbiased {acc('unbiased')} | aligned {acc('aligned')} | conflicting {acc('conflicting')} | "
+            f"conflicting weight share {100 * metrics['weight_share_conflicting']:.1f}% "
+            f"(count share {100 * metrics['count_share_conflicting']:.1f}%) | {metrics['seconds_total']:.0f} s "
+            f"on {metrics['device']}")
+
+
+def _run(args: argparse.Namespace, kind: str) -> int:
+    from .pipeline import execute_run
+
+    cfg = _config(args, kind)
+    out = Path(args.out) if args.out else Path(args.runs) / runstore.new_run_name(cfg)
+    run_dir = runstore.create_run(out, cfg, overwrite=args.overwrite)
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    metrics = execute_run(run_dir, _progress_listener())
+    print(summary_line(metrics))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .data import load_biased
+    from .evaluate import evaluate_set
+    from .pipeline import TEST_SEED, resolve_device
+
+    run_dir = Path(args.run)
+    if not (run_dir / "config.json").exists():
+        raise DDError(f"{run_dir} is not a run folder (no config.json)")
+    overrides = {k: v for k, v in vars(args).items() if k in FLAT_FIELDS}
+    cfg = validate(runstore.read_config(run_dir).with_overrides(**overrides))
+    images, labels = runstore.load_synthetic(run_dir)
+    device = resolve_device(cfg.device)
+    test = load_biased(cfg.data, train=False, seed=TEST_SEED).to(device)
+    listener = _progress_listener()
+    result = evaluate_set(images.to(device).clamp(0, 1), labels.to(device), test, cfg, cfg.eval.eval_epochs, cfg.seed,
+                          lambda d, t, l: listener("evaluate", d, t, l))
+    metrics = {**(runstore.read_metrics(run_dir) or {}), **result,
+               "eval_models": cfg.eval.eval_models, "eval_epochs": cfg.eval.eval_epochs}
+    runstore.write_json(run_dir / "metrics.json", metrics)
+    print(f"unbiased {result['test_acc_unbiased']:.1f} ± {result['test_acc_unbiased_std']:.1f} | "
+          f"aligned {result['test_acc_aligned']:.1f} | conflicting {result['test_acc_conflicting']:.1f}")
+    return 0
+
+
+def format_listing(runs: list[runstore.RunInfo]) -> str:
+    rows = [("NAME", "STATE", "KIND", "METHOD", "REWEIGHT", "IPC", "RATIO", "UNBIASED", "NOTE")]
+    for r in runs:
+        if r.error:
+            rows.append((r.name, "damaged", "", "", "", "", "", "", r.error[:60]))
+            continue
+        c, m, s = r.config, r.metrics or {}, r.status
+        acc = f"{m['test_acc_unbiased']:.1f}" if "test_acc_unbiased" in m else ""
+        note = s.message[:60] if s.state in ("failed", "cancelled") else (s.stage if s.state == "running" else "")
+        rows.append((r.name, s.state, c.kind, c.distill.method, c.reweight.reweight, str(c.distill.ipc),
+                     f"{c.data.conflict_ratio:g}", acc, note))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m ddcore", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, what in (("distill", "distil a synthetic set, evaluate it, map it"),
+                       ("baseline", "train on the whole biased training set (the full-data baseline)")):
+        p = sub.add_parser(name, help=what, description=what)
+        p.add_argument("--preset", choices=PRESETS, default="quick", help="quick (CPU, minutes), smoke (seconds), paper (GPU)")
+        p.add_argument("--out", help="run folder to create (default: ROOT/<generated name>)")
+        p.add_argument("--runs", default="runs", help="where generated run folders go (default: runs)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing finished run folder at --out")
+        _add_overrides(p)
+    p = sub.add_parser("evaluate", help="re-evaluate a run's synthetic set (updates metrics.json)")
+    p.add_argument("run", help="the run folder")
+    _add_overrides(p, only={g.name for g in fields(SECTION_TYPES["eval"])} | {"device"})
+    p = sub.add_parser("list", help="list the runs under a root")
+    p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
+    p = sub.add_parser("worker", help="execute queued runs (the app starts this for you)")
+    p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
+    p.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command in ("distill", "baseline"):
+            return _run(args, args.command if args.command == "baseline" else "distill")
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "list":
+            print(format_listing(runstore.list_runs(Path(args.runs))))
+            return 0
+        from .jobs import run_worker
+
+        run_worker(Path(args.runs), idle_exit_seconds=args.idle_exit)
+        return 0
+    except Cancelled as exc:
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("cancelled: interrupted", file=sys.stderr)
+        return 130
+    except (DDError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

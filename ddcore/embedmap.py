@@ -1,0 +1,68 @@
+"""The 2-D map of a run: UMAP of the real samples' surrogate embeddings, synthetic images placed in it.
+
+Exact k-nearest neighbours come from torch (chunked) and are handed to UMAP as `precomputed_knn`:
+that skips NN-descent, whose numba JIT costs ~25 s in every fresh process. Synthetic images are
+placed at the inverse-distance-weighted mean of their nearest real samples' map positions (the
+same initialisation UMAP's own `transform` uses), which keeps them where their neighbours are and
+costs nothing.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+
+def knn(queries: torch.Tensor, points: torch.Tensor, k: int, exclude_self: bool = False,
+        chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Euclidean k nearest `points` of each query: (distances [Q, k], indices [Q, k]), ascending.
+    With exclude_self, queries are the points themselves and each one's own index comes first
+    (UMAP's convention for precomputed neighbours)."""
+    dists, idxs = [], []
+    for start in range(0, len(queries), chunk):
+        d = torch.cdist(queries[start:start + chunk].float(), points.float())
+        dd, ii = d.topk(min(k, len(points)), dim=1, largest=False)
+        if exclude_self:
+            self_idx = torch.arange(start, start + len(d), device=d.device)
+            dd, ii = dd.clone(), ii.clone()
+            dd[:, 0], ii[:, 0] = 0.0, self_idx  # ties at distance 0 must still list self first
+        dists.append(dd)
+        idxs.append(ii)
+    return torch.cat(dists), torch.cat(idxs)
+
+
+def stratified_subset(labels: torch.Tensor, limit: int, generator: torch.Generator) -> torch.Tensor:
+    """Sorted indices of at most `limit` samples, the same share from every class."""
+    if len(labels) <= limit:
+        return torch.arange(len(labels))
+    keep = []
+    classes = labels.unique()
+    per_class = limit // len(classes)
+    for c in classes:
+        idx = (labels == c).nonzero().squeeze(1)
+        keep.append(idx[torch.randperm(len(idx), generator=generator)[:per_class]])
+    return torch.cat(keep).sort().values
+
+
+def fit_map(features: torch.Tensor, neighbors: int, min_dist: float, seed: int) -> tuple[np.ndarray, torch.Tensor]:
+    """features [N, d] -> (2-D map [N, 2] float32, the kNN indices used [N, k])."""
+    import umap  # heavy import (numba); only the stages that draw a map pay for it
+
+    k = min(neighbors, len(features) - 1)
+    dist, idx = knn(features, features, k + 1, exclude_self=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap warns that a fixed seed disables parallelism
+        reducer = umap.UMAP(n_neighbors=k + 1, min_dist=min_dist, random_state=seed,
+                            precomputed_knn=(idx.cpu().numpy(), dist.cpu().numpy(), None))
+        coords = reducer.fit_transform(features.cpu().numpy())
+    return coords.astype(np.float32), idx
+
+
+def place(queries: torch.Tensor, features: torch.Tensor, coords: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Put each query [Q, d] into the map: (positions [Q, 2], its k nearest real rows [Q, k])."""
+    dist, idx = knn(queries, features, k)
+    w = 1.0 / (dist.cpu().numpy() + 1e-6)
+    w /= w.sum(axis=1, keepdims=True)
+    positions = (coords[idx.cpu().numpy()] * w[..., None]).sum(axis=1)
+    return positions.astype(np.float32), idx.cpu().numpy()

@@ -1,0 +1,107 @@
+"""Background jobs: run folders are the queue, one worker process executes them.
+
+`submit` writes a queued run folder and makes sure a worker is alive. The worker
+(`python -m ddcore worker --runs ROOT`) takes queued runs oldest first, one at a time (the
+machine's cores are the bottleneck), and records everything in the folders, so any number of
+browser sessions can submit, a refresh re-attaches by reading the folder, and a worker crash
+leaves a run that reads back as failed. A single worker per root is guaranteed by an exclusive
+lock on ROOT/.worker.lock held for the worker's lifetime.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import runstore
+from .config import RunConfig, validate
+
+LOCK_NAME = ".worker.lock"
+
+
+def submit(root: Path, cfg: RunConfig, name: str | None = None) -> Path:
+    """Validate cfg, write a queued run folder under root, make sure a worker will run it."""
+    validate(cfg)
+    root = Path(root)
+    run_dir = runstore.create_run(root / (name or runstore.new_run_name(cfg)), cfg)
+    ensure_worker(root)
+    return run_dir
+
+
+def cancel(run_dir: Path) -> None:
+    runstore.request_cancel(run_dir)
+
+
+def worker_alive(root: Path) -> bool:
+    """True if some process holds the root's worker lock."""
+    path = Path(root) / LOCK_NAME
+    if not path.exists():
+        return False
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+def ensure_worker(root: Path) -> None:
+    """Start a detached worker for root unless one is running. Two racing callers may both start
+    one; the loser exits at once because it cannot take the lock."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if worker_alive(root):
+        return
+    log = open(root / ".worker.log", "ab")
+    subprocess.Popen([sys.executable, "-m", "ddcore", "worker", "--runs", str(root)], stdout=log, stderr=log,
+                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=os.getcwd())
+
+
+def next_queued(root: Path) -> Path | None:
+    queued = [r for r in runstore.list_runs(root) if r.error is None and r.status.state == "queued"]
+    for info in sorted(queued, key=lambda r: r.status.created):
+        if runstore.claim(info.path):
+            return info.path
+    return None
+
+
+def _warm_up() -> None:
+    """Pay the import and JIT costs (torch, numba/UMAP) before the first job needs them."""
+    import numpy as np
+    import torch
+
+    from .embedmap import fit_map
+
+    fit_map(torch.from_numpy(np.random.default_rng(0).random((64, 8), dtype=np.float32)), 5, 0.1, 0)
+
+
+def run_worker(root: Path, poll_seconds: float = 0.5, idle_exit_seconds: float | None = None) -> int:
+    """Execute queued runs until idle for idle_exit_seconds (forever if None). Returns the count run."""
+    from .pipeline import execute_run
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = open(root / LOCK_NAME, "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0  # another worker owns this root
+    _warm_up()
+    count, idle_since = 0, time.time()
+    while True:
+        run_dir = next_queued(root)
+        if run_dir is None:
+            if idle_exit_seconds is not None and time.time() - idle_since > idle_exit_seconds:
+                return count
+            time.sleep(poll_seconds)
+            continue
+        try:
+            execute_run(run_dir)
+        except Exception:
+            pass  # execute_run recorded why in the run's status and log; the worker carries on
+        count += 1
+        idle_since = time.time()

@@ -1,0 +1,72 @@
+"""The ConvNet every dataset-distillation paper uses.
+
+Each block: Conv3x3(pad 1) -> "instance norm" (GroupNorm with one group per channel, affine)
+-> ReLU -> AvgPool 2x2. A linear classifier sits on the flattened features; `embed` returns
+those features (what DM matches and what the surrogate's density is computed on).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class ConvNet(nn.Module):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        channels: int = 3,
+        width: int = 128,
+        depth: int = 3,
+        norm: str = "instance",
+        image_size: tuple[int, int] = (28, 28),
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, h, w = channels, *image_size
+        for _ in range(depth):
+            layers.append(nn.Conv2d(c, width, kernel_size=3, padding=1))
+            if norm == "instance":
+                layers.append(nn.GroupNorm(width, width, affine=True))
+            elif norm != "none":
+                raise ValueError(f"unknown norm '{norm}'; choose 'instance' or 'none'")
+            layers += [nn.ReLU(inplace=True), nn.AvgPool2d(2)]
+            c, h, w = width, h // 2, w // 2
+        self.features = nn.Sequential(*layers)
+        self.embed_dim = width * h * w
+        self.classifier = nn.Linear(self.embed_dim, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> [B, embed_dim]"""
+        return self.features(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> logits [B, num_classes]"""
+        return self.classifier(self.embed(x))
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator) -> "ConvNet":
+        """Re-draw every weight as PyTorch's default init does, but from `generator`, so a
+        fresh random network costs no allocation and is reproducible."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                bound = 1.0 / math.sqrt(m.weight[0].numel())
+                # kaiming_uniform(a=sqrt(5)) and the bias init share this bound
+                _uniform_(m.weight, bound, generator)
+                _uniform_(m.bias, bound, generator)
+            elif isinstance(m, nn.GroupNorm):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+        return self
+
+
+def _uniform_(t: torch.Tensor, bound: float, generator: torch.Generator) -> None:
+    # draw on the generator's device, then copy: works for CPU generators with CUDA params
+    t.copy_(torch.empty(t.shape, device=generator.device).uniform_(-bound, bound, generator=generator))
+
+
+def build_convnet(num_classes: int, width: int, depth: int, norm: str, image_size: tuple[int, int],
+                  generator: torch.Generator, device: torch.device | str = "cpu") -> ConvNet:
+    """A ConvNet initialised from `generator` and moved to `device`."""
+    return ConvNet(num_classes, 3, width, depth, norm, image_size).reset_parameters(generator).to(device)

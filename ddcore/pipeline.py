@@ -1,0 +1,250 @@
+"""One run, start to finish, written into its run folder (layout: ddcore.runstore).
+
+Distill runs go through the stages data -> surrogate -> density -> distill -> evaluate -> map;
+baseline runs through data -> evaluate. Each stage's output is saved as soon as it exists, so a
+later failure or a cancel never loses what is done. The status always ends in done, failed or
+cancelled; a failure's message is the user-facing one and the traceback goes to log.txt.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import density, embedmap, runstore
+from .config import RunConfig, validate
+from .data import BiasedTensors, image_grid, load_biased
+from .errors import Cancelled, ConfigError, DDError
+from .evaluate import evaluate_set
+from .methods import DistillJob, get_method
+from .surrogate import Surrogate, SurrogateSpec, build_surrogate, train_surrogate
+
+# the unbiased test split is coloured with this seed whatever the run's seed, so every run is
+# scored on the very same test images
+TEST_SEED = 0
+
+# listener(stage, done, total, loss): lets the CLI draw progress bars; the run folder is the record
+Listener = Callable[[str, int, int, float | None], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+class Reporter:
+    """Turns progress calls into status.json updates (rate-limited), stage timings, cancel checks."""
+
+    def __init__(self, run_dir: Path, listener: Listener | None = None, interval: float = 0.5) -> None:
+        self.run_dir, self.listener, self.interval = run_dir, listener, interval
+        self.stage_name = ""
+        self.stage_start = self.last_write = 0.0
+        self.loss: float | None = None
+        self.seconds: dict[str, float] = {}
+
+    def stage(self, name: str) -> None:
+        self._close_stage()
+        self.stage_name, self.stage_start, self.loss = name, time.time(), None
+        runstore.append_log(self.run_dir, f"stage {name}")
+        runstore.update_status(self.run_dir, stage=name, progress=0.0, iteration=0, iterations=0,
+                               loss=None, eta_seconds=None)
+        self.check_cancel()
+
+    def _close_stage(self) -> None:
+        if self.stage_name:
+            self.seconds[self.stage_name] = round(time.time() - self.stage_start, 3)
+
+    def finish(self) -> dict[str, float]:
+        self._close_stage()
+        self.stage_name = ""
+        return self.seconds
+
+    def check_cancel(self) -> None:
+        if runstore.cancel_requested(self.run_dir):
+            raise Cancelled("cancelled by the user")
+
+    def progress(self, done: int, total: int, loss: float | None) -> None:
+        if loss is not None:
+            self.loss = loss
+        if self.listener is not None:
+            self.listener(self.stage_name, done, total, loss)
+        now = time.time()
+        if now - self.last_write < self.interval and done < total:
+            return
+        self.last_write = now
+        self.check_cancel()
+        elapsed = now - self.stage_start
+        eta = elapsed * (total - done) / done if done > 0 else None
+        runstore.update_status(self.run_dir, progress=done / max(total, 1), iteration=done, iterations=total,
+                               loss=self.loss, eta_seconds=eta)
+
+
+def execute_run(run_dir: Path, listener: Listener | None = None) -> dict[str, Any]:
+    """Run the job described by run_dir/config.json; returns its metrics. Raises what stopped it
+    (after recording it in status.json): Cancelled, a DDError, or an unexpected exception."""
+    run_dir = Path(run_dir)
+    reporter = Reporter(run_dir, listener)
+    runstore.update_status(run_dir, state="running", started=time.time(), pid=os.getpid(), message="")
+    try:
+        cfg = validate(runstore.read_config(run_dir))
+        metrics = (_distill if cfg.kind == "distill" else _baseline)(cfg, run_dir, reporter)
+    except (Cancelled, KeyboardInterrupt):
+        runstore.append_log(run_dir, "cancelled")
+        runstore.update_status(run_dir, state="cancelled", message="cancelled by the user", finished=time.time())
+        raise
+    except DDError as exc:
+        runstore.append_log(run_dir, f"failed: {exc}")
+        runstore.update_status(run_dir, state="failed", message=str(exc), finished=time.time())
+        raise
+    except BaseException as exc:
+        runstore.append_log(run_dir, "internal error:\n" + traceback.format_exc())
+        runstore.update_status(run_dir, state="failed", finished=time.time(),
+                               message=f"internal error ({type(exc).__name__}: {exc}); details in log.txt")
+        raise
+    runstore.append_log(run_dir, "done")
+    runstore.update_status(run_dir, state="done", stage="", progress=1.0, eta_seconds=0.0, finished=time.time())
+    return metrics
+
+
+def _load(cfg: RunConfig, device: torch.device) -> tuple[BiasedTensors, BiasedTensors]:
+    train = load_biased(cfg.data, train=True, seed=cfg.seed)
+    test = load_biased(cfg.data, train=False, seed=TEST_SEED)
+    smallest = int(torch.bincount(train.labels, minlength=train.num_classes).min())
+    if cfg.kind == "distill" and cfg.distill.ipc > smallest:
+        raise ConfigError(f"IPC {cfg.distill.ipc} is larger than the smallest class ({smallest} images); "
+                          f"choose an IPC of at most {smallest}")
+    return train.to(device), test.to(device)
+
+
+def _surrogate(cfg: RunConfig, train: BiasedTensors, cache_dir: Path, reporter: Reporter) -> Surrogate:
+    """Train the surrogate, or load it from the cache shared by runs with the same data, surrogate
+    settings and seed (the vanilla and reweighted run of a pair train the same one)."""
+    r = cfg.reweight
+    spec = SurrogateSpec(r.surrogate, r.surrogate_epochs, r.surrogate_lr, r.surrogate_batch,
+                         r.surrogate_width, cfg.net.net_depth, cfg.net.net_norm, r.supcon_temperature)
+    key = json.dumps({"data": asdict(cfg.data), "spec": asdict(spec), "seed": cfg.seed}, sort_keys=True)
+    path = cache_dir / f"surrogate-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+    device = train.images.device
+    g = torch.Generator(device=device).manual_seed(cfg.seed + 11)
+    aug_g = torch.Generator().manual_seed(cfg.seed + 12)
+    if path.exists():
+        try:
+            model = build_surrogate(spec, train.num_classes, tuple(train.images.shape[1:]), g)
+            model.load_state_dict(torch.load(path, weights_only=True, map_location=device))
+            runstore.append_log(reporter.run_dir, f"surrogate loaded from cache {path.name}")
+            return model
+        except Exception as exc:  # a damaged cache entry is rebuilt, never trusted
+            runstore.append_log(reporter.run_dir, f"surrogate cache {path.name} unreadable ({exc}); retraining")
+    model = train_surrogate(train.images, train.labels, train.num_classes, spec, g, aug_g, reporter.progress)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    runstore.write_bytes(path, buf.getvalue())
+    return model
+
+
+def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any]:
+    t0 = time.time()
+    device = resolve_device(cfg.device)
+    r = cfg.reweight
+    reporter.stage("data")
+    train, test = _load(cfg, device)
+
+    reporter.stage("surrogate")
+    surrogate = _surrogate(cfg, train, run_dir.parent / ".cache", reporter)
+    features = surrogate.embed(train.images)
+
+    reporter.stage("density")
+    sigma = r.kde_sigma or density.auto_bandwidth(features, train.labels, torch.Generator().manual_seed(cfg.seed))
+    log_density = density.kde_log_density(features, train.labels, sigma)
+    weights = (density.density_weights(log_density, train.labels, r.kde_tau) if r.reweight == "kde"
+               else density.uniform_weights(train.labels))
+    weight_share, count_share = density.conflict_shares(weights, train.conflicting)
+    runstore.append_log(run_dir, f"KDE sigma {sigma:.4g}; conflicting samples: {100 * count_share:.2f}% of the "
+                                 f"count, {100 * weight_share:.2f}% of the weight")
+
+    reporter.stage("distill")
+    job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress)
+    syn = get_method(cfg.distill.method)(job)
+    runstore.save_synthetic(run_dir, syn.images, syn.labels)
+    runstore.write_bytes(run_dir / "synthetic.png", _png(syn.images, cfg.distill.ipc))
+
+    reporter.stage("evaluate")
+    metrics: dict[str, Any] = evaluate_set(syn.images.clamp(0, 1), syn.labels, test, cfg,
+                                           cfg.eval.eval_epochs, cfg.seed, reporter.progress)
+    metrics.update(
+        weight_share_conflicting=weight_share, count_share_conflicting=count_share, kde_sigma=sigma,
+        kde_sigma_rule="fixed" if r.kde_sigma else "auto", final_loss=syn.losses[-1] if syn.losses else None,
+        device=str(device), num_train=len(train.labels), num_test=len(test.labels),
+    )
+    runstore.write_json(run_dir / "metrics.json", {**metrics, "seconds_total": time.time() - t0,
+                                                   "seconds_per_stage": dict(reporter.seconds)})
+
+    reporter.stage("map")
+    syn_features = surrogate.embed(syn.images.clamp(0, 1))
+    _save_map(cfg, run_dir, train, features, log_density, weights, syn_features, syn.labels, sigma)
+
+    metrics.update(seconds_total=time.time() - t0, seconds_per_stage=reporter.finish())
+    runstore.write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _save_map(cfg: RunConfig, run_dir: Path, train: BiasedTensors, features: torch.Tensor, log_density: torch.Tensor,
+              weights: torch.Tensor, syn_features: torch.Tensor, syn_labels: torch.Tensor, sigma: float) -> None:
+    subset = embedmap.stratified_subset(train.labels.cpu(), cfg.map.map_points, torch.Generator().manual_seed(cfg.seed))
+    sub = subset.to(features.device)
+    coords, _ = embedmap.fit_map(features[sub], cfg.map.map_neighbors, cfg.map.map_min_dist, cfg.seed)
+    syn_coords, syn_neighbors = embedmap.place(syn_features, features[sub], coords)
+    syn_log_density = torch.empty(len(syn_labels), device=features.device)
+    for c in syn_labels.unique():
+        mask = syn_labels == c
+        syn_log_density[mask] = density.log_density_at(syn_features[mask], features[train.labels == c], sigma)
+    space = (f"{cfg.reweight.surrogate} surrogate embedding (L2-normalised, {features.shape[1]}-d), "
+             f"per-class Gaussian KDE, sigma={sigma:.3g}")
+
+    def np_(t: torch.Tensor):
+        return t.detach().cpu().numpy()
+
+    runstore.save_embeddings(run_dir, {
+        "real_index": np_(subset), "real_features": np_(features[sub]), "real_log_density": np_(log_density[sub]),
+        "real_density": np_(log_density[sub].exp()), "real_weight": np_(weights[sub]),
+        "real_label": np_(train.labels[sub]), "real_bias": np_(train.bias[sub]), "real_map": coords,
+        "syn_features": np_(syn_features), "syn_log_density": np_(syn_log_density), "syn_label": np_(syn_labels),
+        "syn_map": syn_coords, "syn_neighbors": syn_neighbors,
+        "train_log_density": np_(log_density), "train_weight": np_(weights), "train_label": np_(train.labels),
+        "train_bias": np_(train.bias), "density_space": np.array(space),
+    })
+
+
+def _baseline(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any]:
+    t0 = time.time()
+    device = resolve_device(cfg.device)
+    reporter.stage("data")
+    train, test = _load(cfg, device)
+    reporter.stage("evaluate")
+    metrics: dict[str, Any] = evaluate_set(train.images, train.labels, test, cfg, cfg.eval.baseline_epochs,
+                                           cfg.seed, reporter.progress)
+    _, count_share = density.conflict_shares(density.uniform_weights(train.labels), train.conflicting)
+    metrics.update(count_share_conflicting=count_share, weight_share_conflicting=count_share, device=str(device),
+                   num_train=len(train.labels), num_test=len(test.labels))
+    metrics.update(seconds_total=time.time() - t0, seconds_per_stage=reporter.finish())
+    runstore.write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _png(images: torch.Tensor, per_row: int) -> bytes:
+    buf = io.BytesIO()
+    image_grid(images.clamp(0, 1).cpu(), nrow=per_row).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,112 @@
+"""The surrogate encoder whose embedding the density is estimated on.
+
+Trained on the biased training set with SupCon (default), plain cross-entropy, or left untrained.
+Its two SupCon views use geometric augmentation only: colour jitter would erase the very colour
+cue whose clusters the density estimate has to find.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import augment
+from .nets import ConvNet
+from .supcon import SupConLoss
+
+VIEW_AUGMENTATION = "crop_scale_rotate"
+PROJECTION_DIM = 128
+Progress = Callable[[int, int, float | None], None]
+
+
+class Surrogate(nn.Module):
+    """ConvNet encoder + MLP projection head. `embed` gives the L2-normalised vectors the KDE uses:
+    the projection for SupCon (where the contrastive geometry lives), the encoder features otherwise."""
+
+    def __init__(self, encoder: ConvNet, objective: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.objective = objective
+        d = encoder.embed_dim
+        self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, PROJECTION_DIM))
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.encoder.embed(x)), dim=1)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+        """[N, C, H, W] -> [N, d], unit norm, computed in batches."""
+        self.eval()
+        out = []
+        for start in range(0, len(x), batch):
+            xb = x[start:start + batch]
+            z = self.project(xb) if self.objective == "supcon" else F.normalize(self.encoder.embed(xb), dim=1)
+            out.append(z.float())
+        return torch.cat(out)
+
+
+@dataclass(frozen=True)
+class SurrogateSpec:
+    objective: str  # "supcon" | "ce" | "untrained"
+    epochs: int
+    lr: float
+    batch: int
+    width: int
+    depth: int
+    norm: str
+    temperature: float
+
+
+def build_surrogate(spec: SurrogateSpec, num_classes: int, image_shape: tuple[int, int, int],
+                    generator: torch.Generator) -> Surrogate:
+    """A freshly initialised surrogate for images of shape (C, H, W), on the generator's device."""
+    c, h, w = image_shape
+    encoder = ConvNet(num_classes, c, spec.width, spec.depth, spec.norm, (h, w)).reset_parameters(generator)
+    return Surrogate(encoder, spec.objective).to(generator.device)
+
+
+def train_surrogate(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    spec: SurrogateSpec,
+    generator: torch.Generator,
+    aug_generator: torch.Generator,
+    progress: Progress | None = None,
+) -> Surrogate:
+    """Train (or, for "untrained", just initialise) a surrogate on images [N, 3, H, W] on their device."""
+    device = images.device
+    model = build_surrogate(spec, num_classes, tuple(images.shape[1:]), generator).to(device)
+    encoder = model.encoder
+    if spec.objective == "untrained" or spec.epochs == 0:
+        return model
+    opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, weight_decay=5e-4)
+    steps_per_epoch = max(1, len(images) // spec.batch)
+    total = spec.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+    supcon = SupConLoss(spec.temperature)
+    model.train()
+    step = 0
+    for _ in range(spec.epochs):
+        order = torch.randperm(len(images), generator=generator, device=generator.device).to(device)
+        for b in range(steps_per_epoch):
+            idx = order[b * spec.batch:(b + 1) * spec.batch]
+            x, y = images[idx], labels[idx]
+            if spec.objective == "supcon":
+                v1 = augment.augment(x, VIEW_AUGMENTATION, aug_generator)
+                v2 = augment.augment(x, VIEW_AUGMENTATION, aug_generator)
+                z = model.project(torch.cat([v1, v2])).view(2, len(x), -1).transpose(0, 1)
+                loss = supcon(z, y)
+            else:
+                loss = F.cross_entropy(encoder(augment.augment(x, VIEW_AUGMENTATION, aug_generator)), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if progress is not None:
+                progress(step, total, loss.item() if step % 10 == 0 or step == total else None)
+    return model

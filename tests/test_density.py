@@ -1,0 +1,85 @@
+import math
+
+import pytest
+import torch
+
+from ddcore import density
+
+
+def brute_log_density(z, labels, sigma):
+    out = torch.empty(len(z))
+    for i in range(len(z)):
+        same = [j for j in range(len(z)) if labels[j] == labels[i]]
+        p = sum(math.exp(-float(((z[i] - z[j]) ** 2).sum()) / (2 * sigma**2)) for j in same) / len(same)
+        out[i] = math.log(p)
+    return out
+
+
+def test_kde_matches_brute_force_and_chunking_changes_nothing():
+    g = torch.Generator().manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(60, 4, generator=g), dim=1)
+    labels = torch.randint(0, 3, (60,), generator=g)
+    expected = brute_log_density(z, labels, 0.3)
+    for chunk in (1, 7, 4096):
+        got = density.kde_log_density(z, labels, 0.3, chunk=chunk)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_isolated_points_are_low_density():
+    cluster = torch.zeros(20, 2) + 0.01 * torch.randn(20, 2)
+    outlier = torch.tensor([[5.0, 5.0]])
+    z = torch.cat([cluster, outlier])
+    log_p = density.kde_log_density(z, torch.zeros(21, dtype=torch.long), 0.5)
+    assert log_p[-1] < log_p[:-1].min() - 2
+
+
+def test_weights_normalised_per_class_and_inverse_to_density():
+    log_p = torch.tensor([0.0, -1.0, -2.0, 0.0, -3.0])
+    labels = torch.tensor([0, 0, 0, 1, 1])
+    w = density.density_weights(log_p, labels, tau=1.0)
+    assert w[labels == 0].sum().item() == pytest.approx(1.0)
+    assert w[labels == 1].sum().item() == pytest.approx(1.0)
+    assert w[0] < w[1] < w[2]
+    # tau = 1 is exactly inverse density
+    inv = torch.exp(-log_p[:3]) / torch.exp(-log_p[:3]).sum()
+    torch.testing.assert_close(w[:3], inv)
+
+
+def test_weights_tend_to_uniform_as_tau_grows():
+    log_p = torch.linspace(-5, 0, 10)
+    labels = torch.zeros(10, dtype=torch.long)
+    spreads = [float(density.density_weights(log_p, labels, tau).std()) for tau in (1, 10, 100, 1e6)]
+    assert spreads == sorted(spreads, reverse=True)
+    torch.testing.assert_close(density.density_weights(log_p, labels, 1e9), torch.full((10,), 0.1))
+    with pytest.raises(ValueError):
+        density.density_weights(log_p, labels, 0.0)
+
+
+def test_group_balancing_on_two_clusters():
+    """95 aligned points in one tight cluster, 5 conflicting in another: inverse density with a
+    bandwidth between the cluster radius and their distance gives each group half the weight."""
+    g = torch.Generator().manual_seed(1)
+    aligned = 0.01 * torch.randn(95, 2, generator=g)
+    conflicting = torch.tensor([3.0, 0.0]) + 0.01 * torch.randn(5, 2, generator=g)
+    z = torch.cat([aligned, conflicting])
+    labels = torch.zeros(100, dtype=torch.long)
+    w = density.density_weights(density.kde_log_density(z, labels, 0.2), labels, 1.0)
+    conflicting_mask = torch.arange(100) >= 95
+    share, count = density.conflict_shares(w, conflicting_mask)
+    assert count == pytest.approx(0.05)
+    assert share == pytest.approx(0.5, abs=0.01)
+
+
+def test_auto_bandwidth_follows_the_embedding_scale():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(300, 8, generator=g)
+    labels = torch.randint(0, 3, (300,), generator=g)
+    s1 = density.auto_bandwidth(z, labels, torch.Generator().manual_seed(0))
+    s2 = density.auto_bandwidth(3 * z, labels, torch.Generator().manual_seed(0))
+    assert s1 > 0 and s2 == pytest.approx(3 * s1, rel=1e-5)
+
+
+def test_uniform_weights():
+    labels = torch.tensor([0, 0, 1, 1, 1, 2])
+    w = density.uniform_weights(labels)
+    torch.testing.assert_close(w, torch.tensor([0.5, 0.5, 1 / 3, 1 / 3, 1 / 3, 1.0]))

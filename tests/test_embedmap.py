@@ -1,0 +1,48 @@
+import numpy as np
+import torch
+
+from ddcore import embedmap
+
+
+def test_knn_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    pts = torch.randn(50, 3, generator=g)
+    q = torch.randn(7, 3, generator=g)
+    dist, idx = embedmap.knn(q, pts, 4, chunk=3)
+    full = torch.cdist(q, pts)
+    expected = full.argsort(dim=1)[:, :4]
+    assert (idx == expected).all()
+    torch.testing.assert_close(dist, full.gather(1, expected))
+
+
+def test_knn_self_first():
+    pts = torch.randn(20, 2)
+    dist, idx = embedmap.knn(pts, pts, 3, exclude_self=True)
+    assert (idx[:, 0] == torch.arange(20)).all() and (dist[:, 0] == 0).all()
+
+
+def test_place_puts_a_copy_of_a_real_point_on_it():
+    feats = torch.randn(30, 4)
+    coords = np.random.default_rng(0).random((30, 2)).astype(np.float32)
+    pos, nn = embedmap.place(feats[[5, 9]], feats, coords, k=5)
+    assert nn[:, 0].tolist() == [5, 9]
+    np.testing.assert_allclose(pos, coords[[5, 9]], atol=1e-3)
+
+
+def test_stratified_subset():
+    labels = torch.arange(4).repeat_interleave(100)
+    keep = embedmap.stratified_subset(labels, 40, torch.Generator().manual_seed(0))
+    assert len(keep) == 40 and torch.bincount(labels[keep]).tolist() == [10, 10, 10, 10]
+    assert (keep.diff() > 0).all()
+    assert len(embedmap.stratified_subset(labels, 1000, torch.Generator())) == 400
+
+
+def test_fit_map_separates_clusters():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(60, 5, generator=g) * 0.05
+    b = torch.randn(60, 5, generator=g) * 0.05 + 3
+    coords, idx = embedmap.fit_map(torch.cat([a, b]), 10, 0.1, seed=0)
+    assert coords.shape == (120, 2) and np.isfinite(coords).all()
+    ca, cb = coords[:60].mean(0), coords[60:].mean(0)
+    spread = max(coords[:60].std(0).max(), coords[60:].std(0).max())
+    assert np.linalg.norm(ca - cb) > 3 * spread
