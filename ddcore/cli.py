@@ -95,9 +95,9 @@ def summary_line(metrics: dict[str, Any]) -> str:
 
 
 def _run(args: argparse.Namespace, kind: str) -> int:
-    from .pipeline import execute_run
+    from .pipeline import execute_run, preflight
 
-    cfg = _config(args, kind)
+    cfg = preflight(_config(args, kind))
     out = Path(args.out) if args.out else Path(args.runs) / runstore.new_run_name(cfg)
     run_dir = runstore.create_run(out, cfg, overwrite=args.overwrite)
     print(f"run folder: {run_dir}", file=sys.stderr)

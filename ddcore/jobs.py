@@ -17,22 +17,34 @@ import time
 from pathlib import Path
 
 from . import runstore
-from .config import RunConfig, validate
+from .config import RunConfig
 
 LOCK_NAME = ".worker.lock"
 
 
-def submit(root: Path, cfg: RunConfig, name: str | None = None) -> Path:
-    """Validate cfg, write a queued run folder under root, make sure a worker will run it."""
-    validate(cfg)
+def submit(root: Path, cfg: RunConfig, name: str | None = None, start_worker: bool = True) -> Path:
+    """Check cfg (values, data source, IPC), write a queued run folder under root, make sure a
+    worker will run it. Raises ConfigError / DatasetError with a user-facing message."""
+    from .pipeline import preflight
+
+    preflight(cfg)
     root = Path(root)
     run_dir = runstore.create_run(root / (name or runstore.new_run_name(cfg)), cfg)
-    ensure_worker(root)
+    if start_worker:
+        ensure_worker(root)
     return run_dir
 
 
 def cancel(run_dir: Path) -> None:
     runstore.request_cancel(run_dir)
+
+
+def worker_pid(root: Path) -> int | None:
+    """The pid of the worker serving root, or None if no worker holds the lock."""
+    if not worker_alive(root):
+        return None
+    text = (Path(root) / LOCK_NAME).read_text().strip()
+    return int(text) if text.isdigit() else None
 
 
 def worker_alive(root: Path) -> bool:
@@ -56,9 +68,11 @@ def ensure_worker(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     if worker_alive(root):
         return
-    log = open(root / ".worker.log", "ab")
-    subprocess.Popen([sys.executable, "-m", "ddcore", "worker", "--runs", str(root)], stdout=log, stderr=log,
-                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=os.getcwd())
+    package_parent = str(Path(__file__).resolve().parents[1])  # so `-m ddcore` resolves from any cwd
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
+    with open(root / ".worker.log", "ab") as log:
+        subprocess.Popen([sys.executable, "-m", "ddcore", "worker", "--runs", str(root)], stdout=log, stderr=log,
+                         stdin=subprocess.DEVNULL, start_new_session=True, env=env)
 
 
 def next_queued(root: Path) -> Path | None:
@@ -90,6 +104,9 @@ def run_worker(root: Path, poll_seconds: float = 0.5, idle_exit_seconds: float |
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another worker owns this root
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
     _warm_up()
     count, idle_since = 0, time.time()
     while True:

@@ -22,7 +22,7 @@ import torch
 
 from . import density, embedmap, runstore
 from .config import RunConfig, validate
-from .data import BiasedTensors, image_grid, load_biased
+from .data import BiasedTensors, image_grid, load_biased, load_grey_digits
 from .errors import Cancelled, ConfigError, DDError
 from .evaluate import evaluate_set
 from .methods import DistillJob, get_method
@@ -118,13 +118,23 @@ def execute_run(run_dir: Path, listener: Listener | None = None) -> dict[str, An
     return metrics
 
 
-def _load(cfg: RunConfig, device: torch.device) -> tuple[BiasedTensors, BiasedTensors]:
-    train = load_biased(cfg.data, train=True, seed=cfg.seed)
-    test = load_biased(cfg.data, train=False, seed=TEST_SEED)
-    smallest = int(torch.bincount(train.labels, minlength=train.num_classes).min())
+def preflight(cfg: RunConfig) -> RunConfig:
+    """Every check that can fail before any work starts: the values, the data source (read and
+    cached, so the run itself pays nothing more), the IPC against the smallest class."""
+    validate(cfg)
+    resolve_device(cfg.device)
+    _, labels = load_grey_digits(cfg.data.source, cfg.data.root, train=True, download=cfg.data.download)
+    smallest = int(torch.bincount(labels).min())
     if cfg.kind == "distill" and cfg.distill.ipc > smallest:
         raise ConfigError(f"IPC {cfg.distill.ipc} is larger than the smallest class ({smallest} images); "
                           f"choose an IPC of at most {smallest}")
+    return cfg
+
+
+def _load(cfg: RunConfig, device: torch.device) -> tuple[BiasedTensors, BiasedTensors]:
+    preflight(cfg)
+    train = load_biased(cfg.data, train=True, seed=cfg.seed)
+    test = load_biased(cfg.data, train=False, seed=TEST_SEED)
     return train.to(device), test.to(device)
 
 

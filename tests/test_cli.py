@@ -1,0 +1,125 @@
+"""The CLI end to end: a real smoke run writes a complete run folder; bad input exits 2 with one line."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ddcore.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "ddcore", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd or ROOT, timeout=600)
+
+
+def main_in_process(capsys, *args):
+    """The CLI's main() in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "smoke-kde"
+    result = cli("distill", "--preset", "smoke", "--conflict-ratio", "0.05", "--reweight", "kde", "--seed", "0",
+                 "--device", "cpu", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_smoke_run_writes_a_complete_folder(smoke_run):
+    out, result = smoke_run
+    assert "unbiased" in result.stdout and "conflicting weight share" in result.stdout
+    for name in ("config.json", "status.json", "log.txt", "synthetic.pt", "synthetic.png", "metrics.json",
+                 "embeddings.npz"):
+        assert (out / name).is_file(), name
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "done" and status["finished"] >= status["started"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("test_acc_unbiased", "test_acc_unbiased_std", "test_acc_aligned", "test_acc_conflicting",
+                "weight_share_conflicting", "count_share_conflicting", "seconds_total", "device"):
+        assert key in metrics, key
+    assert 0 <= metrics["test_acc_unbiased"] <= 100 and metrics["device"] == "cpu"
+    assert metrics["count_share_conflicting"] == pytest.approx(0.05, abs=1e-6)
+    assert set(metrics["seconds_per_stage"]) == {"data", "surrogate", "density", "distill", "evaluate", "map"}
+
+
+def test_synthetic_tensors_and_embeddings(smoke_run):
+    out, _ = smoke_run
+    payload = torch.load(out / "synthetic.pt", weights_only=True)
+    ipc = json.loads((out / "config.json").read_text())["distill"]["ipc"]
+    assert payload["images"].shape == (10 * ipc, 3, 28, 28) and payload["labels"].tolist() == sorted(payload["labels"].tolist())
+    with np.load(out / "embeddings.npz") as z:
+        n = len(z["real_index"])
+        for key in ("real_features", "real_density", "real_log_density", "real_weight", "real_label", "real_bias"):
+            assert len(z[key]) == n, key
+        assert z["real_map"].shape == (n, 2) and np.isfinite(z["real_map"]).all()
+        assert z["syn_map"].shape == (10 * ipc, 2) and z["syn_neighbors"].shape[0] == 10 * ipc
+        assert "sigma" in str(z["density_space"])
+        # the weights of each class over the whole training set sum to 1
+        sums = np.bincount(z["train_label"], weights=z["train_weight"])
+        np.testing.assert_allclose(sums, 1.0, rtol=1e-4)
+
+
+def test_list_shows_runs_and_survives_a_damaged_folder(smoke_run):
+    out, _ = smoke_run
+    (out.parent / "garbage").mkdir(exist_ok=True)
+    (out.parent / "garbage" / "status.json").write_text("{{{")
+    result = cli("list", "--runs", str(out.parent))
+    assert result.returncode == 0, result.stderr
+    assert "smoke-kde" in result.stdout and "done" in result.stdout
+    assert "garbage" in result.stdout and "damaged" in result.stdout
+
+
+def test_evaluate_recomputes_metrics(smoke_run):
+    out, _ = smoke_run
+    result = cli("evaluate", str(out), "--eval-models", "2", "--eval-epochs", "3")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval_models"] == 2 and len(metrics["test_acc_unbiased_per_model"]) == 2
+    assert "weight_share_conflicting" in metrics  # the distillation's diagnostics are kept
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--conflict-ratio", "1.5"], "conflict ratio must be in [0, 1]"),
+    (["--conflict-ratio", "-0.1"], "conflict ratio must be in [0, 1]"),
+    (["--ipc", "0"], "IPC must be at least 1"),
+    (["--ipc", "401"], "larger than the smallest class (400 images)"),
+    (["--method", "nope"], "unknown method 'nope'"),
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["--reweight", "maybe"], "unknown reweighting 'maybe'"),
+    (["--preset", "huge"], "invalid choice: 'huge'"),
+    (["--kde-sigma", "-1"], "KDE sigma must be positive"),
+    (["--ipc", "ten"], "invalid int value: 'ten'"),
+    (["--source", "mnist", "--root", "/nonexistent/mnist"], "/nonexistent/mnist"),
+])
+def test_invalid_input_exits_2_with_one_line(tmp_path, capsys, args, message):
+    code, _, err = main_in_process(capsys, "distill", "--preset", "smoke", "--out", str(tmp_path / "run"), *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+
+
+def test_existing_output_needs_overwrite(smoke_run, capsys):
+    out, _ = smoke_run
+    before = (out / "metrics.json").read_bytes()
+    code, _, err = main_in_process(capsys, "distill", "--preset", "smoke", "--out", str(out))
+    assert code == 2 and "--overwrite" in err
+    assert (out / "metrics.json").read_bytes() == before  # nothing saved was touched
+
+
+def test_evaluate_on_a_non_run_folder(tmp_path, capsys):
+    code, _, err = main_in_process(capsys, "evaluate", str(tmp_path))
+    assert code == 2 and "not a run folder" in err

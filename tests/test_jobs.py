@@ -1,0 +1,58 @@
+"""The job queue: run folders are the queue; one worker per root runs them in order."""
+import os
+import signal
+import time
+
+import pytest
+
+from ddcore import jobs, runstore
+from ddcore.config import preset
+from ddcore.errors import ConfigError
+
+
+def test_worker_runs_queue_in_order_and_records_outcomes(tmp_path):
+    smoke = preset("smoke").with_overrides(eval_epochs=2)
+    ok = jobs.submit(tmp_path, smoke, "a-ok", start_worker=False)
+    time.sleep(0.01)
+    diverges = jobs.submit(tmp_path, smoke.with_overrides(lr_img=1e38, momentum_img=0.9), "b-diverges",
+                           start_worker=False)
+    time.sleep(0.01)
+    cancelled = jobs.submit(tmp_path, smoke, "c-cancelled", start_worker=False)
+    jobs.cancel(cancelled)
+    assert runstore.read_status(cancelled).state == "cancelled"
+
+    assert jobs.run_worker(tmp_path, poll_seconds=0.05, idle_exit_seconds=0.2) == 2
+
+    assert runstore.read_status(ok).state == "done"
+    assert runstore.read_metrics(ok)["test_acc_unbiased"] >= 0
+    failed = runstore.read_status(diverges)
+    assert failed.state == "failed" and "diverged" in failed.message and "Traceback" not in failed.message
+    assert (ok / "synthetic.pt").exists() and not (diverges / "synthetic.pt").exists()
+    # the second run reused the first one's surrogate
+    assert "surrogate loaded from cache" in "\n".join(runstore.read_log(diverges))
+    assert runstore.read_status(cancelled).state == "cancelled" and not (cancelled / "synthetic.pt").exists()
+
+
+def test_submit_rejects_bad_input_before_writing_anything(tmp_path):
+    with pytest.raises(ConfigError, match="smallest class"):
+        jobs.submit(tmp_path, preset("smoke").with_overrides(ipc=10_000), start_worker=False)
+    with pytest.raises(ConfigError, match="conflict ratio"):
+        jobs.submit(tmp_path, preset("smoke").with_overrides(conflict_ratio=2.0), start_worker=False)
+    assert runstore.list_runs(tmp_path) == []
+
+
+def test_one_background_worker_per_root(tmp_path):
+    jobs.ensure_worker(tmp_path)
+    deadline = time.time() + 60
+    while jobs.worker_pid(tmp_path) is None and time.time() < deadline:
+        time.sleep(0.2)
+    pid = jobs.worker_pid(tmp_path)
+    assert pid is not None
+    jobs.ensure_worker(tmp_path)  # a second call must not start a second worker
+    time.sleep(1.0)
+    assert jobs.worker_pid(tmp_path) == pid
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + 20
+    while jobs.worker_alive(tmp_path) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not jobs.worker_alive(tmp_path)
