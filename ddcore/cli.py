@@ -86,12 +86,16 @@ def _progress_listener():
 
 def summary_line(metrics: dict[str, Any]) -> str:
     def acc(key: str) -> str:
-        return f"{metrics[f'test_acc_{key}']:.1f} ± {metrics.get(f'test_acc_{key}_std', 0.0):.1f}"
+        mean, std = metrics.get(f"test_acc_{key}"), metrics.get(f"test_acc_{key}_std")
+        return "n/a" if mean is None else f"{mean:.1f} ± {std or 0.0:.1f}"
 
-    return (f"unbiased {acc('unbiased')} | aligned {acc('aligned')} | conflicting {acc('conflicting')} | "
-            f"conflicting weight share {100 * metrics['weight_share_conflicting']:.1f}% "
-            f"(count share {100 * metrics['count_share_conflicting']:.1f}%) | {metrics['seconds_total']:.0f} s "
-            f"on {metrics['device']}")
+    parts = [f"unbiased {acc('unbiased')}", f"aligned {acc('aligned')}", f"conflicting {acc('conflicting')}"]
+    if "weight_share_conflicting" in metrics:
+        parts.append(f"conflicting weight share {100 * metrics['weight_share_conflicting']:.1f}% "
+                     f"(count share {100 * metrics['count_share_conflicting']:.1f}%)")
+    if "seconds_total" in metrics:
+        parts.append(f"{metrics['seconds_total']:.0f} s on {metrics.get('device', '?')}")
+    return " | ".join(parts)
 
 
 def _run(args: argparse.Namespace, kind: str) -> int:
@@ -125,8 +129,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = {**(runstore.read_metrics(run_dir) or {}), **result,
                "eval_models": cfg.eval.eval_models, "eval_epochs": cfg.eval.eval_epochs}
     runstore.write_json(run_dir / "metrics.json", metrics)
-    print(f"unbiased {result['test_acc_unbiased']:.1f} ± {result['test_acc_unbiased_std']:.1f} | "
-          f"aligned {result['test_acc_aligned']:.1f} | conflicting {result['test_acc_conflicting']:.1f}")
+    print(summary_line(metrics))
     return 0
 
 

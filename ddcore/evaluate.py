@@ -7,6 +7,7 @@ freshly initialised models. Accuracies are in percent.
 """
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Callable
@@ -68,13 +69,15 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     return net
 
 
-def summarize(results: list[Accuracy]) -> dict[str, float]:
-    """mean and (population) std of each accuracy over models, as metrics.json keys."""
-    out: dict[str, float] = {}
+def summarize(results: list[Accuracy]) -> dict[str, float | None]:
+    """mean and (population) std of each accuracy over models, as metrics.json keys. A group the
+    test set lacks (no conflicting samples, say) has no accuracy: None, not NaN."""
+    out: dict[str, float | None] = {}
     for key in ("unbiased", "aligned", "conflicting"):
         values = [getattr(r, key) for r in results]
-        out[f"test_acc_{key}"] = statistics.fmean(values)
-        out[f"test_acc_{key}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
+        defined = not any(math.isnan(v) for v in values)
+        out[f"test_acc_{key}"] = statistics.fmean(values) if defined else None
+        out[f"test_acc_{key}_std"] = statistics.pstdev(values) if defined else None
     out["test_acc_unbiased_per_model"] = [r.unbiased for r in results]
     return out
 

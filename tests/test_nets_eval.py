@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from ddcore.config import preset
+from ddcore.data import BiasedTensors
+from ddcore.evaluate import Accuracy, accuracy, evaluate_set, summarize
+from ddcore.nets import ConvNet, build_convnet
+
+
+def test_convnet_shapes_and_embed():
+    net = ConvNet(num_classes=10, width=16, depth=3, image_size=(28, 28))
+    x = torch.rand(4, 3, 28, 28)
+    assert net.embed(x).shape == (4, 16 * 3 * 3) and net.embed_dim == 144
+    assert net(x).shape == (4, 10)
+    assert ConvNet(width=8, depth=2, image_size=(32, 32)).embed_dim == 8 * 8 * 8
+    with pytest.raises(ValueError, match="norm"):
+        ConvNet(norm="batch")
+
+
+def test_reset_parameters_is_reproducible_and_fresh():
+    a = build_convnet(10, 8, 2, "instance", (28, 28), torch.Generator().manual_seed(0))
+    b = build_convnet(10, 8, 2, "instance", (28, 28), torch.Generator().manual_seed(0))
+    c = build_convnet(10, 8, 2, "instance", (28, 28), torch.Generator().manual_seed(1))
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb)
+    assert not torch.equal(a.features[0].weight, c.features[0].weight)
+    bound = 1 / (3 * 9) ** 0.5  # default PyTorch init bound for the first conv
+    assert a.features[0].weight.abs().max() <= bound
+
+
+class Constant(torch.nn.Module):
+    def __init__(self, preds):
+        super().__init__()
+        self.preds = preds
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(self.preds[: len(x)], 2).float()
+
+
+def test_accuracy_breakdown_on_constructed_predictions():
+    labels = torch.tensor([0, 0, 1, 1])
+    bias = torch.tensor([0, 1, 1, 0])  # samples 0 and 2 aligned, 1 and 3 conflicting
+    test = BiasedTensors(torch.zeros(4, 3, 4, 4), labels, bias, 2)
+    acc = accuracy(Constant(torch.tensor([0, 1, 1, 1])), test)
+    assert acc == Accuracy(unbiased=75.0, aligned=100.0, conflicting=50.0)
+
+
+def test_summarize_mean_and_std():
+    s = summarize([Accuracy(50, 60, 40), Accuracy(70, 80, 60)])
+    assert s["test_acc_unbiased"] == 60 and s["test_acc_unbiased_std"] == 10
+    assert s["test_acc_aligned"] == 70 and s["test_acc_conflicting_std"] == 10
+
+
+def test_evaluation_learns_a_tiny_separable_set():
+    """Two classes that differ by colour: a few epochs on 8 images must classify the test set."""
+    g = torch.Generator().manual_seed(0)
+    def make(n):
+        labels = torch.arange(2).repeat(n // 2)
+        images = torch.rand(n, 3, 8, 8, generator=g) * 0.1
+        images[labels == 0, 0] += 0.9  # red
+        images[labels == 1, 2] += 0.9  # blue
+        return BiasedTensors(images, labels, labels.clone(), 2)
+    train, test = make(8), make(40)
+    cfg = preset("smoke").with_overrides(net_width=8, net_depth=2, eval_models=2, eval_lr=0.05, dsa_strategy="none")
+    metrics = evaluate_set(train.images, train.labels, test, cfg, epochs=30, seed=0)
+    assert metrics["test_acc_unbiased"] == 100.0 and len(metrics["test_acc_unbiased_per_model"]) == 2
+    assert metrics["test_acc_conflicting"] is None  # this test set has no conflicting samples
