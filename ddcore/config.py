@@ -163,7 +163,7 @@ def preset(name: str) -> RunConfig:
         return RunConfig(
             net=NetConfig(net_width=32),
             reweight=ReweightConfig(surrogate_epochs=4, surrogate_width=32),
-            distill=DistillConfig(iterations=300, batch_real=64),
+            distill=DistillConfig(iterations=300, batch_real=64, bf16=True),
             eval=EvalConfig(eval_models=3, eval_epochs=300, baseline_epochs=10),
             preset="quick",
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -59,6 +60,22 @@ def worker_alive(root: Path) -> bool:
             return True
         fcntl.flock(f, fcntl.LOCK_UN)
         return False
+
+
+def stop_worker(root: Path, timeout: float = 10.0) -> bool:
+    """Ask root's worker to exit (SIGTERM) and wait for its lock to be released. The run it was
+    executing, if any, reads back as failed. Returns False if no worker was running."""
+    pid = worker_pid(root)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.time() + timeout
+    while worker_alive(root) and time.time() < deadline:
+        time.sleep(0.1)
+    return not worker_alive(root)
 
 
 def ensure_worker(root: Path) -> None:

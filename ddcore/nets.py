@@ -45,20 +45,25 @@ class ConvNet(nn.Module):
         """[B, C, H, W] -> logits [B, num_classes]"""
         return self.classifier(self.embed(x))
 
-    @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> "ConvNet":
-        """Re-draw every weight as PyTorch's default init does, but from `generator`, so a
-        fresh random network costs no allocation and is reproducible."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                bound = 1.0 / math.sqrt(m.weight[0].numel())
-                # kaiming_uniform(a=sqrt(5)) and the bias init share this bound
-                _uniform_(m.weight, bound, generator)
-                _uniform_(m.bias, bound, generator)
-            elif isinstance(m, nn.GroupNorm):
-                m.weight.fill_(1.0)
-                m.bias.zero_()
-        return self
+        """Re-draw every weight from `generator`: a fresh random network without allocation."""
+        return init_parameters(self, generator)
+
+
+@torch.no_grad()
+def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Draw every conv/linear weight and bias as PyTorch's default init does, but from
+    `generator`, so networks are reproducible without touching the global RNG."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            bound = 1.0 / math.sqrt(m.weight[0].numel())
+            # kaiming_uniform(a=sqrt(5)) and the bias init share this bound
+            _uniform_(m.weight, bound, generator)
+            _uniform_(m.bias, bound, generator)
+        elif isinstance(m, nn.GroupNorm):
+            m.weight.fill_(1.0)
+            m.bias.zero_()
+    return module
 
 
 def _uniform_(t: torch.Tensor, bound: float, generator: torch.Generator) -> None:

@@ -188,11 +188,12 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any
     reporter.stage("distill")
     job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress)
     syn = get_method(cfg.distill.method)(job)
-    runstore.save_synthetic(run_dir, syn.images, syn.labels)
-    runstore.write_bytes(run_dir / "synthetic.png", _png(syn.images, cfg.distill.ipc))
+    images = syn.images.clamp(0, 1)  # what is saved, shown, evaluated and mapped: valid images
+    runstore.save_synthetic(run_dir, images, syn.labels)
+    runstore.write_bytes(run_dir / "synthetic.png", _png(images, cfg.distill.ipc))
 
     reporter.stage("evaluate")
-    metrics: dict[str, Any] = evaluate_set(syn.images.clamp(0, 1), syn.labels, test, cfg,
+    metrics: dict[str, Any] = evaluate_set(images, syn.labels, test, cfg,
                                            cfg.eval.eval_epochs, cfg.seed, reporter.progress)
     metrics.update(
         weight_share_conflicting=weight_share, count_share_conflicting=count_share, kde_sigma=sigma,
@@ -203,7 +204,7 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any
                                                    "seconds_per_stage": dict(reporter.seconds)})
 
     reporter.stage("map")
-    syn_features = surrogate.embed(syn.images.clamp(0, 1))
+    syn_features = surrogate.embed(images)
     _save_map(cfg, run_dir, train, features, log_density, weights, syn_features, syn.labels, sigma)
 
     metrics.update(seconds_total=time.time() - t0, seconds_per_stage=reporter.finish())
@@ -256,5 +257,5 @@ def _baseline(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, An
 
 def _png(images: torch.Tensor, per_row: int) -> bytes:
     buf = io.BytesIO()
-    image_grid(images.clamp(0, 1).cpu(), nrow=per_row).save(buf, format="PNG")
+    image_grid(images.cpu(), nrow=per_row).save(buf, format="PNG")
     return buf.getvalue()

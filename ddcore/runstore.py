@@ -10,9 +10,14 @@ Layout of `<root>/<name>/` (every file is written atomically: temp file + rename
     synthetic.pt     {"images": float32 [C*IPC, 3, H, W] in [0, 1], "labels": int64 [C*IPC]}
                      plain tensors: load with torch.load(..., weights_only=True)
     synthetic.png    grid of the synthetic images, one row per class
-    metrics.json     accuracies and diagnostics (see ddcore.pipeline)
-    embeddings.npz   real_*: features, density, weight, label, bias, index, map (2-D);
-                     syn_*: features, density, label, map; plus scalar `density_space`
+    metrics.json     test_acc_{unbiased,aligned,conflicting}[_std] in percent (0..100; None when the
+                     test split lacks the group), weight_share_conflicting and count_share_conflicting
+                     as fractions (0..1), kde_sigma, seconds_total, seconds_per_stage, device, ...
+    embeddings.npz   real_*: index (row of the training split), features, density, log_density,
+                     weight, label, bias, map (2-D) for the mapped subset (at most map_points);
+                     syn_*: features, log_density, label, map, neighbors (rows of real_*);
+                     train_*: log_density, weight, label, bias for the whole training split;
+                     `density_space`: a 0-d string saying what the density was computed on
     cancel           present when the user asked the job to stop
     .claim           present once a worker has taken the run
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import augment
-from .nets import ConvNet
+from .nets import ConvNet, init_parameters
 from .supcon import SupConLoss
 
 VIEW_AUGMENTATION = "crop_scale_rotate"
@@ -64,8 +64,8 @@ def build_surrogate(spec: SurrogateSpec, num_classes: int, image_shape: tuple[in
                     generator: torch.Generator) -> Surrogate:
     """A freshly initialised surrogate for images of shape (C, H, W), on the generator's device."""
     c, h, w = image_shape
-    encoder = ConvNet(num_classes, c, spec.width, spec.depth, spec.norm, (h, w)).reset_parameters(generator)
-    return Surrogate(encoder, spec.objective).to(generator.device)
+    encoder = ConvNet(num_classes, c, spec.width, spec.depth, spec.norm, (h, w))
+    return init_parameters(Surrogate(encoder, spec.objective), generator).to(generator.device)
 
 
 def train_surrogate(

@@ -1,6 +1,4 @@
 """The job queue: run folders are the queue; one worker per root runs them in order."""
-import os
-import signal
 import time
 
 import pytest
@@ -51,8 +49,6 @@ def test_one_background_worker_per_root(tmp_path):
     jobs.ensure_worker(tmp_path)  # a second call must not start a second worker
     time.sleep(1.0)
     assert jobs.worker_pid(tmp_path) == pid
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.time() + 20
-    while jobs.worker_alive(tmp_path) and time.time() < deadline:
-        time.sleep(0.2)
-    assert not jobs.worker_alive(tmp_path)
+    assert jobs.stop_worker(tmp_path)
+    assert not jobs.worker_alive(tmp_path) and jobs.worker_pid(tmp_path) is None
+    assert not jobs.stop_worker(tmp_path)

@@ -65,3 +65,15 @@ def test_evaluation_learns_a_tiny_separable_set():
     metrics = evaluate_set(train.images, train.labels, test, cfg, epochs=30, seed=0)
     assert metrics["test_acc_unbiased"] == 100.0 and len(metrics["test_acc_unbiased_per_model"]) == 2
     assert metrics["test_acc_conflicting"] is None  # this test set has no conflicting samples
+
+
+def test_surrogate_init_ignores_the_global_rng():
+    from ddcore.surrogate import SurrogateSpec, build_surrogate
+
+    spec = SurrogateSpec("supcon", 0, 0.1, 8, 8, 2, "instance", 0.1)
+    torch.manual_seed(1)
+    a = build_surrogate(spec, 10, (3, 28, 28), torch.Generator().manual_seed(0))
+    torch.manual_seed(2)
+    b = build_surrogate(spec, 10, (3, 28, 28), torch.Generator().manual_seed(0))
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)

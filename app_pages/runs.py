@@ -1,0 +1,71 @@
+"""Runs: every run folder with its status, config and metrics; open, export, delete."""
+import streamlit as st
+
+from ddapp import progress, runs, ui
+from ddcore import runstore
+from ddcore.errors import DDError
+
+st.title("Runs")
+all_runs = ui.list_runs()
+st.caption(f"Runs folder: `{ui.runs_root().resolve()}`")
+if not all_runs:
+    st.info("No runs yet. Start one on the Distill page.")
+    st.stop()
+
+st.dataframe(
+    runs.listing_table(all_runs),
+    hide_index=True,
+    column_config={
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+        "conflicting": st.column_config.NumberColumn("conflicting", format="percent"),
+        "unbiased acc": st.column_config.NumberColumn("unbiased acc", format="%.1f%%"),
+        "conflicting acc": st.column_config.NumberColumn("conflicting acc", format="%.1f%%"),
+    },
+)
+
+run = ui.pick_run("Run", all_runs, key="runs_run")
+s = run.status
+if run.error:
+    st.error(run.error)
+elif s.state == "failed":
+    st.error(f"Failed: {s.message or 'no message recorded'}")
+else:
+    st.markdown(f"**{progress.describe(s)}**" + (f" — {s.message}" if s.message else ""))
+
+is_done_distill = runs.is_finished(run) and run.config.kind == "distill"
+open_map, open_syn, export, delete = st.columns(4)
+if open_map.button("Open map", disabled=not is_done_distill):
+    ui.focus("map_run", run.name)
+    st.switch_page("app_pages/embedding_map.py")
+if open_syn.button("Open images", disabled=not is_done_distill):
+    for key, shown in zip(("syn_left", "syn_right"), runs.as_pair(all_runs, run)):
+        if shown is not None:
+            ui.focus(key, shown.name)
+    st.switch_page("app_pages/synthetic_images.py")
+export.download_button(
+    "Export zip", lambda: runstore.export_run(run.path), f"{run.name}.zip", "application/zip", key=f"export:{run.name}"
+)
+if delete.button("Delete…", disabled=s.state in ("queued", "running"), help="Cancel a queued or running job first."):
+    st.session_state["confirm_delete"] = run.name
+
+if st.session_state.get("confirm_delete") == run.name:
+    st.warning(f"Delete `{run.name}` and all its files? This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button("Yes, delete", type="primary"):
+        st.session_state.pop("confirm_delete")
+        try:
+            runstore.delete_run(run.path)
+        except DDError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state.pop("runs_run", None)
+            st.toast(f"Deleted {run.name}")
+            st.rerun()
+    if no.button("Keep it"):
+        st.session_state.pop("confirm_delete")
+        st.rerun()
+
+config_tab, metrics_tab, log_tab = st.tabs(["Config", "Metrics", "Log"])
+config_tab.json(run.config.to_dict() if run.config else {})
+metrics_tab.json(run.metrics or {})
+log_tab.code("\n".join(runstore.read_log(run.path, max_lines=100)) or "(empty log)", language=None)

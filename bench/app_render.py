@@ -1,0 +1,73 @@
+"""App render times: with 20 finished runs on disk (one with a 5,000-point map), how long each
+page's script takes on its second load (caches warm), measured in-process with AppTest.
+
+    python bench/app_render.py
+
+This is the script's own time; the browser adds its drawing on top (see bench/RESULTS.md for
+figures read off Chromium).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from ddcore import jobs, runstore  # noqa: E402
+from ddcore.config import preset  # noqa: E402
+from ddcore.pipeline import execute_run  # noqa: E402
+
+MAP_POINTS = 5000
+
+
+def enlarge_map(run_dir: Path, n: int) -> None:
+    """Give a run a map of n real points by repeating its own, jittered: only the size matters."""
+    emb = runstore.load_embeddings(run_dir)
+    reps = np.arange(n) % len(emb["real_map"])
+    for key in [k for k in emb if k.startswith("real_")]:
+        emb[key] = emb[key][reps]
+    emb["real_map"] = emb["real_map"] + np.random.default_rng(0).normal(scale=0.3, size=(n, 2)).astype(np.float32)
+    runstore.save_embeddings(run_dir, emb)
+
+
+def main() -> None:
+    jobs.ensure_worker = lambda root: None  # AppTest runs pages in-process: queue nothing here
+    with tempfile.TemporaryDirectory() as tmp:
+        smoke, root = Path(tmp) / "smoke", Path(tmp) / "runs"
+        cfg = preset("smoke")
+        for name, run_cfg in (("kde", cfg), ("none", cfg.with_overrides(reweight="none")),
+                              ("baseline", cfg.with_overrides(kind="baseline"))):
+            execute_run(runstore.create_run(smoke / name, run_cfg))
+        for i, name in enumerate(["kde", "none"] * 9 + ["baseline"] * 2):
+            shutil.copytree(smoke / name, root / f"{i:02d}-{name}")
+        enlarge_map(root / "00-kde", MAP_POINTS)
+        os.environ["DDCORE_RUNS"] = str(root)
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+        print(f"{time.strftime('%Y-%m-%d')} | 20 finished runs, one map of {MAP_POINTS} points | AppTest, in-process\n")
+        print("| page | first load s | second load s |")
+        print("|---|---|---|")
+        for page in sorted(p.relative_to(REPO).as_posix() for p in (REPO / "app_pages").glob("*.py")):
+            start = time.perf_counter()
+            at.switch_page(page).run()
+            if page.endswith("embedding_map.py"):
+                at.selectbox(key="map_run").set_value("00-kde").run()
+            first = time.perf_counter() - start
+            start = time.perf_counter()
+            at.switch_page(page).run()
+            second = time.perf_counter() - start
+            if at.exception:
+                raise SystemExit(f"{page} raised: {[e.value for e in at.exception]}")
+            print(f"| {page} | {first:.3f} | {second:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Plotly figure builders: the embedding map and the Compare charts."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .metrics import SPLITS
+
+COLOUR_MODES = ("log density", "weight", "class", "bias attribute", "aligned / conflicting")
+SYNTHETIC = "synthetic"  # trace `meta` of the synthetic markers, so a selection can tell them apart
+REAL = "real"
+# Ten distinguishable class colours (Tableau 10) — deliberately not the bias palette, so
+# "coloured by class" and "coloured by bias attribute" never look alike.
+CLASS_COLOURS = (
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+    "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+)
+
+
+def relative_weight(emb: dict[str, np.ndarray]) -> np.ndarray:
+    """Each mapped sample's weight times its class size in the training set, so 1 means 'as much
+    as under uniform weighting'. The raw weights sum to 1 per class: unreadable across classes."""
+    class_size = np.bincount(emb["train_label"], minlength=int(emb["real_label"].max()) + 1)
+    return emb["real_weight"].astype(np.float64) * class_size[emb["real_label"]]
+
+
+def _hover(emb: dict[str, np.ndarray]) -> list[str]:
+    rel = relative_weight(emb)
+    return [
+        f"class {c} · colour {b} · {'aligned' if c == b else 'conflicting'}<br>"
+        f"log density {ld:.2f} · weight ×{w:.2f}"
+        for c, b, ld, w in zip(emb["real_label"], emb["real_bias"], emb["real_log_density"], rel)
+    ]
+
+
+def _continuous(emb: dict[str, np.ndarray], mode: str, hover: list[str]) -> list[go.Scattergl]:
+    xy = emb["real_map"]
+    space = str(emb.get("density_space", "embedding"))
+    if mode == "log density":
+        values = emb["real_log_density"]
+        # the space description is long: one short line per comma-separated part
+        colourbar = dict(title=dict(text="log density<br>" + "<br>".join(f"<sub>{p}</sub>" for p in space.split(", "))))
+    else:
+        values = np.log10(np.clip(relative_weight(emb), 1e-6, None))
+        ticks = [t for t in (0.01, 0.1, 0.5, 1, 2, 10, 100) if values.min() - 0.3 <= np.log10(t) <= values.max() + 0.3]
+        colourbar = dict(
+            title=dict(text="weight<br><sub>× uniform</sub><br><sub>log scale</sub>"),
+            tickvals=np.log10(ticks).tolist(), ticktext=[f"×{t:g}" for t in ticks],
+        )
+    # draw the rare samples last (on top): low density, high weight; dense clusters would hide them
+    order = np.argsort(-values if mode == "log density" else values, kind="stable")
+    return [
+        go.Scattergl(
+            x=xy[order, 0], y=xy[order, 1], mode="markers", name="real samples", meta=REAL,
+            customdata=order, hovertext=np.asarray(hover, dtype=object)[order], hoverinfo="text",
+            marker=dict(size=5, color=values[order], colorscale="Viridis", colorbar=colourbar, opacity=0.85),
+        )
+    ]
+
+
+def _categorical(emb: dict[str, np.ndarray], mode: str, hover: list[str], palette: np.ndarray) -> list[go.Scattergl]:
+    xy, label, bias = emb["real_map"], emb["real_label"], emb["real_bias"]
+    conflicting = label != bias
+    if mode == "aligned / conflicting":
+        # conflicting last and larger: there are few of them and they are the point of the map
+        groups = [("aligned", ~conflicting, "#c7c7c7", 4), ("conflicting", conflicting, "#d62728", 7)]
+    elif mode == "class":
+        groups = [(f"class {c}", label == c, CLASS_COLOURS[c % 10], 5) for c in np.unique(label)]
+    else:
+        groups = [(f"colour {b}", bias == b, _rgb(palette[b]), 5) for b in np.unique(bias)]
+    hover_arr = np.asarray(hover, dtype=object)
+    return [
+        go.Scattergl(
+            x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=name, meta=REAL,
+            customdata=np.flatnonzero(rows), hovertext=hover_arr[rows], hoverinfo="text",
+            marker=dict(size=size, color=colour, opacity=0.85),
+        )
+        for name, rows, colour, size in groups
+        if rows.any()
+    ]
+
+
+def _rgb(colour: np.ndarray) -> str:
+    r, g, b = (int(round(255 * float(v))) for v in colour[:3])
+    return f"rgb({r},{g},{b})"
+
+
+def embedding_map(emb: dict[str, np.ndarray], mode: str, palette: np.ndarray, show_synthetic: bool = True) -> go.Figure:
+    """The run's 2-D map of real samples coloured by `mode`, with the synthetic images drawn on
+    top as outlined diamonds. Every trace carries the row index (into real_* or syn_*) as
+    customdata and REAL or SYNTHETIC as meta, which `selected_rows` reads back."""
+    if mode not in COLOUR_MODES:
+        raise ValueError(f"unknown colour mode {mode!r}")
+    hover = _hover(emb)
+    traces = _continuous(emb, mode, hover) if mode in ("log density", "weight") else _categorical(emb, mode, hover, palette)
+    if show_synthetic and "syn_map" in emb and len(emb["syn_map"]):
+        syn = emb["syn_map"]
+        traces.append(
+            go.Scattergl(
+                x=syn[:, 0], y=syn[:, 1], mode="markers", name="synthetic images", meta=SYNTHETIC,
+                customdata=np.arange(len(syn)), hoverinfo="text",
+                hovertext=[f"synthetic #{j} · class {c}" for j, c in enumerate(emb["syn_label"])],
+                marker=dict(symbol="diamond", size=11, color="white", line=dict(color="black", width=2)),
+            )
+        )
+    fig = go.Figure(traces)
+    fig.update_layout(
+        height=600, margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso",
+        legend=dict(itemsizing="constant", orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0.0),
+        xaxis=dict(showticklabels=False, showgrid=False, zeroline=False, title=None),
+        yaxis=dict(showticklabels=False, showgrid=False, zeroline=False, title=None),
+        uirevision=mode,  # keep zoom while the user changes the selection
+    )
+    return fig
+
+
+def selected_rows(points: list[dict], fig: go.Figure) -> tuple[np.ndarray, np.ndarray]:
+    """Plotly selection points -> (rows of real_*, rows of syn_*) in selection order, unique."""
+    real: list[int] = []
+    syn: list[int] = []
+    for p in points:
+        curve, row = p.get("curve_number"), p.get("customdata")
+        if curve is None or row is None or not (0 <= curve < len(fig.data)):
+            continue
+        (syn if fig.data[curve].meta == SYNTHETIC else real).append(int(np.ravel(row)[0]))
+    return np.array(list(dict.fromkeys(real)), dtype=np.int64), np.array(list(dict.fromkeys(syn)), dtype=np.int64)
+
+
+def accuracy_chart(table: pd.DataFrame) -> go.Figure:
+    """Grouped bars: for each split (unbiased, aligned, conflicting), one bar per run with its std."""
+    fig = go.Figure(
+        [
+            go.Bar(
+                name=row["run"], x=list(SPLITS),
+                y=[row[f"{s} %"] for s in SPLITS],
+                error_y=dict(type="data", array=[row[f"{s} ± %"] or 0.0 for s in SPLITS]),
+                hovertext=row["name"],
+            )
+            for _, row in table.iterrows()
+        ]
+    )
+    fig.update_layout(
+        barmode="group", height=420, yaxis=dict(title="test accuracy (%)", range=[0, 100]),
+        legend=dict(orientation="h", yanchor="top", y=-0.15), margin=dict(t=30),
+    )
+    return fig
+
+
+def share_chart(table: pd.DataFrame) -> go.Figure:
+    """Per run: the share of samples that are bias-conflicting vs the share of weight they get."""
+    names = list(table["run"])
+    fig = go.Figure(
+        [
+            go.Bar(name="count share", x=names, y=table["count share conflicting %"], marker_color="#bab0ac"),
+            go.Bar(name="weight share", x=names, y=table["weight share conflicting %"], marker_color="#d62728"),
+        ]
+    )
+    fig.update_layout(barmode="group", height=360, yaxis=dict(title="bias-conflicting share (%)"), margin=dict(t=30))
+    return fig

@@ -1,0 +1,59 @@
+"""Metric tables for the Compare page: accuracies with their spread, and conflicting-sample shares."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from ddcore.runstore import RunInfo
+
+from .runs import label
+
+SPLITS = ("unbiased", "aligned", "conflicting")
+ACCURACY_COLUMNS = [
+    *(c for s in SPLITS for c in (f"{s} %", f"{s} ± %")),
+    "weight share conflicting %",
+    "count share conflicting %",
+]
+
+
+def _num(value: object, scale: float = 1.0) -> float | None:
+    return None if value is None else scale * float(value)
+
+
+def accuracy_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
+    """One row per run: mean and std (in %) of unbiased, aligned and conflicting test accuracy,
+    plus the share of the weight and of the count that bias-conflicting samples hold."""
+    rows = []
+    for r in runs:
+        m = r.metrics or {}
+        row: dict[str, object] = {"run": label(r, with_name=False), "name": r.name}
+        for split in SPLITS:
+            row[f"{split} %"] = _num(m.get(f"test_acc_{split}"))  # the core reports accuracy in %
+            row[f"{split} ± %"] = _num(m.get(f"test_acc_{split}_std"))
+        row["weight share conflicting %"] = _num(m.get("weight_share_conflicting"), 100.0)  # a fraction
+        row["count share conflicting %"] = _num(m.get("count_share_conflicting"), 100.0)
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["run", "name", *ACCURACY_COLUMNS])
+    # identical settings run twice would share a legend entry: tell them apart by folder name
+    dup = table["run"].duplicated(keep=False)
+    table.loc[dup, "run"] = table.loc[dup, "run"] + " · " + table.loc[dup, "name"]
+    return table
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The accuracy table as the reader sees it: 'mean ± std' strings, one column per split."""
+    out = pd.DataFrame({"run": table["run"]})
+    for split in SPLITS:
+        out[split] = [_mean_std(m, s) for m, s in zip(table[f"{split} %"], table[f"{split} ± %"])]
+    out["weight share conflicting"] = [_mean_std(v, None) for v in table["weight share conflicting %"]]
+    out["count share conflicting"] = [_mean_std(v, None) for v in table["count share conflicting %"]]
+    return out
+
+
+def _mean_std(mean: object, std: object) -> str:
+    if mean is None or pd.isna(mean):
+        return "–"
+    if std is None or pd.isna(std):
+        return f"{mean:.1f}%"
+    return f"{mean:.1f} ± {std:.1f}%"

@@ -1,0 +1,135 @@
+"""Streamlit pieces shared by the pages: the sidebar, the runs root, run pickers, the jobs panel."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import streamlit as st
+from PIL import Image
+
+from ddcore import jobs, runstore
+from ddcore.runstore import RunInfo
+
+from . import progress
+from .runs import active, label
+
+INTRO = (
+    "**Dataset distillation** squeezes a training set into a few synthetic images per class. "
+    "When the data is *biased* — here most digits of a class share one colour and only a few "
+    "*bias-conflicting* digits have another — distillation amplifies the bias: a network trained "
+    "on the synthetic images learns colour, not shape. The repair (Cui et al., ICML 2024) trains a "
+    "surrogate encoder, estimates each real sample's density in its embedding with a kernel density "
+    "estimate, and gives rare (low-density) samples more weight while distilling. Explore the bias, "
+    "run vanilla and reweighted distillation side by side, then see where the weight went and what "
+    "it did to accuracy."
+)
+
+
+def sidebar() -> None:
+    """Title, the newcomer paragraph and the runs folder, on every page."""
+    with st.sidebar:
+        st.markdown("### Bias in dataset distillation")
+        st.markdown(INTRO)
+        st.text_input(
+            "Runs folder",
+            value=os.environ.get("DDCORE_RUNS", "runs"),
+            key="runs_root",
+            help="Where run folders live (default: $DDCORE_RUNS, else ./runs). Every page reads it.",
+        )
+
+
+def runs_root() -> Path:
+    return Path(st.session_state.get("runs_root") or os.environ.get("DDCORE_RUNS", "runs"))
+
+
+def list_runs() -> list[RunInfo]:
+    # uncached on purpose: status.json changes every half second while a job runs, and reading
+    # a few small JSON files per run is cheap (see the render times in the app's tests)
+    return runstore.list_runs(runs_root())
+
+
+def warm_worker() -> None:
+    """Start the background worker once per session and runs folder, so its torch/UMAP start-up
+    is paid while the user fills in the form rather than after they click."""
+    root = runs_root()
+    key = f"_worker_warmed:{root.resolve()}"
+    if key not in st.session_state:
+        jobs.ensure_worker(root)
+        st.session_state[key] = True
+
+
+def gallery(pictures: Sequence[Image.Image], captions: Sequence[str], per_row: int) -> None:
+    """Images in a grid of `per_row` columns, each with its caption wrapped under it (st.image
+    with a list lays out captions as wide as the text, not the image)."""
+    for start in range(0, len(pictures), per_row):
+        for column, picture, caption in zip(
+            st.columns(per_row), pictures[start : start + per_row], captions[start : start + per_row]
+        ):
+            column.image(picture, caption=caption, width="stretch")
+
+
+def pick_run(text: str, runs: Sequence[RunInfo], key: str, preferred: str | None = None) -> RunInfo:
+    """A run selectbox whose choice survives page switches (Streamlit drops a widget's state when
+    its page is left, so the choice is mirrored in a plain session key). `preferred` is used the
+    first time, and `focus(key, name)` from another page overrides it."""
+    names = [r.name for r in runs]
+    keep = f"_keep:{key}"
+    if st.session_state.get(key) not in names:
+        remembered = st.session_state.get(keep)
+        st.session_state[key] = remembered if remembered in names else (preferred if preferred in names else names[0])
+    by_name = {r.name: r for r in runs}
+    name = st.selectbox(text, names, key=key, format_func=lambda n: label(by_name[n]))
+    st.session_state[keep] = name
+    return by_name[name]
+
+
+def focus(key: str, name: str) -> None:
+    """Make `pick_run(..., key)` open on run `name` next time (used before st.switch_page)."""
+    st.session_state[f"_keep:{key}"] = name
+    st.session_state.pop(key, None)
+
+
+def jobs_panel(runs: Sequence[RunInfo], recent: int = 4) -> None:
+    """Queued and running jobs with live progress and a cancel button, then the latest finished
+    ones. Everything is read from the run folders, so a browser refresh re-attaches."""
+    running = {r.name for r in active(runs)}
+
+    # Poll only while something is in flight. When the set of active jobs changes (one ended,
+    # another session queued one) the whole page reruns, so its other parts and the polling
+    # interval catch up.
+    @st.fragment(run_every=1.0 if running else None)
+    def panel() -> None:
+        current = list_runs()
+        now_active = {r.name for r in active(current)}
+        if now_active != running:
+            st.rerun(scope="app")
+        st.subheader("Jobs")
+        shown = [r for r in current if r.name in now_active]
+        shown += [r for r in current if r.name not in now_active and r.config is not None][:recent]
+        if not shown:
+            st.caption("No jobs yet. Submitted runs appear here with their progress.")
+        for run in shown:
+            _job_row(run)
+
+    panel()
+
+
+def _job_row(run: RunInfo) -> None:
+    s = run.status
+    with st.container(border=True):
+        st.markdown(f"**{label(run, with_name=False)}**  \n`{run.name}`")
+        if s.state in ("queued", "running"):
+            left, right = st.columns([5, 1])
+            left.progress(min(max(float(s.progress or 0.0), 0.0), 1.0), text=progress.describe(s))
+            if right.button("Cancel", key=f"cancel:{run.name}"):
+                jobs.cancel(run.path)
+                st.rerun(scope="fragment")
+        elif s.state == "failed":
+            st.error(f"Failed: {s.message or 'no message recorded'}")
+        elif s.state == "cancelled":
+            st.warning(f"Cancelled. {s.message}")
+        else:
+            acc = (run.metrics or {}).get("test_acc_unbiased")
+            extra = f" · unbiased accuracy {acc:.1f}%" if acc is not None else ""
+            st.success(progress.describe(s) + extra)

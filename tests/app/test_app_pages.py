@@ -1,0 +1,194 @@
+"""Every page through streamlit's AppTest: on an empty store, on real smoke runs, and the
+interactions (form validation, submitting, cancelling, deleting, opening)."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ddcore import runstore
+from ddcore.config import preset
+
+# every page file, so a new page is covered without touching this list
+PAGES = sorted(f"app_pages/{p.name}" for p in (Path(__file__).resolve().parents[2] / "app_pages").glob("*.py"))
+
+
+def by_label(widgets, label: str):
+    matches = [w for w in widgets if w.label == label]
+    assert len(matches) == 1, f"{label!r} not found once among {[w.label for w in widgets]}"
+    return matches[0]
+
+
+def page_text(at: AppTest) -> str:
+    """Everything the page says in text elements, for 'is this message shown' checks."""
+    kinds = ("title", "subheader", "markdown", "caption", "info", "error", "warning", "success")
+    return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_on_empty_store(app, goto, tmp_path: Path, page: str) -> None:
+    at = goto(app(tmp_path / "empty"), page)
+    assert at.title, "every page has a title"
+    if page in ("app_pages/embedding_map.py", "app_pages/synthetic_images.py", "app_pages/compare.py", "app_pages/runs.py"):
+        assert at.info, "an empty store says what to do instead of showing nothing"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_on_smoke_runs(app, goto, smoke_store: Path, page: str) -> None:
+    goto(app(smoke_store), page)
+
+
+def test_bias_explorer_counts_and_grids(app, goto, tmp_path: Path) -> None:
+    at = goto(app(tmp_path), "app_pages/bias_explorer.py")
+    counts = at.dataframe[0].value
+    assert list(counts["class"]) == list(range(10))
+    assert counts["conflicting"].sum() == 200 and counts["total"].sum() == 4000  # bundled: 4,000 train, 5%
+    assert len(at.image) == 2  # aligned and conflicting grids
+    by_label(at.number_input, "Bias-conflicting samples (%)").set_value(0.0).run()
+    assert at.dataframe[0].value["conflicting"].sum() == 0
+    assert any("None at this ratio" in i.value for i in at.info)
+
+
+def test_embedding_map_shows_plot_synthetic_and_neighbours(app, goto, smoke_store: Path) -> None:
+    at = goto(app(smoke_store), "app_pages/embedding_map.py")
+    (chart,) = at.get("plotly_chart")
+    traces = json.loads(chart.proto.spec)["data"]
+    assert [t["type"] for t in traces] == ["scattergl", "scattergl"]  # real samples, synthetic images
+    assert "Density computed on: supcon surrogate embedding" in page_text(at)
+    neighbours = runstore.load_embeddings(smoke_store / "smoke-none")["syn_neighbors"].shape[1]
+    assert len(at.image) == 1 + neighbours  # the picked synthetic image, large, and its nearest real samples
+    for mode in ("weight", "class", "bias attribute", "aligned / conflicting"):
+        at.radio(key="map_colour").set_value(mode).run()
+        assert not at.exception
+
+
+def test_synthetic_page_pairs_vanilla_and_reweighted(app, goto, smoke_store: Path) -> None:
+    at = goto(app(smoke_store), "app_pages/synthetic_images.py")
+    assert at.selectbox(key="syn_left").value == "smoke-none"
+    assert at.selectbox(key="syn_right").value == "smoke-kde"
+    assert len(at.image) == 2 and len(at.download_button) == 4
+
+
+def test_compare_defaults_to_pair_and_baseline(app, goto, smoke_store: Path) -> None:
+    at = goto(app(smoke_store), "app_pages/compare.py")
+    assert set(at.multiselect[0].value) == {"smoke-none", "smoke-kde", "smoke-baseline"}
+    table = at.dataframe[0].value
+    assert len(table) == 3 and all("±" in v for v in table["unbiased"])
+
+
+def test_runs_lists_every_run_and_a_damaged_folder(app, goto, store_copy: Path) -> None:
+    (store_copy / "broken").mkdir()
+    (store_copy / "broken" / "config.json").write_text("{not json")
+    at = goto(app(store_copy), "app_pages/runs.py")
+    listing = at.dataframe[0].value
+    assert set(listing["name"]) == {"smoke-kde", "smoke-none", "smoke-baseline", "broken"}
+    assert "damaged run folder" in listing.set_index("name").loc["broken", "message"]
+    for page in PAGES:  # a damaged folder breaks no page
+        goto(at, page)
+
+
+def _form(at: AppTest, **values) -> AppTest:
+    for label, value in values.items():
+        widget = next(w for kind in ("text_input", "number_input", "selectbox", "checkbox") for w in getattr(at, kind) if w.label == label)
+        widget.set_value(value)
+    return at
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"Kernel bandwidth σ": "wide"}, "σ must be a number, or blank for the adaptive bandwidth"),
+        ({"Kernel bandwidth σ": "-0.2"}, "σ must be positive"),
+        ({"Temperature τ": 0.0}, "KDE tau must be positive"),
+    ],
+)
+def test_distill_form_rejects_bad_values_with_a_message(app, goto, tmp_path: Path, values, message) -> None:
+    at = goto(app(tmp_path), "app_pages/distill.py")
+    _form(at, **values)
+    by_label(at.button, "Run vanilla + reweighted").click().run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert not any(tmp_path.iterdir()), "nothing is queued when the form is invalid"
+
+
+def test_distill_queues_a_pair_and_cancels(app, goto, tmp_path: Path) -> None:
+    at = goto(app(tmp_path), "app_pages/distill.py")
+    by_label(at.selectbox, "Preset").set_value("smoke").run()
+    assert by_label(at.number_input, "Images per class (IPC)").value == preset("smoke").distill.ipc
+    _form(at, **{"Kernel bandwidth σ": "0.2", "Temperature τ": 2.0, "Seed": 3})
+    by_label(at.button, "Run vanilla + reweighted").click().run()
+    assert not at.exception and at.success
+    queued = runstore.list_runs(tmp_path)
+    assert sorted(r.config.reweight.reweight for r in queued) == ["kde", "none"]
+    for r in queued:  # the pair differs in the reweighting mode only
+        assert r.status.state == "queued" and r.config.preset == "smoke" and r.config.seed == 3
+        assert (r.config.reweight.kde_sigma, r.config.reweight.kde_tau) == (0.2, 2.0)
+    cancels = [b for b in at.button if b.label == "Cancel"]
+    assert len(cancels) == 2
+    cancels[0].click().run()
+    assert sorted(r.status.state for r in runstore.list_runs(tmp_path)) == ["cancelled", "queued"]
+
+
+def test_failed_run_shows_its_message_not_a_traceback(app, goto, tmp_path: Path) -> None:
+    run = runstore.create_run(tmp_path / "broken-run", preset("smoke"))
+    runstore.update_status(run, state="failed", message="IPC 500 is larger than the smallest class (380)")
+    runstore.append_log(run, "internal error:\nTraceback (most recent call last):\n  ...")
+    at = goto(app(tmp_path), "app_pages/distill.py")
+    assert any("IPC 500 is larger than the smallest class" in e.value for e in at.error)
+    assert "Traceback" not in page_text(at)
+    at = goto(at, "app_pages/runs.py")
+    assert any("IPC 500 is larger than the smallest class" in e.value for e in at.error)
+
+
+def test_delete_asks_for_confirmation(app, goto, store_copy: Path) -> None:
+    at = goto(app(store_copy), "app_pages/runs.py")
+    at.selectbox(key="runs_run").set_value("smoke-none").run()
+    by_label(at.button, "Delete…").click().run()
+    assert any("cannot be undone" in w.value for w in at.warning)
+    by_label(at.button, "Keep it").click().run()
+    assert (store_copy / "smoke-none").exists() and not at.warning
+    by_label(at.button, "Delete…").click().run()
+    by_label(at.button, "Yes, delete").click().run()
+    assert not at.exception and not (store_copy / "smoke-none").exists()
+    assert set(at.dataframe[0].value["name"]) == {"smoke-kde", "smoke-baseline"}
+
+
+def test_delete_is_disabled_for_a_queued_run(app, goto, tmp_path: Path) -> None:
+    runstore.create_run(tmp_path / "waiting", preset("smoke"))
+    at = goto(app(tmp_path), "app_pages/runs.py")
+    assert by_label(at.button, "Delete…").disabled
+
+
+def test_open_map_from_runs_page(app, goto, smoke_store: Path) -> None:
+    at = goto(app(smoke_store), "app_pages/runs.py")
+    at.selectbox(key="runs_run").set_value("smoke-kde").run()
+    by_label(at.button, "Open map").click().run()
+    assert not at.exception
+    assert at.title[0].value == "Embedding map" and at.selectbox(key="map_run").value == "smoke-kde"
+
+
+def test_export_zip_holds_the_run(smoke_store: Path) -> None:
+    archive = zipfile.ZipFile(io.BytesIO(runstore.export_run(smoke_store / "smoke-kde")))
+    assert {"smoke-kde/config.json", "smoke-kde/metrics.json", "smoke-kde/synthetic.pt"} <= set(archive.namelist())
+    assert json.loads(archive.read("smoke-kde/config.json"))["distill"]["ipc"] == preset("smoke").distill.ipc
+
+
+def test_compare_offers_to_queue_a_missing_baseline(app, goto, store_copy: Path) -> None:
+    runstore.delete_run(store_copy / "smoke-baseline")
+    at = goto(app(store_copy), "app_pages/compare.py")
+    by_label(at.button, "Queue a full-data baseline for this data").click().run()
+    assert not at.exception and at.success
+    (queued,) = [r for r in runstore.list_runs(store_copy) if r.status.state == "queued"]
+    assert queued.config.kind == "baseline" and queued.config.data == preset("smoke").data
+
+
+def test_bias_explorer_names_a_missing_mnist_folder(app, goto, tmp_path: Path) -> None:
+    at = goto(app(tmp_path), "app_pages/bias_explorer.py")
+    by_label(at.selectbox, "Source").set_value("mnist").run()
+    missing = tmp_path / "no-mnist-here"
+    by_label(at.text_input, "MNIST folder (holding MNIST/raw)").set_value(str(missing)).run()
+    assert not at.exception and any(str(missing) in e.value for e in at.error), [e.value for e in at.error]
