@@ -21,6 +21,7 @@ from . import runstore
 from .config import RunConfig
 
 LOCK_NAME = ".worker.lock"
+IDLE_EXIT_SECONDS = 1800  # a spawned worker leaves after 30 idle minutes; the next submit restarts it
 
 
 def submit(root: Path, cfg: RunConfig, name: str | None = None, start_worker: bool = True) -> Path:
@@ -88,7 +89,8 @@ def ensure_worker(root: Path) -> None:
     package_parent = str(Path(__file__).resolve().parents[1])  # so `-m ddcore` resolves from any cwd
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
     with open(root / ".worker.log", "ab") as log:
-        subprocess.Popen([sys.executable, "-m", "ddcore", "worker", "--runs", str(root)], stdout=log, stderr=log,
+        subprocess.Popen([sys.executable, "-m", "ddcore", "worker", "--runs", str(root),
+                          "--idle-exit", str(IDLE_EXIT_SECONDS)], stdout=log, stderr=log,
                          stdin=subprocess.DEVNULL, start_new_session=True, env=env)
 
 
