@@ -147,17 +147,19 @@ def _surrogate(cfg: RunConfig, train: BiasedTensors, cache_dir: Path, reporter: 
     key = json.dumps({"data": asdict(cfg.data), "spec": asdict(spec), "seed": cfg.seed}, sort_keys=True)
     path = cache_dir / f"surrogate-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     device = train.images.device
-    g = torch.Generator(device=device).manual_seed(cfg.seed + 11)
-    aug_g = torch.Generator().manual_seed(cfg.seed + 12)
+
+    def generators() -> tuple[torch.Generator, torch.Generator]:
+        return torch.Generator(device=device).manual_seed(cfg.seed + 11), torch.Generator().manual_seed(cfg.seed + 12)
+
     if path.exists():
         try:
-            model = build_surrogate(spec, train.num_classes, tuple(train.images.shape[1:]), g)
+            model = build_surrogate(spec, train.num_classes, tuple(train.images.shape[1:]), generators()[0])
             model.load_state_dict(torch.load(path, weights_only=True, map_location=device))
             runstore.append_log(reporter.run_dir, f"surrogate loaded from cache {path.name}")
             return model
         except Exception as exc:  # a damaged cache entry is rebuilt, never trusted
             runstore.append_log(reporter.run_dir, f"surrogate cache {path.name} unreadable ({exc}); retraining")
-    model = train_surrogate(train.images, train.labels, train.num_classes, spec, g, aug_g, reporter.progress)
+    model = train_surrogate(train.images, train.labels, train.num_classes, spec, *generators(), reporter.progress)
     cache_dir.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
