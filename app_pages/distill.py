@@ -8,7 +8,13 @@ from ddcore.errors import DDError
 
 PRESET_HELP = (
     "smoke: seconds, for checking the pipeline · quick: about 3 minutes on 2 CPU cores · "
-    "paper: the reference protocol (20,000 iterations; a GPU job)"
+    "paper: the reference protocol (DM 20,000 iterations, DC/DSA 1,000; a GPU job)"
+)
+
+METHOD_HELP = (
+    "DM: distribution matching (cheap iterations) · DC: gradient matching · DSA: gradient matching with "
+    "Siamese augmentation. An iteration of DC/DSA trains a fresh network in an inner loop, so the "
+    "presets give them far fewer iterations."
 )
 
 ui.warm_worker()
@@ -20,13 +26,15 @@ st.markdown(
 )
 
 d = forms.DistillForm()
-# outside the form so that picking a preset refills IPC and iterations with its values
-preset_name = st.columns([1, 3])[0].selectbox("Preset", PRESETS, index=PRESETS.index(d.preset), help=PRESET_HELP)
-base = preset(preset_name)
+# outside the form so that picking a preset or a method refills IPC and iterations with its values
+p1, p2, _ = st.columns([1, 1, 2])
+preset_name = p1.selectbox("Preset", PRESETS, index=PRESETS.index(d.preset), help=PRESET_HELP)
+method = p2.selectbox("Method", METHODS, format_func=str.upper, help=METHOD_HELP)
+base = preset(preset_name, method)
 with st.form("distill"):
     c1, c2, c3, c4 = st.columns(4)
-    method = c1.selectbox("Method", METHODS, format_func=str.upper)
-    iterations = c1.number_input("DM iterations", min_value=0, value=base.distill.iterations, step=100)
+    iterations = c1.number_input("Iterations", min_value=0, value=base.distill.iterations,
+                                 step=100 if method == "dm" else 1)
     ipc = c2.number_input("Images per class (IPC)", min_value=1, value=base.distill.ipc)
     seed = c2.number_input("Seed", min_value=0, value=d.seed)
     dataset = c3.selectbox("Dataset", DATASETS)

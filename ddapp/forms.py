@@ -45,7 +45,7 @@ def parse_sigma(text: str) -> float | None:
 
 def build_config(form: DistillForm, reweight: bool | None = None) -> RunConfig:
     """One validated RunConfig; `reweight` overrides the form's checkbox (for the pair)."""
-    cfg = preset(form.preset)
+    cfg = preset(form.preset, form.method)
     overrides = dict(
         dataset=form.dataset,
         source=form.source,

@@ -59,7 +59,9 @@ def _add_overrides(p: argparse.ArgumentParser, only: set[str] | None = None) -> 
 
 def _config(args: argparse.Namespace, kind: str) -> RunConfig:
     overrides = {k: v for k, v in vars(args).items() if k in FLAT_FIELDS and k not in _TOP_LEVEL}
-    return validate(preset(args.preset).with_overrides(kind=kind, **overrides))
+    # the method picks its preset's defaults; every other override then applies on top
+    base = preset(args.preset, overrides.get("method", "dm"))
+    return validate(base.with_overrides(kind=kind, **overrides))
 
 
 def _progress_listener():

@@ -15,7 +15,8 @@ from .errors import ConfigError
 
 DATASETS = ("cmnist", "bg-cmnist")
 SOURCES = ("bundled", "mnist")
-METHODS = ("dm",)
+METHODS = ("dm", "dc", "dsa")
+GRADIENT_MATCHING = ("dc", "dsa")
 REWEIGHT_MODES = ("kde", "none")
 SURROGATE_OBJECTIVES = ("supcon", "ce", "untrained")
 WEIGHTINGS = ("sample", "mean")
@@ -66,7 +67,10 @@ class DistillConfig:
     lr_img: float = 1.0
     momentum_img: float = 0.5
     dsa_strategy: str = "color_crop_cutout_scale_rotate"
-    bf16: bool = False  # autocast the network forward to bfloat16 (faster on CPUs with AMX/AVX512-BF16)
+    bf16: bool = False  # DM: autocast the network forward to bfloat16 (faster on CPUs with AMX/AVX512-BF16)
+    lr_net: float = 0.01  # DC/DSA: the network's SGD lr between matching steps
+    outer_loop: int | None = None  # DC/DSA: matching steps per network; None: by IPC (ddcore.methods.dc)
+    inner_loop: int | None = None  # DC/DSA: network steps between matching steps; None: by IPC
 
 
 @dataclass(frozen=True)
@@ -154,29 +158,40 @@ FLAT_FIELDS: dict[str, str] = {
 assert len(FLAT_FIELDS) == sum(len(fields(t)) for t in SECTION_TYPES.values()) + 4, "field names must be unique"
 
 
-def preset(name: str) -> RunConfig:
-    """The three presets. `paper` is the reference protocol (a GPU job); `quick` is designed
-    for 2 CPU cores and a ~3 minute run; `smoke` exercises every stage in seconds for tests."""
+# DC/DSA `quick`: IPC 10 keeps the reference's (10, 50) loops, so an iteration costs ~10 s on 2
+# cores (width 32, 64 real images per class), ~100 DM iterations; 12 fit the ~3 minute run
+QUICK_GM_ITERATIONS = 12
+QUICK_GM_BATCH = 64
+
+
+def preset(name: str, method: str = "dm") -> RunConfig:
+    """The three presets for `method`. `paper` is the reference protocol (a GPU job); `quick` is
+    designed for 2 CPU cores and a ~3 minute run; `smoke` exercises every stage in seconds for
+    tests. Gradient matching (DC/DSA) has its own image lr, iteration counts and batches."""
+    _choice("method", method, METHODS)
+    _choice("preset", name, PRESETS)
+    gm = method in GRADIENT_MATCHING
     if name == "paper":
-        return RunConfig(preset="paper")
+        distill = DistillConfig(method, lr_img=0.1, iterations=1000, batch_real=256) if gm else DistillConfig(method)
+        return RunConfig(distill=distill, preset="paper")
     if name == "quick":
+        distill = (DistillConfig(method, lr_img=0.1, iterations=QUICK_GM_ITERATIONS, batch_real=QUICK_GM_BATCH) if gm
+                   else DistillConfig(method, iterations=300, batch_real=64, bf16=True))
         return RunConfig(
             net=NetConfig(net_width=32),
             reweight=ReweightConfig(surrogate_epochs=4, surrogate_width=32),
-            distill=DistillConfig(iterations=300, batch_real=64, bf16=True),
+            distill=distill,
             eval=EvalConfig(eval_models=3, eval_epochs=300, baseline_epochs=10),
             preset="quick",
         )
-    if name == "smoke":
-        return RunConfig(
-            net=NetConfig(net_width=16, net_depth=2),
-            reweight=ReweightConfig(surrogate_epochs=1, surrogate_width=16),
-            distill=DistillConfig(ipc=2, iterations=10, batch_real=16),
-            eval=EvalConfig(eval_models=1, eval_epochs=10, baseline_epochs=1),
-            map=MapConfig(map_points=600),
-            preset="smoke",
-        )
-    raise ConfigError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+    return RunConfig(
+        net=NetConfig(net_width=16, net_depth=2),
+        reweight=ReweightConfig(surrogate_epochs=1, surrogate_width=16),
+        distill=DistillConfig(method, ipc=2, iterations=10, batch_real=16, lr_img=0.1 if gm else 1.0),
+        eval=EvalConfig(eval_models=1, eval_epochs=10, baseline_epochs=1),
+        map=MapConfig(map_points=600),
+        preset="smoke",
+    )
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
@@ -187,6 +202,19 @@ def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
 def _positive(name: str, value: float, minimum: float = 1) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= minimum):
         raise ConfigError(f"{name} must be at least {minimum}, got {value!r}")
+
+
+def _validate_gradient_matching(s: DistillConfig, augments: bool) -> None:
+    if not (isinstance(s.lr_net, (int, float)) and math.isfinite(s.lr_net) and s.lr_net > 0):
+        raise ConfigError(f"network lr must be positive, got {s.lr_net!r}")
+    for name, loops in (("outer loop", s.outer_loop), ("inner loop", s.inner_loop)):
+        if loops is not None:
+            _positive(name, loops)
+    if s.method == "dsa" and not augments:
+        raise ConfigError("method dsa needs an augmentation strategy (--dsa-strategy); "
+                          "gradient matching without augmentation is method dc")
+    if s.bf16:
+        raise ConfigError(f"bf16 autocast is implemented for method dm only, not {s.method}; use --bf16 false")
 
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -220,8 +248,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     _positive("real batch", s.batch_real)
     if not (s.lr_img > 0 and 0 <= s.momentum_img < 1):
         raise ConfigError("image lr must be positive and momentum in [0, 1)")
-    for op in s.dsa_strategy.split("_") if s.dsa_strategy not in ("", "none") else []:
+    augments = s.dsa_strategy not in ("", "none")
+    for op in s.dsa_strategy.split("_") if augments else []:
         _choice("DSA op", op, DSA_OPS)
+    if s.method in GRADIENT_MATCHING:
+        _validate_gradient_matching(s, augments)
     _positive("evaluation models", e.eval_models)
     _positive("evaluation epochs", e.eval_epochs, 0)
     _positive("evaluation batch", e.eval_batch)

@@ -11,9 +11,11 @@ from typing import Callable
 
 from ..errors import ConfigError
 from .base import DistillJob, Progress, SyntheticSet
+from .dc import distill_dc
 from .dm import distill_dm
 
-METHODS: dict[str, Callable[[DistillJob], SyntheticSet]] = {"dm": distill_dm}
+# "dc" and "dsa" share one implementation; the method name decides whether it augments
+METHODS: dict[str, Callable[[DistillJob], SyntheticSet]] = {"dm": distill_dm, "dc": distill_dc, "dsa": distill_dc}
 
 
 def get_method(name: str) -> Callable[[DistillJob], SyntheticSet]:

@@ -1,6 +1,7 @@
-"""The types every distillation method shares (see ddcore.methods)."""
+"""The types and the loss bookkeeping every distillation method shares (see ddcore.methods)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -8,6 +9,9 @@ import torch
 
 from ..config import RunConfig
 from ..data import BiasedTensors
+from ..errors import DivergedError
+
+LOG_POINTS = 100  # loss read back (a host sync) this many times per run
 
 # progress(done, total, loss): loss is None when not measured at this step. It may raise
 # ddcore.errors.Cancelled to stop the method cooperatively.
@@ -29,3 +33,30 @@ class SyntheticSet:
     labels: torch.Tensor  # [C * IPC]
     losses: list[float]  # the loss at each logged step
 
+
+class LossLog:
+    """Keeps each iteration's loss on the device and reads it back only at LOG_POINTS evenly spaced
+    iterations; there it checks the loss and the synthetic images for divergence and reports the
+    mean loss since the last log point. `progress` is called every iteration."""
+
+    def __init__(self, job: DistillJob, iterations: int, device: torch.device, method: str, hint: str) -> None:
+        self.job, self.iterations, self.method, self.hint = job, iterations, method, hint
+        self.every = max(1, iterations // LOG_POINTS)
+        self.trace = torch.zeros(iterations, device=device)
+        self.logged: list[float] = []
+
+    def step(self, it: int, loss: torch.Tensor, syn: torch.Tensor) -> None:
+        """Record iteration `it`'s (0-based) scalar loss; `syn` is the current synthetic set."""
+        self.trace[it] = loss.detach()
+        done = it + 1
+        if done % self.every and done != self.iterations:
+            self.job.progress(done, self.iterations, None)
+            return
+        value = float(self.trace[done - self.every:done].mean())
+        if not (math.isfinite(value) and bool(torch.isfinite(syn).all())):
+            raise DivergedError(
+                f"{self.method} diverged at iteration {done}: the synthetic images or the loss became "
+                f"non-finite (loss {value}); {self.hint}"
+            )
+        self.logged.append(value)
+        self.job.progress(done, self.iterations, value)

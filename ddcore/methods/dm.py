@@ -15,16 +15,11 @@ logging steps.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .. import augment
-from ..errors import DivergedError
 from ..nets import ConvNet
-from .base import DistillJob, SyntheticSet
-
-LOG_POINTS = 100  # loss read back (a host sync) this many times per run
+from .base import DistillJob, LossLog, SyntheticSet
 
 
 def class_table(labels: torch.Tensor, weights: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,6 +42,12 @@ def sample_positions(w: torch.Tensor, batch: int, with_weights: bool, generator:
         return torch.multinomial(w, batch, replacement=True, generator=generator)
     noise = torch.rand(w.shape, device=w.device, generator=generator).masked_fill(w <= 0, -1.0)
     return noise.topk(batch, dim=1).indices
+
+
+def real_batch_size(w: torch.Tensor, batch_real: int, weighted_sampling: bool) -> int:
+    """Real images per class per step: uniform sampling is without replacement, so it is capped
+    by the smallest class."""
+    return batch_real if weighted_sampling else min(batch_real, int((w > 0).sum(1).min()))
 
 
 def dm_loss(real_emb: torch.Tensor, real_coef: torch.Tensor, syn_emb: torch.Tensor) -> torch.Tensor:
@@ -74,7 +75,7 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
 
     table, w = class_table(train.labels, job.weights, C)
     weighted_sampling = cfg.reweight.weighting == "sample"
-    batch = min(d.batch_real, int((w > 0).sum(1).min())) if not weighted_sampling else d.batch_real
+    batch = real_batch_size(w, d.batch_real, weighted_sampling)
 
     syn = init_synthetic(train.images, table, w, ipc, g).requires_grad_(True)
     opt = torch.optim.SGD([syn], lr=d.lr_img, momentum=d.momentum_img)
@@ -82,9 +83,7 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
     net.requires_grad_(False)  # gradients flow to the synthetic images only
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=d.bf16)
 
-    log_every = max(1, d.iterations // LOG_POINTS)
-    loss_trace = torch.zeros(d.iterations, device=device)
-    logged: list[float] = []
+    log = LossLog(job, d.iterations, device, "DM", f"lower --lr-img (now {d.lr_img}) or check the data")
     for it in range(d.iterations):
         net.reset_parameters(g)
         pos = sample_positions(w, batch, weighted_sampling, g)
@@ -100,20 +99,7 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_trace[it] = loss.detach()
-
-        done = it + 1
-        if done % log_every == 0 or done == d.iterations:
-            value = float(loss_trace[done - log_every:done].mean())
-            if not (math.isfinite(value) and bool(torch.isfinite(syn).all())):
-                raise DivergedError(
-                    f"DM diverged at iteration {done}: the synthetic images became non-finite "
-                    f"(loss {value}); lower --lr-img (now {d.lr_img}) or check the data"
-                )
-            logged.append(value)
-            job.progress(done, d.iterations, value)
-        else:
-            job.progress(done, d.iterations, None)
+        log.step(it, loss, syn)
 
     labels = torch.arange(C, device=device).repeat_interleave(ipc)
-    return SyntheticSet(syn.detach().flatten(0, 1), labels, logged)
+    return SyntheticSet(syn.detach().flatten(0, 1), labels, log.logged)

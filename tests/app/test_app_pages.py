@@ -192,3 +192,14 @@ def test_bias_explorer_names_a_missing_mnist_folder(app, goto, tmp_path: Path) -
     missing = tmp_path / "no-mnist-here"
     by_label(at.text_input, "MNIST folder (holding MNIST/raw)").set_value(str(missing)).run()
     assert not at.exception and any(str(missing) in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_distill_method_picks_its_preset_and_is_queued(app, goto, tmp_path: Path) -> None:
+    at = goto(app(tmp_path), "app_pages/distill.py")
+    by_label(at.selectbox, "Preset").set_value("quick").run()
+    by_label(at.selectbox, "Method").set_value("dsa").run()
+    assert by_label(at.number_input, "Iterations").value == preset("quick", "dsa").distill.iterations
+    by_label(at.button, "Run single").click().run()
+    assert not at.exception and at.success
+    (queued,) = runstore.list_runs(tmp_path)
+    assert queued.config.distill == preset("quick", "dsa").distill

@@ -1,0 +1,117 @@
+"""Gradient matching: DC (Zhao et al., 2021) and DSA (Zhao & Bilen, 2021), with per-sample
+weights on the real side.
+
+Each iteration draws a fresh random ConvNet and alternates, `outer` times: one SGD step on the
+synthetic images that reduces
+    sum_c D(grad_theta CE_w(real_c), grad_theta CE(syn_c))
+(D: `match_distance`), then `inner` SGD steps of the network on the (detached) synthetic set,
+so the gradients are matched along the trajectory a network trained on the synthetic set takes.
+DSA applies one Siamese augmentation draw to the real and synthetic batch of each class, and
+augments the inner training too; DC augments nothing. The weights enter as in DM (`weighting`):
+"sample" draws the real batch by weight and CE_w is the plain mean, "mean" draws it uniformly and
+CE_w weights each sample by its normalised weight (`weighted_cross_entropy`).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .. import augment
+from ..nets import ConvNet
+from .base import DistillJob, LossLog, SyntheticSet
+from .dm import class_table, init_synthetic, real_batch_size, sample_positions
+
+# (outer, inner) loops of the reference protocol by IPC. Any other IPC takes the schedule of the
+# nearest listed IPC (ties: the smaller one), e.g. 2 -> IPC 1's, 20 -> IPC 10's, 40 -> IPC 50's.
+LOOP_SCHEDULE: dict[int, tuple[int, int]] = {1: (1, 1), 10: (10, 50), 50: (50, 10)}
+COS_EPS = 1e-6  # as in the reference: rows whose gradient is zero count as orthogonal, not NaN
+
+
+def loop_schedule(ipc: int, outer: int | None = None, inner: int | None = None) -> tuple[int, int]:
+    """(outer, inner) for `ipc`; an explicit `outer`/`inner` replaces the rule's value."""
+    nearest = min(LOOP_SCHEDULE, key=lambda listed: (abs(listed - ipc), listed))
+    rule_outer, rule_inner = LOOP_SCHEDULE[nearest]
+    return outer or rule_outer, inner or rule_inner
+
+
+def match_distance(g_real: Sequence[torch.Tensor], g_syn: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum over the weight tensors (1-D tensors, i.e. biases and norm affines, are skipped) of
+    sum_rows (1 - cos(real_row, syn_row)), each tensor seen as [out, rest]. -> scalar"""
+    total = g_syn[0].new_zeros(())
+    for gr, gs in zip(g_real, g_syn):
+        if gr.dim() == 1:
+            continue
+        gr, gs = gr.flatten(1), gs.flatten(1)
+        cos = (gr * gs).sum(1) / (gr.norm(dim=1) * gs.norm(dim=1) + COS_EPS)
+        total = total + (1 - cos).sum()
+    return total
+
+
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """logits [B, K], labels [B], weights [B] (any positive scale) -> sum_i w_i CE_i / sum_i w_i."""
+    per_sample = F.cross_entropy(logits, labels, reduction="none")
+    return (per_sample * weights).sum() / weights.sum()
+
+
+def matching_loss(net: ConvNet, params: list[torch.Tensor], real: torch.Tensor, coef: torch.Tensor,
+                  syn: torch.Tensor, strategy: str, aug_g: torch.Generator) -> torch.Tensor:
+    """real [C, B, 3, H, W] with weights coef [C, B], syn [C, IPC, 3, H, W] -> the class-summed
+    gradient distance, differentiable with respect to syn. Each class gets its own augmentation
+    draw, shared by its real and synthetic images."""
+    loss = syn.new_zeros(())
+    for c in range(len(syn)):
+        aug = augment.sample_params(strategy, aug_g)
+        real_labels = torch.full((len(real[c]),), c, device=syn.device)
+        real_ce = weighted_cross_entropy(net(augment.apply(real[c], aug)), real_labels, coef[c])
+        g_real = [t.detach() for t in torch.autograd.grad(real_ce, params)]
+        syn_ce = F.cross_entropy(net(augment.apply(syn[c], aug)), real_labels[:1].expand(len(syn[c])))
+        loss = loss + match_distance(g_real, torch.autograd.grad(syn_ce, params, create_graph=True))
+    return loss
+
+
+def distill_dc(job: DistillJob) -> SyntheticSet:
+    cfg, train = job.cfg, job.train
+    d, n = cfg.distill, cfg.net
+    device = train.images.device
+    C, ipc = train.num_classes, d.ipc
+    g = torch.Generator(device=device).manual_seed(job.seed)
+    aug_g = torch.Generator().manual_seed(job.seed + 1)
+    strategy = d.dsa_strategy if d.method == "dsa" else "none"
+    outer, inner = loop_schedule(ipc, d.outer_loop, d.inner_loop)
+
+    table, w = class_table(train.labels, job.weights, C)
+    weighted_sampling = cfg.reweight.weighting == "sample"
+    batch = real_batch_size(w, d.batch_real, weighted_sampling)
+
+    syn = init_synthetic(train.images, table, w, ipc, g).requires_grad_(True)
+    syn_labels = torch.arange(C, device=device).repeat_interleave(ipc)
+    opt = torch.optim.SGD([syn], lr=d.lr_img, momentum=d.momentum_img)
+    net = ConvNet(C, train.images.shape[1], n.net_width, n.net_depth, n.net_norm, tuple(train.images.shape[2:])).to(device)
+    params = list(net.parameters())
+    net_opt = torch.optim.SGD(params, lr=d.lr_net)
+
+    log = LossLog(job, d.iterations, device, d.method.upper(),
+                  f"lower --lr-img (now {d.lr_img}) or --lr-net (now {d.lr_net}), or check the data")
+    for it in range(d.iterations):
+        net.reset_parameters(g)
+        loss_sum = torch.zeros((), device=device)
+        for step in range(outer):
+            pos = sample_positions(w, batch, weighted_sampling, g)
+            coef = torch.ones(pos.shape, device=device) if weighted_sampling else w.gather(1, pos)
+            loss = matching_loss(net, params, train.images[table.gather(1, pos)], coef, syn, strategy, aug_g)
+            opt.zero_grad(set_to_none=True)
+            loss.backward(inputs=[syn])  # the images only: the network's weights stay untouched here
+            opt.step()
+            loss_sum = loss_sum + loss.detach()
+            if step == outer - 1:
+                break  # the reference trains the network only between matching steps
+            syn_fixed = syn.detach().flatten(0, 1)
+            for _ in range(inner):
+                net_opt.zero_grad(set_to_none=True)
+                F.cross_entropy(net(augment.augment(syn_fixed, strategy, aug_g)), syn_labels).backward()
+                net_opt.step()
+        log.step(it, loss_sum / outer, syn)
+
+    return SyntheticSet(syn.detach().flatten(0, 1), syn_labels, log.logged)
