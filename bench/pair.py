@@ -36,7 +36,7 @@ def main() -> None:
     for flag, value in zip(rest[::2], rest[1::2]):
         name = flag.lstrip("-").replace("-", "_")
         overrides[name] = _converter(types[name])(value)
-    base = preset(args.preset).with_overrides(**overrides)
+    base = preset(args.preset, overrides.get("method", "dm")).with_overrides(**overrides)
     out = Path(__file__).parent / "runs"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     kinds = [("vanilla", base.with_overrides(reweight="none")), ("reweighted", base.with_overrides(reweight="kde"))]
