@@ -20,11 +20,16 @@ def knn(queries: torch.Tensor, points: torch.Tensor, k: int, exclude_self: bool 
     With exclude_self, queries are the points themselves and each one's own index comes first
     (UMAP's convention for precomputed neighbours)."""
     dists, idxs = [], []
+    points = points.float()
     for start in range(0, len(queries), chunk):
-        d = torch.cdist(queries[start:start + chunk].float(), points.float())
-        dd, ii = d.topk(min(k, len(points)), dim=1, largest=False)
+        q = queries[start:start + chunk].float()
+        d = torch.cdist(q, points)
+        _, ii = d.topk(min(k, len(points)), dim=1, largest=False)
+        # cdist's matmul shortcut is off by ~1e-3; recompute the k kept distances exactly
+        dd, order = (q[:, None, :] - points[ii]).norm(dim=-1).sort(dim=1)
+        ii = ii.gather(1, order)
         if exclude_self:
-            self_idx = torch.arange(start, start + len(d), device=d.device)
+            self_idx = torch.arange(start, start + len(q), device=q.device)
             dd, ii = dd.clone(), ii.clone()
             dd[:, 0], ii[:, 0] = 0.0, self_idx  # ties at distance 0 must still list self first
         dists.append(dd)
