@@ -6,7 +6,8 @@ from ddcore.data import BiasedTensors
 from ddcore.density import uniform_weights
 from ddcore.errors import Cancelled, DivergedError
 from ddcore.methods import DistillJob, get_method
-from ddcore.methods.dm import class_table, dm_loss, init_synthetic, sample_positions
+from ddcore.methods.dm import dm_loss
+from ddcore.methods.sampling import RealSampler, class_table, init_synthetic, sample_positions
 
 
 def tiny_data(n_per_class=12, classes=3, seed=0):
@@ -45,6 +46,23 @@ def test_class_table_and_sampling():
     skew = torch.zeros_like(tw)
     skew[:, 3] = 1.0
     assert (sample_positions(skew, 7, with_weights=True, generator=g) == 3).all()
+
+
+def test_real_sampler_coefficients():
+    data = tiny_data()
+    weights = torch.rand(len(data.labels), generator=torch.Generator().manual_seed(3)) + 0.1
+    for weighting in ("sample", "mean"):
+        cfg = smoke_cfg(weighting=weighting, batch_real=5)
+        sampler = RealSampler.for_job(DistillJob(data, weights, cfg, 0, lambda *a: None))
+        idx, coef = sampler.draw(torch.Generator().manual_seed(0))
+        assert idx.shape == coef.shape == (3, 5)
+        assert (data.labels[idx] == torch.arange(3)[:, None]).all()
+        torch.testing.assert_close(coef.sum(1), torch.ones(3))
+        if weighting == "sample":
+            torch.testing.assert_close(coef, torch.full((3, 5), 0.2))
+        else:  # the weighted mean: coefficients proportional to the drawn samples' weights
+            expected = weights[idx] / weights[idx].sum(1, keepdim=True)
+            torch.testing.assert_close(coef, expected)
 
 
 def test_init_draws_distinct_real_images_of_each_class():

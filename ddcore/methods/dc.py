@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .. import augment
 from ..nets import ConvNet
 from .base import DistillJob, LossLog, SyntheticSet
-from .dm import class_table, init_synthetic, real_batch_size, sample_positions
+from .sampling import RealSampler
 
 # (outer, inner) loops of the reference protocol by IPC. Any other IPC takes the schedule of the
 # nearest listed IPC (ties: the smaller one), e.g. 2 -> IPC 1's, 20 -> IPC 10's, 40 -> IPC 50's.
@@ -81,11 +81,8 @@ def distill_dc(job: DistillJob) -> SyntheticSet:
     strategy = d.dsa_strategy if d.method == "dsa" else "none"
     outer, inner = loop_schedule(ipc, d.outer_loop, d.inner_loop)
 
-    table, w = class_table(train.labels, job.weights, C)
-    weighted_sampling = cfg.reweight.weighting == "sample"
-    batch = real_batch_size(w, d.batch_real, weighted_sampling)
-
-    syn = init_synthetic(train.images, table, w, ipc, g).requires_grad_(True)
+    real = RealSampler.for_job(job)
+    syn = real.init_synthetic(train.images, ipc, g)
     syn_labels = torch.arange(C, device=device).repeat_interleave(ipc)
     opt = torch.optim.SGD([syn], lr=d.lr_img, momentum=d.momentum_img)
     net = ConvNet(C, train.images.shape[1], n.net_width, n.net_depth, n.net_norm, tuple(train.images.shape[2:])).to(device)
@@ -98,9 +95,8 @@ def distill_dc(job: DistillJob) -> SyntheticSet:
         net.reset_parameters(g)
         loss_sum = torch.zeros((), device=device)
         for step in range(outer):
-            pos = sample_positions(w, batch, weighted_sampling, g)
-            coef = torch.ones(pos.shape, device=device) if weighted_sampling else w.gather(1, pos)
-            loss = matching_loss(net, params, train.images[table.gather(1, pos)], coef, syn, strategy, aug_g)
+            idx, coef = real.draw(g)
+            loss = matching_loss(net, params, train.images[idx], coef, syn, strategy, aug_g)
             opt.zero_grad(set_to_none=True)
             loss.backward(inputs=[syn])  # the images only: the network's weights stay untouched here
             opt.step()
