@@ -10,6 +10,7 @@ import torch
 from ..config import RunConfig
 from ..data import BiasedTensors
 from ..errors import DivergedError
+from ..nets import ConvNet
 
 LOG_POINTS = 100  # loss read back (a host sync) this many times per run
 
@@ -25,6 +26,18 @@ class DistillJob:
     cfg: RunConfig
     seed: int
     progress: Progress
+
+    def generators(self) -> tuple[torch.Generator, torch.Generator]:
+        """(a generator on the data's device for networks and sampling, a CPU generator for
+        augmentation draws), both seeded from the job."""
+        device = self.train.images.device
+        return torch.Generator(device=device).manual_seed(self.seed), torch.Generator().manual_seed(self.seed + 1)
+
+    def network(self) -> ConvNet:
+        """The run's ConvNet on the data's device; methods re-draw its weights from a generator."""
+        n, images = self.cfg.net, self.train.images
+        net = ConvNet(self.train.num_classes, images.shape[1], n.net_width, n.net_depth, n.net_norm, tuple(images.shape[2:]))
+        return net.to(images.device)
 
 
 @dataclass(frozen=True)

@@ -72,12 +72,9 @@ def matching_loss(net: ConvNet, params: list[torch.Tensor], real: torch.Tensor, 
 
 
 def distill_dc(job: DistillJob) -> SyntheticSet:
-    cfg, train = job.cfg, job.train
-    d, n = cfg.distill, cfg.net
-    device = train.images.device
-    C, ipc = train.num_classes, d.ipc
-    g = torch.Generator(device=device).manual_seed(job.seed)
-    aug_g = torch.Generator().manual_seed(job.seed + 1)
+    train, d = job.train, job.cfg.distill
+    device, C, ipc = train.images.device, train.num_classes, d.ipc
+    g, aug_g = job.generators()
     strategy = d.dsa_strategy if d.method == "dsa" else "none"
     outer, inner = loop_schedule(ipc, d.outer_loop, d.inner_loop)
 
@@ -85,7 +82,7 @@ def distill_dc(job: DistillJob) -> SyntheticSet:
     syn = real.init_synthetic(train.images, ipc, g)
     syn_labels = torch.arange(C, device=device).repeat_interleave(ipc)
     opt = torch.optim.SGD([syn], lr=d.lr_img, momentum=d.momentum_img)
-    net = ConvNet(C, train.images.shape[1], n.net_width, n.net_depth, n.net_norm, tuple(train.images.shape[2:])).to(device)
+    net = job.network()
     params = list(net.parameters())
     net_opt = torch.optim.SGD(params, lr=d.lr_net)
 

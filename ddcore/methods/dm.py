@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 
 from .. import augment
-from ..nets import ConvNet
 from .base import DistillJob, LossLog, SyntheticSet
 from .sampling import RealSampler
 
@@ -28,17 +27,14 @@ def dm_loss(real_emb: torch.Tensor, real_coef: torch.Tensor, syn_emb: torch.Tens
 
 
 def distill_dm(job: DistillJob) -> SyntheticSet:
-    cfg, train = job.cfg, job.train
-    d, n = cfg.distill, cfg.net
-    device = train.images.device
-    C, ipc = train.num_classes, d.ipc
-    g = torch.Generator(device=device).manual_seed(job.seed)
-    aug_g = torch.Generator().manual_seed(job.seed + 1)
+    train, d = job.train, job.cfg.distill
+    device, C, ipc = train.images.device, train.num_classes, d.ipc
+    g, aug_g = job.generators()
 
     real = RealSampler.for_job(job)
     syn = real.init_synthetic(train.images, ipc, g)
     opt = torch.optim.SGD([syn], lr=d.lr_img, momentum=d.momentum_img)
-    net = ConvNet(C, train.images.shape[1], n.net_width, n.net_depth, n.net_norm, tuple(train.images.shape[2:])).to(device)
+    net = job.network()
     net.requires_grad_(False)  # gradients flow to the synthetic images only
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=d.bf16)
 
