@@ -71,6 +71,16 @@ class DistillConfig:
     lr_net: float = 0.01  # DC/DSA: the network's SGD lr between matching steps
     outer_loop: int | None = None  # DC/DSA: matching steps per network; None: by IPC (ddcore.methods.dc)
     inner_loop: int | None = None  # DC/DSA: network steps between matching steps; None: by IPC
+    # MTT (ddcore.methods.mtt, ddcore.experts); None: the MNIST recipe's value for the IPC
+    num_experts: int = 20  # expert trajectories trained (and cached) per run configuration
+    expert_lr: float = 0.01  # the experts' SGD lr, and the student's initial (learned) lr
+    expert_batch: int = 256
+    expert_parallel: int = 0  # experts trained at once with torch.func.vmap; 0: all on CUDA, 1 on a CPU
+    expert_epochs: int = 2  # the target is this many expert epochs after the start
+    max_start_epoch: int | None = None  # start epochs are drawn from [0, max_start_epoch)
+    syn_steps: int | None = None  # student SGD steps unrolled per iteration
+    batch_syn: int | None = None  # synthetic images per student step; None: all of them
+    lr_lr: float = 1e-5  # SGD lr of the learned student lr
 
 
 @dataclass(frozen=True)
@@ -158,25 +168,39 @@ FLAT_FIELDS: dict[str, str] = {
 assert len(FLAT_FIELDS) == sum(len(fields(t)) for t in SECTION_TYPES.values()) + 4, "field names must be unique"
 
 
-# DC/DSA `quick`: IPC 10 keeps the reference's (10, 50) loops, so an iteration costs ~10 s on 2
-# cores (width 32, 64 real images per class), ~100 DM iterations; 12 fit the ~3 minute run
-QUICK_GM_ITERATIONS = 12
-QUICK_GM_BATCH = 64
+def _distill_preset(name: str, method: str) -> DistillConfig:
+    """The distillation section of preset `name` for `method`. DC/DSA `quick`: IPC 10 keeps the
+    reference's (10, 50) loops, so an iteration costs ~10 s on 2 cores (width 32, 64 real images
+    per class), ~100 DM iterations; 12 fit the ~3 minute run. MTT's values were chosen by the
+    measurements in bench/RESULTS.md (no published MNIST recipe exists)."""
+    if method in GRADIENT_MATCHING:
+        iterations, batch = {"paper": (1000, 256), "quick": (12, 64), "smoke": (10, 16)}[name]
+        return DistillConfig(method, lr_img=0.1, iterations=iterations, batch_real=batch)
+    if method == "mtt":
+        if name == "paper":
+            return DistillConfig(method, iterations=5000, lr_img=100.0)
+        if name == "quick":
+            return DistillConfig(method, iterations=120, lr_img=100.0, num_experts=4, syn_steps=12,
+                                 max_start_epoch=4)
+        return DistillConfig(method, iterations=10, lr_img=100.0, num_experts=2, syn_steps=3, max_start_epoch=2,
+                             expert_epochs=1, expert_batch=64)
+    if name == "paper":
+        return DistillConfig(method)
+    if name == "quick":
+        return DistillConfig(method, iterations=300, batch_real=64, bf16=True)
+    return DistillConfig(method, iterations=10, batch_real=16)
 
 
 def preset(name: str, method: str = "dm") -> RunConfig:
     """The three presets for `method`. `paper` is the reference protocol (a GPU job); `quick` is
     designed for 2 CPU cores and a ~3 minute run; `smoke` exercises every stage in seconds for
-    tests. Gradient matching (DC/DSA) has its own image lr, iteration counts and batches."""
+    tests. Each method family has its own distillation values (`_distill_preset`)."""
     _choice("method", method, METHODS)
     _choice("preset", name, PRESETS)
-    gm = method in GRADIENT_MATCHING
+    distill = _distill_preset(name, method)
     if name == "paper":
-        distill = DistillConfig(method, lr_img=0.1, iterations=1000, batch_real=256) if gm else DistillConfig(method)
         return RunConfig(distill=distill, preset="paper")
     if name == "quick":
-        distill = (DistillConfig(method, lr_img=0.1, iterations=QUICK_GM_ITERATIONS, batch_real=QUICK_GM_BATCH) if gm
-                   else DistillConfig(method, iterations=300, batch_real=64, bf16=True))
         return RunConfig(
             net=NetConfig(net_width=32),
             reweight=ReweightConfig(surrogate_epochs=4, surrogate_width=32),
@@ -187,7 +211,7 @@ def preset(name: str, method: str = "dm") -> RunConfig:
     return RunConfig(
         net=NetConfig(net_width=16, net_depth=2),
         reweight=ReweightConfig(surrogate_epochs=1, surrogate_width=16),
-        distill=DistillConfig(method, ipc=2, iterations=10, batch_real=16, lr_img=0.1 if gm else 1.0),
+        distill=dataclasses.replace(distill, ipc=2),
         eval=EvalConfig(eval_models=1, eval_epochs=10, baseline_epochs=1),
         map=MapConfig(map_points=600),
         preset="smoke",
@@ -213,8 +237,21 @@ def _validate_gradient_matching(s: DistillConfig, augments: bool) -> None:
     if s.method == "dsa" and not augments:
         raise ConfigError("method dsa needs an augmentation strategy (--dsa-strategy); "
                           "gradient matching without augmentation is method dc")
-    if s.bf16:
-        raise ConfigError(f"bf16 autocast is implemented for method dm only, not {s.method}; use --bf16 false")
+
+
+def _validate_mtt(s: DistillConfig) -> None:
+    _positive("number of experts", s.num_experts)
+    _positive("expert batch", s.expert_batch)
+    _positive("expert parallelism", s.expert_parallel, 0)
+    _positive("expert epochs", s.expert_epochs)
+    for name, value in (("max start epoch", s.max_start_epoch), ("synthetic steps", s.syn_steps),
+                        ("synthetic batch", s.batch_syn)):
+        if value is not None:
+            _positive(name, value)
+    if not (isinstance(s.expert_lr, (int, float)) and math.isfinite(s.expert_lr) and s.expert_lr > 0):
+        raise ConfigError(f"expert lr must be positive, got {s.expert_lr!r}")
+    if not (isinstance(s.lr_lr, (int, float)) and math.isfinite(s.lr_lr) and s.lr_lr >= 0):
+        raise ConfigError(f"the learned lr's lr (--lr-lr) must be zero or positive, got {s.lr_lr!r}")
 
 
 def validate(cfg: RunConfig) -> RunConfig:
@@ -253,6 +290,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         _choice("DSA op", op, DSA_OPS)
     if s.method in GRADIENT_MATCHING:
         _validate_gradient_matching(s, augments)
+    if s.method == "mtt":
+        _validate_mtt(s)
+    if s.bf16 and s.method != "dm":
+        raise ConfigError(f"bf16 autocast is implemented for method dm only, not {s.method}; use --bf16 false")
     _positive("evaluation models", e.eval_models)
     _positive("evaluation epochs", e.eval_epochs, 0)
     _positive("evaluation batch", e.eval_batch)

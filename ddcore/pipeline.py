@@ -1,6 +1,7 @@
 """One run, start to finish, written into its run folder (layout: ddcore.runstore).
 
-Distill runs go through the stages data -> surrogate -> density -> distill -> evaluate -> map;
+Distill runs go through the stages data -> surrogate -> density -> distill -> evaluate -> map (MTT
+adds an "experts" stage before distill);
 baseline runs through data -> evaluate. Each stage's output is saved as soon as it exists, so a
 later failure or a cancel never loses what is done. The status always ends in done, failed or
 cancelled; a failure's message is the user-facing one and the traceback goes to log.txt.
@@ -188,7 +189,7 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any
                                  f"count, {100 * weight_share:.2f}% of the weight")
 
     reporter.stage("distill")
-    job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress)
+    job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress, reporter.stage, run_dir.parent / ".cache")
     syn = get_method(cfg.distill.method)(job)
     images = syn.images.clamp(0, 1)  # what is saved, shown, evaluated and mapped: valid images
     runstore.save_synthetic(run_dir, images, syn.labels)
@@ -200,7 +201,7 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any
     metrics.update(
         weight_share_conflicting=weight_share, count_share_conflicting=count_share, kde_sigma=sigma,
         kde_sigma_rule="fixed" if r.kde_sigma else "auto", final_loss=syn.losses[-1] if syn.losses else None,
-        device=str(device), num_train=len(train.labels), num_test=len(test.labels),
+        device=str(device), num_train=len(train.labels), num_test=len(test.labels), **syn.info,
     )
     runstore.write_json(run_dir / "metrics.json", {**metrics, "seconds_total": time.time() - t0,
                                                    "seconds_per_stage": dict(reporter.seconds)})

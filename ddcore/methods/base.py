@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -19,6 +20,10 @@ LOG_POINTS = 100  # loss read back (a host sync) this many times per run
 Progress = Callable[[int, int, float | None], None]
 
 
+def _no_stage(name: str) -> None:
+    """The default `DistillJob.stage`: sub-stages go unreported."""
+
+
 @dataclass(frozen=True)
 class DistillJob:
     train: BiasedTensors
@@ -26,6 +31,8 @@ class DistillJob:
     cfg: RunConfig
     seed: int
     progress: Progress
+    stage: Callable[[str], None] = _no_stage  # announces a method's sub-stage (MTT: "experts")
+    cache_dir: Path | None = None  # where a method may cache reusable work (MTT's experts); None: no cache
 
     def generators(self) -> tuple[torch.Generator, torch.Generator]:
         """(a generator on the data's device for networks and sampling, a CPU generator for
@@ -45,6 +52,7 @@ class SyntheticSet:
     images: torch.Tensor  # [C * IPC, 3, H, W], class-major
     labels: torch.Tensor  # [C * IPC]
     losses: list[float]  # the loss at each logged step
+    info: dict[str, float] = field(default_factory=dict)  # method-specific results (MTT: the learned lr)
 
 
 class LossLog:
@@ -58,11 +66,16 @@ class LossLog:
         self.trace = torch.zeros(iterations, device=device)
         self.logged: list[float] = []
 
+    def at_log_point(self, it: int) -> bool:
+        """Whether iteration `it` (0-based) reads the loss back (where extra checks cost nothing more)."""
+        done = it + 1
+        return done % self.every == 0 or done == self.iterations
+
     def step(self, it: int, loss: torch.Tensor, syn: torch.Tensor) -> None:
         """Record iteration `it`'s (0-based) scalar loss; `syn` is the current synthetic set."""
         self.trace[it] = loss.detach()
         done = it + 1
-        if done % self.every and done != self.iterations:
+        if not self.at_log_point(it):
             self.job.progress(done, self.iterations, None)
             return
         value = float(self.trace[done - self.every:done].mean())
