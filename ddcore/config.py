@@ -15,7 +15,7 @@ from .errors import ConfigError
 
 DATASETS = ("cmnist", "bg-cmnist")
 SOURCES = ("bundled", "mnist")
-METHODS = ("dm", "dc", "dsa")
+METHODS = ("dm", "dc", "dsa", "mtt")
 GRADIENT_MATCHING = ("dc", "dsa")
 REWEIGHT_MODES = ("kde", "none")
 SURROGATE_OBJECTIVES = ("supcon", "ce", "untrained")

@@ -13,9 +13,11 @@ from ..errors import ConfigError
 from .base import DistillJob, Progress, SyntheticSet
 from .dc import distill_dc
 from .dm import distill_dm
+from .mtt import distill_mtt
 
 # "dc" and "dsa" share one implementation; the method name decides whether it augments
-METHODS: dict[str, Callable[[DistillJob], SyntheticSet]] = {"dm": distill_dm, "dc": distill_dc, "dsa": distill_dc}
+METHODS: dict[str, Callable[[DistillJob], SyntheticSet]] = {"dm": distill_dm, "dc": distill_dc, "dsa": distill_dc,
+                                                          "mtt": distill_mtt}
 
 
 def get_method(name: str) -> Callable[[DistillJob], SyntheticSet]:
