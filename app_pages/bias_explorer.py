@@ -1,40 +1,42 @@
 """Bias explorer: how many bias-aligned and bias-conflicting samples each class has, and what they look like."""
+import numpy as np
 import streamlit as st
 
-from ddapp import bias, cache, images
-from ddcore.config import DATASETS, SOURCES, DataConfig
-from ddcore.data import PALETTE
+from ddapp import bias, cache, forms, images, ui
+from ddcore.data import DATASET_SPECS, describe
 from ddcore.errors import DDError
 
-DATASET_NAMES = {"cmnist": "Coloured MNIST (digit coloured)", "bg-cmnist": "Background-coloured MNIST"}
-SOURCE_NAMES = {"bundled": "bundled MNIST sample (offline)", "mnist": "full MNIST (torchvision folder)"}
 PER_CLASS = 8
 
 st.title("Bias explorer")
 st.markdown(
-    "In the biased training set almost every digit of class *c* has colour *c* (**bias-aligned**); "
-    "only a small share has one of the other colours (**bias-conflicting**). The test set is "
-    "**unbiased**: colours are uniform, so a model that learned colour instead of shape fails there."
+    "In a biased training set almost every sample of class *c* carries the class's own value of a "
+    "*bias attribute* — a colour, a corruption, a gender (**bias-aligned**); only a small share has "
+    "another value (**bias-conflicting**). The test set breaks that link, so a model that learned the "
+    "attribute instead of the class fails there."
 )
-left, mid, right = st.columns(3)
-dataset = left.selectbox("Dataset", DATASETS, format_func=DATASET_NAMES.get)
-source = mid.selectbox("Source", SOURCES, format_func=SOURCE_NAMES.get)
-percent = right.number_input("Bias-conflicting samples (%)", 0.0, 100.0, 5.0, 0.5)
-root = st.text_input("MNIST folder (holding MNIST/raw)", "../shared/data") if source == "mnist" else None
+choice = ui.data_picker("explore")
+spec = DATASET_SPECS[choice.dataset]
 
 try:
-    data = cache.split(DataConfig(dataset=dataset, source=source, root=root, conflict_ratio=percent / 100), True, 0)
+    cfg = forms.data_config(choice)
+    data = cache.split(cfg, True, 0)
+    naming = describe(cfg)
 except DDError as exc:
     st.error(str(exc))
+    if choice.source == "files":
+        st.info(f"**Where the files go.** {forms.files_help_for(choice)}")
     st.stop()
 
-st.markdown("**Colour palette** — bias attribute *b*; class *c*'s aligned colour is *c*.")
-st.markdown(bias.palette_legend_html(PALETTE.numpy()), unsafe_allow_html=True)
+st.markdown(f"**Bias attribute: {spec.bias_attribute}.** Class *c*'s aligned value is the one in the table's "
+            "*aligned value* column; the swatches are its values.")
+st.markdown(bias.palette_legend_html(np.array(naming.colours), naming.bias_values), unsafe_allow_html=True)
 
-counts = bias.class_counts(data.labels, data.conflicting, data.num_classes)
+counts = bias.class_counts(data.labels, data.conflicting, data.num_classes, naming)
 st.markdown(f"**{len(data.labels):,} training images**, {int(data.conflicting.sum()):,} bias-conflicting.")
 st.dataframe(counts, hide_index=True)
 
+scale = images.fit_scale(data.images.shape[2] * PER_CLASS, target_px=480, max_scale=2)
 for column, title, mask in zip(
     st.columns(2), ("Bias-aligned samples", "Bias-conflicting samples"), (~data.conflicting, data.conflicting)
 ):
@@ -43,6 +45,6 @@ for column, title, mask in zip(
         st.markdown(f"**{title}** (one row per class)")
         if len(rows):
             grid = images.class_rows(data.images[rows], data.labels[rows], data.num_classes, PER_CLASS)
-            st.image(images.enlarge(grid, 2))
+            st.image(images.enlarge(grid, scale))
         else:
             st.info("None at this ratio.")

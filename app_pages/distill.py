@@ -3,7 +3,7 @@ import streamlit as st
 
 from ddapp import forms, ui
 from ddcore import jobs
-from ddcore.config import DATASETS, DEVICES, METHODS, PRESETS, SOURCES, SURROGATE_OBJECTIVES, preset
+from ddcore.config import DEVICES, METHODS, PRESETS, SURROGATE_OBJECTIVES, preset
 from ddcore.errors import DDError
 
 PRESET_HELP = (
@@ -31,31 +31,29 @@ p1, p2, _ = st.columns([1, 1, 2])
 preset_name = p1.selectbox("Preset", PRESETS, index=PRESETS.index(d.preset), help=PRESET_HELP)
 method = p2.selectbox("Method", METHODS, format_func=str.upper, help=METHOD_HELP)
 base = preset(preset_name, method)
+data = ui.data_picker("distill")  # outside the form too: a dataset without a bundled sample needs a path field
+if data.source == "files":
+    st.caption(forms.files_help_for(data))
 with st.form("distill"):
     c1, c2, c3, c4 = st.columns(4)
     iterations = c1.number_input("Iterations", min_value=0, value=base.distill.iterations,
                                  step=100 if method == "dm" else 1)
     ipc = c2.number_input("Images per class (IPC)", min_value=1, value=base.distill.ipc)
-    seed = c2.number_input("Seed", min_value=0, value=d.seed)
-    dataset = c3.selectbox("Dataset", DATASETS)
-    percent = c3.number_input("Bias-conflicting (%)", 0.0, 100.0, d.conflict_percent, 0.5)
-    source = c4.selectbox("Source", SOURCES)
-    mnist_root = c4.text_input("MNIST folder (source mnist)", placeholder="../shared/data")
+    seed = c3.number_input("Seed", min_value=0, value=d.seed)
+    device = c4.selectbox("Device", DEVICES)
     c5, c6, c7, c8 = st.columns(4)
     sigma = c5.text_input("Kernel bandwidth σ", placeholder="adaptive", help="Blank: the core's adaptive rule.")
     tau = c6.number_input("Temperature τ", min_value=0.0, value=d.tau, step=0.5, help="1: inverse density; large: uniform.")
     surrogate = c7.selectbox("Surrogate objective", SURROGATE_OBJECTIVES)
     reweight = c8.checkbox("Reweight (single run)", value=d.reweight)
-    device = c5.selectbox("Device", DEVICES)
     b1, b2 = st.columns([1, 3])
     both = b1.form_submit_button("Run vanilla + reweighted", type="primary")
     single = b2.form_submit_button("Run single")
 
 if both or single:
     form = forms.DistillForm(
-        preset=preset_name, dataset=dataset, source=source, mnist_root=mnist_root, conflict_percent=percent,
-        method=method, ipc=int(ipc), reweight=reweight, sigma=sigma, tau=tau, surrogate=surrogate,
-        iterations=int(iterations), seed=int(seed), device=device,
+        preset=preset_name, data=data, method=method, ipc=int(ipc), reweight=reweight, sigma=sigma, tau=tau,
+        surrogate=surrogate, iterations=int(iterations), seed=int(seed), device=device,
     )
     try:
         configs = forms.build_pair(form) if both else (forms.build_config(form),)

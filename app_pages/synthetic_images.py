@@ -13,8 +13,8 @@ if not done:
     st.stop()
 
 st.markdown(
-    "Each row is one class. With vanilla distillation the synthetic digits tend to take their class's "
-    "majority colour; reweighting should bring the other colours back."
+    "Each row is one class. With vanilla distillation the synthetic images tend to take their class's "
+    "majority value of the bias attribute (its colour, say); reweighting should bring the other values back."
 )
 vanilla, reweighted = runs.latest_pair(done)
 for column, title, key, preferred in zip(

@@ -4,7 +4,7 @@ of weight on bias-conflicting samples and how evenly the weight is spread over t
 groups (1.0 = every group present in a class gets the same total weight).
 
     python bench/bandwidth.py                                   # bundled data, quick surrogate
-    python bench/bandwidth.py --source mnist --root ../shared/data --preset paper
+    python bench/bandwidth.py --source files --root ../shared/data --preset paper
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 markdown table of accuracies, weight shares and per-stage seconds.
 
     python bench/pair.py --preset quick                       # bundled data, CPU
-    python bench/pair.py --preset paper --source mnist --root ../shared/data --ipc 50 --device cuda
+    python bench/pair.py --preset paper --source files --root ../shared/data --ipc 50 --device cuda
 
 Extra `--name value` pairs are passed to every run as config overrides (e.g. --weighting mean).
 Runs go to bench/runs/ (ignored by git) and are ordinary run folders.
@@ -14,6 +14,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,8 +22,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddcore import runstore  # noqa: E402
 from ddcore.cli import _converter, _field_types  # noqa: E402
-from ddcore.config import preset  # noqa: E402
+from ddcore.config import RunConfig, preset  # noqa: E402
 from ddcore.pipeline import execute_run, preflight  # noqa: E402
+
+
+Row = tuple[str, dict[str, Any], float, Path]  # (vanilla|reweighted|full-data, metrics, wall seconds, run folder)
+
+
+def run_pair(base: RunConfig, name: str, baseline: bool) -> list[Row]:
+    """Run `base` vanilla, then reweighted (then the full-data baseline), one after the other in
+    this process, each in its own folder bench/runs/<time>-<name>-<label>."""
+    out = Path(__file__).parent / "runs"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kinds = [("vanilla", base.with_overrides(reweight="none")), ("reweighted", base.with_overrides(reweight="kde"))]
+    if baseline:
+        kinds.append(("full-data", base.with_overrides(kind="baseline")))
+    rows = []
+    for label, cfg in kinds:
+        run_dir = runstore.create_run(out / f"{stamp}-{name}-{label}", preflight(cfg))
+        t0 = time.time()
+        metrics = execute_run(run_dir)
+        rows.append((label, metrics, time.time() - t0, run_dir))
+    return rows
 
 
 def main() -> None:
@@ -37,17 +58,7 @@ def main() -> None:
         name = flag.lstrip("-").replace("-", "_")
         overrides[name] = _converter(types[name])(value)
     base = preset(args.preset, overrides.get("method", "dm")).with_overrides(**overrides)
-    out = Path(__file__).parent / "runs"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    kinds = [("vanilla", base.with_overrides(reweight="none")), ("reweighted", base.with_overrides(reweight="kde"))]
-    if args.baseline:
-        kinds.append(("full-data", base.with_overrides(kind="baseline")))
-    rows = []
-    for label, cfg in kinds:
-        run_dir = runstore.create_run(out / f"{stamp}-{args.preset}{args.tag}-{label}", preflight(cfg))
-        t0 = time.time()
-        metrics = execute_run(run_dir)
-        rows.append((label, metrics, time.time() - t0, run_dir))
+    rows = run_pair(base, f"{args.preset}{args.tag}", args.baseline)
     print(f"\n{time.strftime('%Y-%m-%d')} | preset {args.preset} | overrides {overrides or '-'} | "
           f"device {rows[0][1]['device']} | torch {torch.__version__} | {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads\n")

@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ddcore.data import Naming
+
 from .metrics import SPLITS
 
 COLOUR_MODES = ("log density", "weight", "class", "bias attribute", "aligned / conflicting")
@@ -25,12 +27,27 @@ def relative_weight(emb: dict[str, np.ndarray]) -> np.ndarray:
     return emb["real_weight"].astype(np.float64) * class_size[emb["real_label"]]
 
 
-def _hover(emb: dict[str, np.ndarray]) -> list[str]:
+def conflicting(emb: dict[str, np.ndarray]) -> np.ndarray:
+    """bool per mapped real sample: its bias value is not its class's aligned one (runs made before
+    `aligned_bias` was saved used class c -> value c)."""
+    label = emb["real_label"]
+    aligned = emb["aligned_bias"] if "aligned_bias" in emb else np.arange(int(label.max()) + 1)
+    return emb["real_bias"] != aligned[label]
+
+
+def sample_text(naming: Naming | None, attribute: str, label: int, bias: int) -> str:
+    """'class cat · bias attribute indoor', with plain indices where no names are known."""
+    if naming is None:
+        return f"class {label} · {attribute} {bias}"
+    return f"class {naming.classes[label]} · {attribute} {naming.bias_values[bias]}"
+
+
+def _hover(emb: dict[str, np.ndarray], naming: Naming | None, attribute: str) -> list[str]:
     rel = relative_weight(emb)
     return [
-        f"class {c} · colour {b} · {'aligned' if c == b else 'conflicting'}<br>"
+        f"{sample_text(naming, attribute, c, b)} · {'conflicting' if x else 'aligned'}<br>"
         f"log density {ld:.2f} · weight ×{w:.2f}"
-        for c, b, ld, w in zip(emb["real_label"], emb["real_bias"], emb["real_log_density"], rel)
+        for c, b, x, ld, w in zip(emb["real_label"], emb["real_bias"], conflicting(emb), emb["real_log_density"], rel)
     ]
 
 
@@ -59,16 +76,19 @@ def _continuous(emb: dict[str, np.ndarray], mode: str, hover: list[str]) -> list
     ]
 
 
-def _categorical(emb: dict[str, np.ndarray], mode: str, hover: list[str], palette: np.ndarray) -> list[go.Scattergl]:
+def _categorical(emb: dict[str, np.ndarray], mode: str, hover: list[str], palette: np.ndarray,
+                 naming: Naming | None, attribute: str) -> list[go.Scattergl]:
     xy, label, bias = emb["real_map"], emb["real_label"], emb["real_bias"]
-    conflicting = label != bias
+    odd = conflicting(emb)
     if mode == "aligned / conflicting":
         # conflicting last and larger: there are few of them and they are the point of the map
-        groups = [("aligned", ~conflicting, "#c7c7c7", 4), ("conflicting", conflicting, "#d62728", 7)]
+        groups = [("aligned", ~odd, "#c7c7c7", 4), ("conflicting", odd, "#d62728", 7)]
     elif mode == "class":
-        groups = [(f"class {c}", label == c, CLASS_COLOURS[c % 10], 5) for c in np.unique(label)]
+        groups = [(f"class {naming.classes[c] if naming else c}", label == c, CLASS_COLOURS[c % 10], 5)
+                  for c in np.unique(label)]
     else:
-        groups = [(f"colour {b}", bias == b, _rgb(palette[b]), 5) for b in np.unique(bias)]
+        groups = [(f"{attribute} {naming.bias_values[b] if naming else b}", bias == b, _rgb(palette[b]), 5)
+                  for b in np.unique(bias)]
     hover_arr = np.asarray(hover, dtype=object)
     return [
         go.Scattergl(
@@ -86,21 +106,28 @@ def _rgb(colour: np.ndarray) -> str:
     return f"rgb({r},{g},{b})"
 
 
-def embedding_map(emb: dict[str, np.ndarray], mode: str, palette: np.ndarray, show_synthetic: bool = True) -> go.Figure:
+def embedding_map(emb: dict[str, np.ndarray], mode: str, palette: np.ndarray, show_synthetic: bool = True,
+                  naming: Naming | None = None, attribute: str = "colour") -> go.Figure:
     """The run's 2-D map of real samples coloured by `mode`, with the synthetic images drawn on
-    top as outlined diamonds. Every trace carries the row index (into real_* or syn_*) as
+    top as outlined diamonds. `palette` (RGB in [0, 1], one row per bias value) colours the
+    "bias attribute" mode; `naming` and `attribute` (e.g. "corruption") name classes and values
+    in legends and hover text. Every trace carries the row index (into real_* or syn_*) as
     customdata and REAL or SYNTHETIC as meta, which `selected_rows` reads back."""
     if mode not in COLOUR_MODES:
         raise ValueError(f"unknown colour mode {mode!r}")
-    hover = _hover(emb)
-    traces = _continuous(emb, mode, hover) if mode in ("log density", "weight") else _categorical(emb, mode, hover, palette)
+    hover = _hover(emb, naming, attribute)
+    if mode in ("log density", "weight"):
+        traces = _continuous(emb, mode, hover)
+    else:
+        traces = _categorical(emb, mode, hover, palette, naming, attribute)
     if show_synthetic and "syn_map" in emb and len(emb["syn_map"]):
         syn = emb["syn_map"]
         traces.append(
             go.Scattergl(
                 x=syn[:, 0], y=syn[:, 1], mode="markers", name="synthetic images", meta=SYNTHETIC,
                 customdata=np.arange(len(syn)), hoverinfo="text",
-                hovertext=[f"synthetic #{j} · class {c}" for j, c in enumerate(emb["syn_label"])],
+                hovertext=[f"synthetic #{j} · class {naming.classes[c] if naming else c}"
+                           for j, c in enumerate(emb["syn_label"])],
                 marker=dict(symbol="diamond", size=11, color="white", line=dict(color="black", width=2)),
             )
         )

@@ -1,11 +1,27 @@
-"""The Distill form's values -> validated run configurations, with messages a user can act on."""
+"""The Distill form's and the data picker's values -> validated run configurations, with messages
+a user can act on."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from ddcore.config import RunConfig, preset, validate
+from ddcore.config import DataConfig, RunConfig, preset, validate, validate_data
+from ddcore.data import files_help, get_spec
 from ddcore.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataForm:
+    """The data picker's values (shared by the Bias explorer and the Distill page)."""
+
+    dataset: str = "cmnist"
+    source: str = "bundled"
+    files: str = ""  # the dataset's folder (--root) or CSV file (--csv-path), whichever it reads
+    download: bool = False
+    conflict_percent: float = 5.0
+    as_distributed: bool = False  # bffhq, csv: keep the files' own conflicting share (ratio None)
+    severity: int = 4
 
 
 @dataclass(frozen=True)
@@ -14,10 +30,7 @@ class DistillForm:
     that blank can mean 'adaptive')."""
 
     preset: str = "quick"
-    dataset: str = "cmnist"
-    source: str = "bundled"
-    mnist_root: str = ""
-    conflict_percent: float = 5.0
+    data: DataForm = field(default_factory=DataForm)
     method: str = "dm"
     ipc: int = 10
     reweight: bool = True
@@ -43,14 +56,37 @@ def parse_sigma(text: str) -> float | None:
     return value
 
 
+def data_overrides(form: DataForm) -> dict[str, Any]:
+    """The data section's fields: the path goes to --root or --csv-path, whichever the dataset
+    reads, and only with source "files"; "as distributed" means a ratio of None."""
+    spec = get_spec(form.dataset)
+    path = (form.files.strip() or None) if form.source == "files" else None
+    own = form.as_distributed and spec.bias_from_files
+    return dict(
+        dataset=form.dataset,
+        source=form.source,
+        root=path if spec.path_option == "--root" else None,
+        csv_path=path if spec.path_option == "--csv-path" else None,
+        download=form.download and spec.downloadable,
+        conflict_ratio=None if own else float(form.conflict_percent) / 100.0,
+        severity=int(form.severity),
+    )
+
+
+def data_config(form: DataForm) -> DataConfig:
+    return validate_data(DataConfig(**data_overrides(form)))
+
+
+def files_help_for(form: DataForm) -> str:
+    """Which files the picked dataset needs under the typed path, whatever the source picked."""
+    return files_help(DataConfig(**data_overrides(replace(form, source="files"))))
+
+
 def build_config(form: DistillForm, reweight: bool | None = None) -> RunConfig:
     """One validated RunConfig; `reweight` overrides the form's checkbox (for the pair)."""
     cfg = preset(form.preset, form.method)
     overrides = dict(
-        dataset=form.dataset,
-        source=form.source,
-        root=form.mnist_root.strip() or None,
-        conflict_ratio=float(form.conflict_percent) / 100.0,
+        **data_overrides(form.data),
         method=form.method,
         ipc=int(form.ipc),
         reweight="kde" if (form.reweight if reweight is None else reweight) else "none",

@@ -15,7 +15,8 @@ def label(run: RunInfo, with_name: bool = True) -> str:
     cfg = run.config
     if cfg is None:
         return f"{run.name} (damaged)"
-    data = f"{cfg.data.dataset} {cfg.data.conflict_ratio:.1%}"
+    ratio = cfg.data.conflict_ratio
+    data = f"{cfg.data.dataset} {'as distributed' if ratio is None else f'{ratio:.1%}'}"
     if cfg.kind == "baseline":
         text = f"full-data baseline · {data} · seed {cfg.seed}"
     else:

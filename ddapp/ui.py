@@ -9,9 +9,12 @@ import streamlit as st
 from PIL import Image
 
 from ddcore import jobs, runstore
+from ddcore.config import DATASETS, SOURCES
+from ddcore.data import DATASET_SPECS
 from ddcore.runstore import RunInfo
 
 from . import progress
+from .forms import DataForm
 from .runs import active, label
 
 INTRO = (
@@ -133,3 +136,36 @@ def _job_row(run: RunInfo) -> None:
             acc = (run.metrics or {}).get("test_acc_unbiased")
             extra = f" · unbiased accuracy {acc:.1f}%" if acc is not None else ""
             st.success(progress.describe(s) + extra)
+
+
+SOURCE_NAMES = {"bundled": "bundled sample (offline)", "files": "the dataset's files"}
+DEFAULT_ROOT = "../shared/data"  # where this repository's machines keep full MNIST; any folder works
+SEVERITY_HELP = ("Coloured MNIST variants: colour jitter (5 = the purest colour, the strongest bias). Corrupted "
+                 "CIFAR-10: the corruption level (5 = the LfF benchmark's 'severity 4' folders).")
+
+
+def data_picker(key: str) -> DataForm:
+    """The dataset, its source, where its files are (and whether torchvision may download them),
+    the share of bias-conflicting samples and the severity. Widgets outside any form, so that
+    choosing a dataset at once shows the fields it needs."""
+    c1, c2, c3, c4 = st.columns(4)
+    dataset = c1.selectbox("Dataset", DATASETS, format_func=lambda n: DATASET_SPECS[n].title, key=f"{key}_dataset")
+    spec = DATASET_SPECS[dataset]
+    source = c2.selectbox("Source", SOURCES if spec.bundled else ("files",), format_func=SOURCE_NAMES.get,
+                          key=f"{key}_source", help=None if spec.bundled else f"{spec.title} has no bundled sample.")
+    own = spec.bias_from_files and c3.checkbox(
+        "As the files come", value=True, key=f"{key}_own",
+        help="Keep the data's own share of bias-conflicting samples; untick to subsample them to a percentage.")
+    percent = c3.number_input("Bias-conflicting samples (%)", 0.0, 100.0, 5.0, 0.5, disabled=own, key=f"{key}_percent")
+    severity = 4
+    if not spec.bias_from_files:
+        severity = c4.selectbox("Severity", (1, 2, 3, 4, 5), index=3, key=f"{key}_severity", help=SEVERITY_HELP)
+    files, download = "", False
+    if source == "files":
+        csv = spec.path_option == "--csv-path"
+        files = st.text_input("CSV file (path,label,bias[,split])" if csv else "Data folder (--root)",
+                              value="" if csv else DEFAULT_ROOT, key=f"{key}_files_{spec.path_option}")
+        if spec.downloadable:
+            download = st.checkbox("Download the files there if missing (torchvision; needs internet)",
+                                   key=f"{key}_download")
+    return DataForm(dataset, source, files, download, percent, own, severity)

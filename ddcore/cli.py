@@ -145,7 +145,7 @@ def format_listing(runs: list[runstore.RunInfo]) -> str:
         acc = f"{m['test_acc_unbiased']:.1f}" if "test_acc_unbiased" in m else ""
         note = s.message[:60] if s.state in ("failed", "cancelled") else (s.stage if s.state == "running" else "")
         rows.append((r.name, s.state, c.kind, c.distill.method, c.reweight.reweight, str(c.distill.ipc),
-                     f"{c.data.conflict_ratio:g}", acc, note))
+                     "as-is" if c.data.conflict_ratio is None else f"{c.data.conflict_ratio:g}", acc, note))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
 

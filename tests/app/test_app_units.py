@@ -11,6 +11,7 @@ from PIL import Image
 
 from ddapp import bias, figures, forms, images, metrics, progress, runs
 from ddcore.config import preset
+from ddcore.data import Naming
 from ddcore.errors import ConfigError
 from ddcore.runstore import RunInfo, Status, load_embeddings
 
@@ -186,7 +187,8 @@ def test_parse_sigma() -> None:
 
 
 def test_build_config_applies_the_form() -> None:
-    form = forms.DistillForm(preset="smoke", conflict_percent=2.0, ipc=5, sigma="0.3", tau=2.0, iterations=7, seed=4)
+    form = forms.DistillForm(preset="smoke", data=forms.DataForm(conflict_percent=2.0), ipc=5, sigma="0.3", tau=2.0,
+                             iterations=7, seed=4)
     cfg = forms.build_config(form)
     assert (cfg.preset, cfg.data.conflict_ratio, cfg.distill.ipc, cfg.distill.iterations, cfg.seed) == ("smoke", 0.02, 5, 7, 4)
     assert (cfg.reweight.reweight, cfg.reweight.kde_sigma, cfg.reweight.kde_tau) == ("kde", 0.3, 2.0)
@@ -200,11 +202,36 @@ def test_build_pair_differs_only_in_reweighting() -> None:
     assert replace(vanilla, reweight=reweighted.reweight) == reweighted
 
 
+def test_data_form_maps_the_path_and_the_ratio_per_dataset() -> None:
+    csv = forms.data_overrides(forms.DataForm("csv", "files", " my/data.csv ", as_distributed=True, download=True))
+    assert (csv["csv_path"], csv["root"], csv["conflict_ratio"], csv["download"]) == ("my/data.csv", None, None, False)
+    bffhq = forms.data_overrides(forms.DataForm("bffhq", "files", "/d", conflict_percent=0.5))
+    assert (bffhq["root"], bffhq["csv_path"], bffhq["conflict_ratio"]) == ("/d", None, 0.005)
+    # "as the files come" means nothing for data that makes its own bias; bundled data has no path
+    cm = forms.data_overrides(forms.DataForm("cmnist", "bundled", "/ignored", as_distributed=True, severity=5))
+    assert (cm["root"], cm["conflict_ratio"], cm["severity"]) == (None, 0.05, 5)
+    assert "FashionMNIST/raw" in forms.files_help_for(forms.DataForm("bg-fmnist", "bundled", "/d"))
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        forms.data_overrides(forms.DataForm("imagenet"))
+
+
+def test_embedding_map_names_classes_and_values() -> None:
+    emb = {**fake_embeddings(), "aligned_bias": np.array([1, 0])}  # class 0's aligned value is 1, and back
+    naming = Naming(("cat", "dog"), ("indoor", "outdoor"), ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0)), (1, 0))
+    assert figures.conflicting(emb).sum() == 46  # the four samples with label != bias are now the aligned ones
+    fig = figures.embedding_map(emb, "bias attribute", np.array(naming.colours), naming=naming, attribute="place")
+    assert [t.name for t in fig.data if t.meta == figures.REAL] == ["place indoor", "place outdoor"]
+    assert fig.data[0].marker.color == "rgb(255,0,0)" and "· place indoor · aligned<br>" in fig.data[0].hovertext[0]
+    fig = figures.embedding_map(emb, "class", PALETTE, naming=naming)
+    assert [t.name for t in fig.data if t.meta == figures.REAL] == ["class cat", "class dog"]
+    assert figures.sample_text(None, "colour", 3, 4) == "class 3 · colour 4"
+
+
 def test_build_config_reports_invalid_values() -> None:
     with pytest.raises(ConfigError, match="tau must be positive"):
         forms.build_config(forms.DistillForm(tau=0.0))
     with pytest.raises(ConfigError, match="conflict ratio"):
-        forms.build_config(forms.DistillForm(conflict_percent=150.0))
+        forms.build_config(forms.DistillForm(data=forms.DataForm(conflict_percent=150.0)))
 
 
 # progress
@@ -235,6 +262,15 @@ def test_palette_legend_has_one_swatch_per_colour() -> None:
 
     html = bias.palette_legend_html(LFF_PALETTE.numpy())
     assert html.count("<span") == 10 and "background:rgb(251,80,43)" in html  # colour 0 = (.984, .313, .169)
+    named = bias.palette_legend_html(np.array([[0, 0, 0], [1, 1, 1]]), ["snow & ice", "fog"])
+    assert "snow &amp; ice</span>" in named and "color:#fff" in named and "color:#000" in named
+
+
+def test_class_counts_with_names() -> None:
+    naming = Naming(("cat", "dog"), ("indoor", "outdoor"), ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0)), (0, 1))
+    table = bias.class_counts(np.array([0, 1, 1]), np.array([False, True, False]), 2, naming)
+    assert list(table.columns[:3]) == ["class", "name", "aligned value"]
+    assert table["aligned value"].tolist() == ["indoor", "outdoor"] and table["conflicting"].tolist() == [0, 1]
 
 
 def test_continuous_map_draws_rare_samples_on_top() -> None:
