@@ -31,6 +31,10 @@ st.plotly_chart(figures.accuracy_chart(table), key="accuracy_chart")
 st.dataframe(metrics.display_table(table), hide_index=True)
 
 distilled = [r for r in picked if r.config.kind == "distill"]
+if len({r.config.distill.method for r in distilled}) > 1:
+    st.subheader("Methods side by side")
+    st.caption("Unbiased test accuracy of each method's vanilla and reweighted run among the chosen ones.")
+    st.dataframe(metrics.method_table(distilled), hide_index=True, key="method_table")
 if distilled:
     st.subheader("Weight of bias-conflicting samples")
     st.caption("Share of the distillation weight that bias-conflicting samples receive, next to their share of the count.")

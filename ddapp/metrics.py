@@ -57,3 +57,27 @@ def _mean_std(mean: object, std: object) -> str:
     if std is None or pd.isna(std):
         return f"{mean:.1f}%"
     return f"{mean:.1f} ± {std:.1f}%"
+
+
+def method_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
+    """Methods side by side: one row per (data, IPC, method) among the distill runs given, with
+    the unbiased accuracy of its vanilla and its reweighted run and the gain in points. Where a
+    setting was run more than once, the first run given (the newest, in listing order) counts."""
+    cells: dict[tuple[str, int, str], dict[str, float | None]] = {}
+    for r in runs:
+        cfg = r.config
+        if cfg is None or cfg.kind != "distill":
+            continue
+        ratio = cfg.data.conflict_ratio
+        data = f"{cfg.data.dataset} {'as distributed' if ratio is None else f'{ratio:.1%}'}"
+        side = "reweighted %" if cfg.reweight.reweight == "kde" else "vanilla %"
+        cell = cells.setdefault((data, cfg.distill.ipc, cfg.distill.method.upper()), {})
+        cell.setdefault(side, _num((r.metrics or {}).get("test_acc_unbiased")))
+    rows = []
+    for (data, ipc, method), cell in cells.items():
+        vanilla, reweighted = cell.get("vanilla %"), cell.get("reweighted %")
+        gain = None if vanilla is None or reweighted is None else reweighted - vanilla
+        rows.append({"data": data, "IPC": ipc, "method": method, "vanilla %": vanilla,
+                     "reweighted %": reweighted, "gain (points)": gain})
+    columns = ["data", "IPC", "method", "vanilla %", "reweighted %", "gain (points)"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["data", "IPC", "method"], ignore_index=True)

@@ -1,0 +1,55 @@
+"""The Compare page's methods-side-by-side table, on run records and through the page."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ddapp import metrics
+from ddcore import runstore
+from ddcore.config import preset
+from ddcore.runstore import RunInfo, Status
+
+
+def run_info(name: str, method: str, reweight: str, acc: float | None, ipc: int = 10) -> RunInfo:
+    cfg = preset("smoke", method).with_overrides(reweight=reweight, ipc=ipc)
+    m = {} if acc is None else {"test_acc_unbiased": acc}
+    return RunInfo(name, Path("/nowhere") / name, cfg, Status(state="done"), m)
+
+
+def test_method_table_pairs_vanilla_and_reweighted_per_method() -> None:
+    runs = [
+        run_info("dm-kde-new", "dm", "kde", 91.0),
+        run_info("dm-kde-old", "dm", "kde", 80.0),  # an older repeat: the newest counts
+        run_info("dm-none", "dm", "none", 25.0),
+        run_info("mtt-kde", "mtt", "kde", 90.0),
+        run_info("mtt-none", "mtt", "none", 27.5),
+        run_info("dc-kde", "dc", "kde", None),  # unfinished metrics and no vanilla: no gain
+        run_info("dm-ipc1", "dm", "none", 20.0, ipc=1),
+    ]
+    table = metrics.method_table(runs)
+    rows = {(r["IPC"], r["method"]): r for r in table.to_dict("records")}
+    assert set(rows) == {(10, "DM"), (10, "MTT"), (10, "DC"), (1, "DM")}
+    assert (rows[10, "DM"]["vanilla %"], rows[10, "DM"]["reweighted %"], rows[10, "DM"]["gain (points)"]) == (25.0, 91.0, 66.0)
+    assert rows[10, "MTT"]["gain (points)"] == pytest.approx(62.5)
+    assert pd.isna(rows[10, "DC"]["gain (points)"]) and pd.isna(rows[1, "DM"]["reweighted %"])
+
+
+def test_compare_page_shows_methods_side_by_side(smoke_store: Path, tmp_path: Path, app, goto) -> None:
+    root = tmp_path / "runs"
+    shutil.copytree(smoke_store, root)
+    # a second method's run: the smoke run's record under MTT's settings
+    mtt = root / "smoke-mtt"
+    shutil.copytree(root / "smoke-kde", mtt)
+    runstore.write_json(mtt / "config.json", preset("smoke", "mtt").to_dict())
+    metrics_ = json.loads((mtt / "metrics.json").read_text())
+    runstore.write_json(mtt / "metrics.json", {**metrics_, "test_acc_unbiased": 12.5})
+    at = goto(app(root), "app_pages/compare.py")
+    at.multiselect[0].set_value(["smoke-kde", "smoke-none", "smoke-mtt"]).run()
+    assert not at.exception
+    [table] = [d for d in at.dataframe if "method" in d.value.columns]
+    assert sorted(table.value["method"]) == ["DM", "MTT"]
+    assert table.value.set_index("method").loc["MTT", "reweighted %"] == 12.5
