@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -10,8 +11,11 @@ import pytest
 
 from ddapp import metrics
 from ddcore import runstore
-from ddcore.config import preset
+from ddcore.config import METHODS, preset
+from ddcore.pipeline import execute_run
 from ddcore.runstore import RunInfo, Status
+
+from test_app_pages import by_label
 
 
 def run_info(name: str, method: str, reweight: str, acc: float | None, ipc: int = 10) -> RunInfo:
@@ -53,3 +57,20 @@ def test_compare_page_shows_methods_side_by_side(smoke_store: Path, tmp_path: Pa
     [table] = [d for d in at.dataframe if "method" in d.value.columns]
     assert sorted(table.value["method"]) == ["DM", "MTT"]
     assert table.value.set_index("method").loc["MTT", "reweighted %"] == 12.5
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_from_the_distill_page(method: str, app, goto, tmp_path: Path) -> None:
+    at = goto(app(tmp_path), "app_pages/distill.py")
+    by_label(at.selectbox, "Preset").set_value("smoke").run()
+    by_label(at.selectbox, "Method").set_value(method).run()
+    by_label(at.number_input, "Iterations").set_value(2)  # a form field: sent with the submit
+    by_label(at.button, "Run single").click().run()
+    assert not at.exception and at.success
+    (queued,) = runstore.list_runs(tmp_path)
+    assert queued.config.distill == replace(preset("smoke", method).distill, iterations=2)
+    execute_run(queued.path)  # what the worker does with it
+    (done,) = runstore.list_runs(tmp_path)
+    assert done.status.state == "done" and done.metrics["test_acc_unbiased"] is not None
+    at = goto(at, "app_pages/compare.py")
+    assert method.upper() in " ".join(at.multiselect[0].value + [str(v) for v in at.dataframe[0].value["run"]])
