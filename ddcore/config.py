@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-DATASETS = ("cmnist", "bg-cmnist", "bg-fmnist", "bffhq", "csv")  # ddcore.data.DATASET_SPECS
+DATASETS = ("cmnist", "bg-cmnist", "bg-fmnist", "cifar10c-0", "cifar10c-1", "bffhq", "csv")  # ddcore.data.DATASET_SPECS
 SOURCES = ("bundled", "files")
 MAX_IMAGE_SIZE = 256  # a whole split is held as float32 [N, 3, S, S]: 50,000 CIFAR images at 256 are 39 GB
 METHODS = ("dm", "dc", "dsa", "mtt")

@@ -76,7 +76,7 @@ def write_csv(path: Path, rows: list[list[str]], header: str = "path,label,bias,
 def make_cifar(root: Path, per_class_train: int = 6, per_class_test: int = 4) -> dict[bool, tuple[np.ndarray, np.ndarray]]:
     """ROOT/cifar-10-batches-py as torchvision's CIFAR-10 download unpacks it: data_batch_1..5,
     test_batch and batches.meta, pickled dicts with 'data' uint8 [n, 3072] (RGB planes) and
-    'labels'. Each training class's images are spread over the five batches."""
+    'labels'. Labels cycle through the classes, so each batch holds every class."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(3)
@@ -86,8 +86,9 @@ def make_cifar(root: Path, per_class_train: int = 6, per_class_test: int = 4) ->
         data = rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8)
         made[train] = (data.reshape(-1, 3, 32, 32), labels)
         names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+        size = -(-len(labels) // len(names))
         for i, name in enumerate(names):
-            part = slice(i, None, len(names))
+            part = slice(i * size, (i + 1) * size)  # consecutive, as in the real files
             batch = {"batch_label": f"batch {i}", "labels": labels[part].tolist(), "data": data[part],
                      "filenames": [f"img{j}.png" for j in range(len(labels[part]))]}
             (folder / name).write_bytes(pickle.dumps(batch, protocol=2))

@@ -9,8 +9,8 @@ uses the functions below, never a dataset module directly:
 - `files_help(cfg)`: which files to put where (errors, the app);
 - `describe(cfg)`: class and bias-value names and colours (the app).
 
-Each dataset is also a torchvision-style `Dataset` (ColoredMNIST, ColoredFashionMNIST, BFFHQ,
-BiasedCSV). Decoded files are cached in-process (bounded; `clear_cache()` empties the caches).
+Each dataset is also a torchvision-style `Dataset` (ColoredMNIST, ColoredFashionMNIST,
+CorruptedCIFAR10, BFFHQ, BiasedCSV). Decoded files are cached in-process (bounded; `clear_cache()` empties the caches).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..config import DATASETS, DataConfig, validate_data
 from ..errors import ConfigError
-from . import bffhq, colored, csvdata
+from . import bffhq, cifar, colored, csvdata
 from .base import (
     BiasedTensors,
     assign_bias_test,
@@ -31,6 +31,7 @@ from .base import (
     num_conflicting,
 )
 from .bffhq import BFFHQ
+from .cifar import CorruptedCIFAR10
 from .colored import PALETTE, SEVERITY_STD, ColoredFashionMNIST, ColoredMNIST, colorize
 from .csvdata import BiasedCSV
 from .mnist import load_grey_digits
@@ -45,6 +46,7 @@ __all__ = [
     "BiasedTensors",
     "ColoredFashionMNIST",
     "ColoredMNIST",
+    "CorruptedCIFAR10",
     "DatasetSpec",
     "Naming",
     "Summary",
@@ -65,7 +67,7 @@ __all__ = [
     "train_summary",
 ]
 
-DATASET_SPECS: dict[str, DatasetSpec] = {s.name: s for s in (*colored.SPECS, bffhq.SPEC, csvdata.SPEC)}
+DATASET_SPECS: dict[str, DatasetSpec] = {s.name: s for s in (*colored.SPECS, *cifar.SPECS, bffhq.SPEC, csvdata.SPEC)}
 assert set(DATASET_SPECS) == set(DATASETS), "every configurable dataset needs a registry entry"
 
 clear_cache = clear_caches

@@ -21,7 +21,7 @@ import csv
 import os
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -99,7 +99,7 @@ def _parse(key: tuple[str, int, int]) -> tuple[CSVTable | None, Problems]:
     problems = Problems(path, "rows")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [(line, row) for line, row in _numbered(csv.reader(f))]
+            rows = list(_numbered(csv.reader(f)))
     except (UnicodeDecodeError, csv.Error) as e:
         raise DatasetError(f"cannot read CSV file {path} ({e}); save it as UTF-8 text with comma-separated columns") from e
     if not rows:
@@ -146,8 +146,8 @@ def _parse(key: tuple[str, int, int]) -> tuple[CSVTable | None, Problems]:
     return table, problems
 
 
-def _numbered(reader: Any) -> Any:
-    """(line number where the record ends, fields) for every non-blank record."""
+def _numbered(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """(line number where the record ends, fields) for every non-blank record of a csv.reader."""
     for row in reader:
         if row and any(v.strip() for v in row):
             yield reader.line_num, row

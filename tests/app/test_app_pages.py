@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from ddcore import runstore
 from ddcore.config import preset
+from tests.datafiles import write_csv, write_png
 
 # every page file, so a new page is covered without touching this list
 PAGES = sorted(f"app_pages/{p.name}" for p in (Path(__file__).resolve().parents[2] / "app_pages").glob("*.py"))
@@ -204,3 +205,53 @@ def test_distill_method_picks_its_preset_and_is_queued(app, goto, tmp_path: Path
     assert not at.exception and at.success
     (queued,) = runstore.list_runs(tmp_path)
     assert queued.config.distill == preset("quick", "dsa").distill
+
+
+def test_bias_explorer_says_where_missing_files_go(app, goto, tmp_path: Path) -> None:
+    at = goto(app(tmp_path), "app_pages/bias_explorer.py")
+    by_label(at.selectbox, "Dataset").set_value("bffhq").run()
+    assert by_label(at.selectbox, "Source").options == ["the dataset's files"]  # no bundled sample
+    by_label(at.text_input, "Data folder (--root)").set_value(str(tmp_path / "faces")).run()
+    assert not at.exception and any(str(tmp_path / "faces") in e.value for e in at.error)
+    assert any("Where the files go" in i.value and "bffhq/0.5pct/align" in i.value for i in at.info)
+    assert not [c for c in at.checkbox if c.label.startswith("Download")]  # torchvision cannot fetch BFFHQ
+    by_label(at.selectbox, "Dataset").set_value("cifar10c-0").run()
+    assert by_label(at.checkbox, "Download the files there if missing (torchvision; needs internet)")
+    assert any("cifar-10-batches-py" in i.value for i in at.info)
+
+
+def write_pets_csv(folder: Path) -> Path:
+    """A tiny CSV dataset: 12 cats (10 indoor) and 12 dogs (10 outdoor) to train, 4 of each to test."""
+    rows = []
+    for label, usual, other in (("cat", "indoor", "outdoor"), ("dog", "outdoor", "indoor")):
+        for i in range(16):
+            split, bias = ("train", usual if i < 10 else other) if i < 12 else ("test", (usual, other)[i % 2])
+            write_png(folder / f"{label}{i}.png", (200, 50, 50) if bias == "indoor" else (50, 200, 50), (16, 16))
+            rows.append([f"{label}{i}.png", label, bias, split])
+    return write_csv(folder / "pets.csv", rows)
+
+
+def test_bias_explorer_and_distill_on_a_csv_dataset(app, goto, tmp_path: Path) -> None:
+    csv_path = write_pets_csv(tmp_path / "pets")
+    at = goto(app(tmp_path / "runs"), "app_pages/bias_explorer.py")
+    by_label(at.selectbox, "Dataset").set_value("csv").run()
+    by_label(at.text_input, "CSV file (path,label,bias[,split])").set_value(str(csv_path)).run()
+    assert not at.exception and not at.error
+    counts = at.dataframe[0].value
+    assert counts["name"].tolist() == ["cat", "dog"] and counts["aligned value"].tolist() == ["indoor", "outdoor"]
+    assert counts["conflicting"].tolist() == [2, 2]  # as the files come
+    by_label(at.checkbox, "As the files come").set_value(False).run()
+    with_ratio = by_label(at.number_input, "Bias-conflicting samples (%)")
+    with_ratio.set_value(10.0).run()
+    assert at.dataframe[0].value["conflicting"].tolist() == [1, 1]  # round(0.1 / 0.9 * 10) of the 2
+
+    at = goto(at, "app_pages/distill.py")
+    by_label(at.selectbox, "Preset").set_value("smoke").run()
+    by_label(at.selectbox, "Dataset").set_value("csv").run()
+    by_label(at.text_input, "CSV file (path,label,bias[,split])").set_value(str(csv_path)).run()
+    assert any("--csv-path" in c.value for c in at.caption)
+    by_label(at.button, "Run single").click().run()
+    assert not at.exception and at.success, [e.value for e in at.error]
+    (queued,) = runstore.list_runs(tmp_path / "runs")
+    data = queued.config.data
+    assert (data.dataset, data.source, data.csv_path, data.root, data.conflict_ratio) == ("csv", "files", str(csv_path), None, None)
