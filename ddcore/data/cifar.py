@@ -43,6 +43,9 @@ BATCHES = {True: tuple(f"data_batch_{i}" for i in range(1, 6)), False: ("test_ba
 # chunks give the same images for a seed. 1,000 keep the largest intermediate below ~100 MB.
 CORRUPT_CHUNK = 1000
 
+# In-process caches only: a full build (50,000 training images corrupted) takes about 20 s on 2 CPU
+# cores (bench/RESULTS.md, section 5), too little next to a run to pay for a disk cache's
+# invalidation rules. The pair (vanilla + reweighted) and the test split hit these.
 _Raw = tuple[torch.Tensor, torch.Tensor]  # uint8 [N, 3, 32, 32], int64 [N]
 _raw: BuildCache[tuple[str, bool], _Raw] = BuildCache(2)  # (absolute root, train) -> CIFAR-10 as read
 # (root, train, type, ratio (None for test), severity, seed) -> (corrupted uint8 images, bias)
