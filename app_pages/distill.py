@@ -13,8 +13,9 @@ PRESET_HELP = (
 
 METHOD_HELP = (
     "DM: distribution matching (cheap iterations) · DC: gradient matching · DSA: gradient matching with "
-    "Siamese augmentation. An iteration of DC/DSA trains a fresh network in an inner loop, so the "
-    "presets give them far fewer iterations."
+    "Siamese augmentation · MTT: trajectory matching against expert networks trained on the (reweighted) "
+    "real data first, cached and reused by later runs. An iteration of DC/DSA trains a fresh network in an "
+    "inner loop and one of MTT unrolls many training steps, so the presets give them far fewer iterations."
 )
 
 ui.warm_worker()
