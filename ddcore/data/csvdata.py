@@ -26,11 +26,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from torchvision.datasets import VisionDataset
 
 from ..config import DataConfig
 from ..errors import ConfigError, DatasetError
-from .base import BiasedTensors, BuildCache, keep_for_ratio, num_conflicting, to_float
+from .base import BiasedDataset, BiasedTensors, BuildCache, keep_for_ratio, num_conflicting, to_float
 from .imagefiles import READ_ERRORS, Problems, image_size_of, read_rgb
 from .spec import DatasetSpec, Naming, Summary, distinct_colours
 
@@ -232,7 +231,7 @@ def _decode_all(table: CSVTable, image_size: int | None) -> torch.Tensor:
     return torch.stack(images)
 
 
-class BiasedCSV(VisionDataset):
+class BiasedCSV(BiasedDataset):
     """The user's CSV dataset (module docstring) as a torchvision-style dataset. Items are
     (image, label, bias, index): image float32 [3, H, W] in [0, 1] (after `transform`, if given),
     the class index, the bias value's index and the position in the split.
@@ -274,20 +273,8 @@ class BiasedCSV(VisionDataset):
                                   torch.Generator().manual_seed(seed))
         index = rows.nonzero().squeeze(1)[keep]
         self.images, self.labels, self.bias = to_float(images[index]), labels[keep], bias[keep]
+        self.num_classes, self.aligned_bias = len(self.table.classes), self.table.aligned
         self.lines = [self.table.lines[i] for i in index.tolist()]  # the CSV line of each item
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Any, int, int, int]:
-        image = self.images[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.labels[index]), int(self.bias[index]), index
-
-    def tensors(self) -> BiasedTensors:
-        """The whole split as tensors (shared with the dataset, not copied)."""
-        return BiasedTensors(self.images, self.labels, self.bias, len(self.table.classes), self.table.aligned)
 
     def extra_repr(self) -> str:
         return (f"CSV: {self.table.csv_path}\nSplit: {'Train' if self.train else 'Test'}\n"
