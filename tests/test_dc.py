@@ -69,7 +69,7 @@ def test_explicit_loops_replace_the_rule_and_bad_values_are_clear():
     with pytest.raises(ConfigError, match="bf16"):
         validate(preset("quick", "dm").with_overrides(method="dc"))  # DM's quick bf16 does not carry over
     with pytest.raises(ConfigError, match="unknown method"):
-        preset("quick", "mtt")
+        preset("quick", "nope")
 
 
 def test_presets_are_method_specific():
