@@ -69,3 +69,14 @@ config_tab, metrics_tab, log_tab = st.tabs(["Config", "Metrics", "Log"])
 config_tab.json(run.config.to_dict() if run.config else {})
 metrics_tab.json(run.metrics or {})
 log_tab.code("\n".join(runstore.read_log(run.path, max_lines=100)) or "(empty log)", language=None)
+
+cache = runstore.cache_usage(ui.runs_root())
+if cache:
+    size = sum(e.bytes for e in cache) / 2**20
+    c1, c2 = st.columns([3, 1])
+    c1.caption(f"Shared cache: {size:.1f} MiB in {len(cache)} entries (surrogates and MTT experts that later "
+               "runs reuse). Clearing it loses no result; runs recompute what they need.")
+    if c2.button("Clear cache", disabled=any(r.status.state == "running" for r in all_runs),
+                 help="Wait for the running job to finish first."):
+        st.toast(f"Cleared {runstore.clear_cache(ui.runs_root()) / 2**20:.1f} MiB")
+        st.rerun()

@@ -150,6 +150,15 @@ def format_listing(runs: list[runstore.RunInfo]) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
 
 
+def format_cache(root: Path, clear: bool) -> str:
+    entries = runstore.cache_usage(root)
+    if clear:
+        return f"cleared {runstore.clear_cache(root) / 2**20:.1f} MiB from {runstore.cache_dir(root)}"
+    lines = [f"{e.bytes / 2**20:10.1f} MiB  {e.files:4d} file(s)  {e.name}" for e in entries]
+    total = sum(e.bytes for e in entries) / 2**20
+    return "\n".join([*lines, f"{total:10.1f} MiB  in {runstore.cache_dir(root)}"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m ddcore", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -166,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(p, only={g.name for g in fields(SECTION_TYPES["eval"])} | {"device"})
     p = sub.add_parser("list", help="list the runs under a root")
     p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
+    p = sub.add_parser("cache", help="show (or --clear) the work runs share: surrogates and MTT experts")
+    p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
+    p.add_argument("--clear", action="store_true", help="delete it (runs recompute what they need)")
     p = sub.add_parser("worker", help="execute queued runs (the app starts this for you)")
     p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
     p.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
@@ -181,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "list":
             print(format_listing(runstore.list_runs(Path(args.runs))))
+            return 0
+        if args.command == "cache":
+            print(format_cache(Path(args.runs), args.clear))
             return 0
         from .jobs import run_worker
 

@@ -183,7 +183,7 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any
     train, test = _load(cfg, device)
 
     reporter.stage("surrogate")
-    surrogate = _surrogate(cfg, train, run_dir.parent / ".cache", reporter)
+    surrogate = _surrogate(cfg, train, runstore.cache_dir(run_dir.parent), reporter)
     features = surrogate.embed(train.images)
 
     reporter.stage("density")
@@ -196,7 +196,7 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any
                                  f"count, {100 * weight_share:.2f}% of the weight")
 
     reporter.stage("distill")
-    job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress, reporter.stage, run_dir.parent / ".cache")
+    job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress, reporter.stage, runstore.cache_dir(run_dir.parent))
     syn = get_method(cfg.distill.method)(job)
     images = syn.images.clamp(0, 1)  # what is saved, shown, evaluated and mapped: valid images
     runstore.save_synthetic(run_dir, images, syn.labels)

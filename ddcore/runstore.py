@@ -23,6 +23,10 @@ Layout of `<root>/<name>/` (every file is written atomically: temp file + rename
     cancel           present when the user asked the job to stop
     .claim           present once a worker has taken the run
 
+`<root>/.cache/` holds work that runs share and that is safe to delete (it is recomputed when
+missing): `surrogate-<key>.pt` (the surrogate encoder of a data/seed/settings key) and
+`experts-<key>/expert-NNN.pt` (MTT's expert trajectories, ddcore.experts).
+
 A run that dies without reaching "done" is shown as failed: a "running" status whose process
 no longer exists reads back as failed. A damaged folder never breaks `list_runs`.
 """
@@ -292,3 +296,36 @@ def export_run(run_dir: Path) -> bytes:
             if p.is_file() and not p.name.startswith("."):
                 z.write(p, arcname=f"{run_dir.name}/{p.name}")
     return buf.getvalue()
+
+
+CACHE_DIR = ".cache"
+
+
+def cache_dir(root: Path) -> Path:
+    """Where runs under `root` share reusable work (see the layout above)."""
+    return Path(root) / CACHE_DIR
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    name: str  # "surrogate-<key>.pt" or "experts-<key>"
+    files: int
+    bytes: int
+
+
+def cache_usage(root: Path) -> list[CacheEntry]:
+    """Every entry of `root`'s cache with its size, largest first (empty when there is none)."""
+    entries = []
+    folder = cache_dir(root)
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+        entries.append(CacheEntry(path.name, len(files), sum(f.stat().st_size for f in files)))
+    return sorted(entries, key=lambda e: -e.bytes)
+
+
+def clear_cache(root: Path) -> int:
+    """Delete `root`'s cache; returns the bytes freed. Runs only ever recompute what is missing,
+    so this loses time, never results."""
+    freed = sum(e.bytes for e in cache_usage(root))
+    shutil.rmtree(cache_dir(root), ignore_errors=True)
+    return freed

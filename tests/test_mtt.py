@@ -211,3 +211,11 @@ def test_smoke_run_through_the_cli_reuses_experts(tmp_path, capsys):
     assert [m["experts_trained"] for m in metrics] == [2, 0] and metrics[1]["experts_loaded"] == 2
     assert "experts" in metrics[0]["seconds_per_stage"]
     assert all(runstore.read_status(run).state == "done" for run in runs)
+
+    capsys.readouterr()
+    assert main(["cache", "--runs", str(tmp_path)]) == 0
+    listing = capsys.readouterr().out
+    assert "experts-" in listing and "surrogate-" in listing
+    assert main(["cache", "--runs", str(tmp_path), "--clear"]) == 0
+    assert "cleared" in capsys.readouterr().out and not runstore.cache_dir(tmp_path).exists()
+    assert all((run / "synthetic.pt").is_file() for run in runs)  # the runs themselves are untouched

@@ -115,3 +115,15 @@ def test_export_zip(tmp_path):
     runstore.append_log(run, "hello")
     names = zipfile.ZipFile(io.BytesIO(runstore.export_run(run))).namelist()
     assert sorted(names) == ["run-a/config.json", "run-a/log.txt", "run-a/status.json"]
+
+
+def test_cache_usage_and_clear(tmp_path):
+    assert runstore.cache_usage(tmp_path) == [] and runstore.clear_cache(tmp_path) == 0
+    cache = runstore.cache_dir(tmp_path)
+    (cache / "experts-abc").mkdir(parents=True)
+    (cache / "experts-abc" / "expert-000.pt").write_bytes(b"x" * 300)
+    (cache / "experts-abc" / "expert-001.pt").write_bytes(b"x" * 200)
+    (cache / "surrogate-def.pt").write_bytes(b"x" * 100)
+    usage = runstore.cache_usage(tmp_path)
+    assert [(e.name, e.files, e.bytes) for e in usage] == [("experts-abc", 2, 500), ("surrogate-def.pt", 1, 100)]
+    assert runstore.clear_cache(tmp_path) == 600 and not cache.exists()

@@ -74,3 +74,12 @@ def test_every_method_runs_from_the_distill_page(method: str, app, goto, tmp_pat
     assert done.status.state == "done" and done.metrics["test_acc_unbiased"] is not None
     at = goto(at, "app_pages/compare.py")
     assert method.upper() in " ".join(at.multiselect[0].value + [str(v) for v in at.dataframe[0].value["run"]])
+
+
+def test_runs_page_clears_the_shared_cache(app, goto, store_copy: Path) -> None:
+    assert runstore.cache_usage(store_copy), "the smoke runs cached their surrogate"
+    at = goto(app(store_copy), "app_pages/runs.py")
+    assert any("Shared cache" in c.value for c in at.caption)
+    by_label(at.button, "Clear cache").click().run()
+    assert not at.exception and not runstore.cache_dir(store_copy).exists()
+    assert {r.name for r in runstore.list_runs(store_copy)} == {"smoke-kde", "smoke-none", "smoke-baseline"}
