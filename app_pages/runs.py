@@ -78,5 +78,9 @@ if cache:
                "runs reuse). Clearing it loses no result; runs recompute what they need.")
     if c2.button("Clear cache", disabled=any(r.status.state == "running" for r in all_runs),
                  help="Wait for the running job to finish first."):
-        st.toast(f"Cleared {runstore.clear_cache(ui.runs_root()) / 2**20:.1f} MiB")
-        st.rerun()
+        try:
+            st.toast(f"Cleared {runstore.clear_cache(ui.runs_root()) / 2**20:.1f} MiB")
+        except DDError as exc:  # a job started since the page was drawn
+            st.error(str(exc))
+        else:
+            st.rerun()

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ddcore.cli import _converter, _field_types  # noqa: E402
+from ddcore.cli import parse_overrides  # noqa: E402
 from ddcore.config import METHODS, preset  # noqa: E402
 from ddcore.data import load_biased  # noqa: E402
 from ddcore.density import uniform_weights  # noqa: E402
@@ -79,9 +79,7 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--one", nargs=2, metavar=("METHOD", "IPC"), help=argparse.SUPPRESS)  # a child process
     args, rest = p.parse_known_args()
-    types = _field_types()
-    overrides = {name: _converter(types[name])(value) for name, value in
-                 ((flag.lstrip("-").replace("-", "_"), value) for flag, value in zip(rest[::2], rest[1::2]))}
+    overrides = parse_overrides(rest)
     if args.one:
         print(json.dumps(measure(args.one[0], int(args.one[1]), args.preset, args.device, overrides)))
         return

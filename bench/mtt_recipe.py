@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddcore import runstore  # noqa: E402
-from ddcore.cli import _converter, _field_types  # noqa: E402
+from ddcore.cli import parse_overrides  # noqa: E402
 from ddcore.config import preset  # noqa: E402
 from ddcore.pipeline import execute_run, preflight  # noqa: E402
 
@@ -35,9 +35,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--preset", default="quick")
     args, rest = p.parse_known_args()
-    types = _field_types()
-    common = {flag.lstrip("-").replace("-", "_"): value for flag, value in zip(rest[::2], rest[1::2])}
-    common = {name: _converter(types[name])(value) for name, value in common.items()}
+    common = parse_overrides(rest)
     base = preset(args.preset, "mtt").with_overrides(reweight="kde", eval_models=2, **common)
     out = Path(__file__).parent / "runs"
     stamp = time.strftime("%Y%m%d-%H%M%S")

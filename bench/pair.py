@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ddcore import runstore  # noqa: E402
-from ddcore.cli import _converter, _field_types  # noqa: E402
+from ddcore.cli import parse_overrides  # noqa: E402
 from ddcore.config import RunConfig, preset  # noqa: E402
 from ddcore.pipeline import execute_run, preflight  # noqa: E402
 
@@ -52,11 +52,7 @@ def main() -> None:
     p.add_argument("--baseline", action="store_true", help="also train on the whole biased training set")
     p.add_argument("--tag", default="")
     args, rest = p.parse_known_args()
-    types = _field_types()
-    overrides = {}
-    for flag, value in zip(rest[::2], rest[1::2]):
-        name = flag.lstrip("-").replace("-", "_")
-        overrides[name] = _converter(types[name])(value)
+    overrides = parse_overrides(rest)
     base = preset(args.preset, overrides.get("method", "dm")).with_overrides(**overrides)
     rows = run_pair(base, f"{args.preset}{args.tag}", args.baseline)
     print(f"\n{time.strftime('%Y-%m-%d')} | preset {args.preset} | overrides {overrides or '-'} | "

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ddcore.runstore import RunInfo
 
-from .runs import label
+from .runs import data_label, label
 
 SPLITS = ("unbiased", "aligned", "conflicting")
 ACCURACY_COLUMNS = [
@@ -68,8 +68,7 @@ def method_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
         cfg = r.config
         if cfg is None or cfg.kind != "distill":
             continue
-        ratio = cfg.data.conflict_ratio
-        data = f"{cfg.data.dataset} {'as distributed' if ratio is None else f'{ratio:.1%}'}"
+        data = data_label(cfg)
         side = "reweighted %" if cfg.reweight.reweight == "kde" else "vanilla %"
         cell = cells.setdefault((data, cfg.distill.ipc, cfg.distill.method.upper()), {})
         cell.setdefault(side, _num((r.metrics or {}).get("test_acc_unbiased")))

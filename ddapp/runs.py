@@ -6,7 +6,14 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from ddcore.config import RunConfig
 from ddcore.runstore import RunInfo
+
+
+def data_label(cfg: RunConfig) -> str:
+    """The dataset and its conflict ratio, e.g. 'cmnist 5.0%' or 'bffhq as distributed'."""
+    ratio = cfg.data.conflict_ratio
+    return f"{cfg.data.dataset} {'as distributed' if ratio is None else f'{ratio:.1%}'}"
 
 
 def label(run: RunInfo, with_name: bool = True) -> str:
@@ -15,8 +22,7 @@ def label(run: RunInfo, with_name: bool = True) -> str:
     cfg = run.config
     if cfg is None:
         return f"{run.name} (damaged)"
-    ratio = cfg.data.conflict_ratio
-    data = f"{cfg.data.dataset} {'as distributed' if ratio is None else f'{ratio:.1%}'}"
+    data = data_label(cfg)
     if cfg.kind == "baseline":
         text = f"full-data baseline · {data} · seed {cfg.seed}"
     else:

@@ -48,6 +48,23 @@ def _converter(type_name: str):
     return base[name]
 
 
+def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
+    """['--kde-tau', '2', '--method', 'mtt'] -> {'kde_tau': 2.0, 'method': 'mtt'}: config
+    overrides given as flag/value pairs (the benchmarks' extra arguments), typed like the CLI's."""
+    if len(args) % 2:
+        raise ConfigError(f"options come as --name value pairs; '{args[-1]}' has no value")
+    types, out = _field_types(), {}
+    for flag, text in zip(args[::2], args[1::2]):
+        name = flag.lstrip("-").replace("-", "_")
+        if not flag.startswith("--") or name not in types:
+            raise ConfigError(f"unknown option '{flag}'")
+        try:
+            out[name] = _converter(types[name])(text)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            raise ConfigError(f"bad value for {flag}: {exc}") from None
+    return out
+
+
 def _add_overrides(p: argparse.ArgumentParser, only: set[str] | None = None) -> None:
     for name, type_name in _field_types().items():
         if name in _TOP_LEVEL or (only is not None and name not in only):

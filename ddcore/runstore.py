@@ -325,7 +325,10 @@ def cache_usage(root: Path) -> list[CacheEntry]:
 
 def clear_cache(root: Path) -> int:
     """Delete `root`'s cache; returns the bytes freed. Runs only ever recompute what is missing,
-    so this loses time, never results."""
+    so this loses time, never results; a running job may be writing into it, so that refuses."""
+    running = [r.name for r in list_runs(root) if r.status.state == "running"]
+    if running:
+        raise DDError(f"run {running[0]} is running under {root}; clear the cache once it has finished")
     freed = sum(e.bytes for e in cache_usage(root))
     shutil.rmtree(cache_dir(root), ignore_errors=True)
     return freed

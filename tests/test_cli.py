@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddcore.cli import main
+from ddcore.cli import main, parse_overrides
+from ddcore.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,3 +124,12 @@ def test_existing_output_needs_overwrite(smoke_run, capsys):
 def test_evaluate_on_a_non_run_folder(tmp_path, capsys):
     code, _, err = main_in_process(capsys, "evaluate", str(tmp_path))
     assert code == 2 and "not a run folder" in err
+
+
+def test_parse_overrides_types_values_and_rejects_nonsense():
+    assert parse_overrides(["--kde-tau", "2", "--method", "mtt", "--kde-sigma", "auto", "--bf16", "yes"]) == {
+        "kde_tau": 2.0, "method": "mtt", "kde_sigma": None, "bf16": True}
+    for args, message in ((["--no-such", "1"], "unknown option '--no-such'"), (["--ipc"], "has no value"),
+                          (["--ipc", "ten"], "bad value for --ipc"), (["ipc", "3"], "unknown option 'ipc'")):
+        with pytest.raises(ConfigError, match=message):
+            parse_overrides(args)

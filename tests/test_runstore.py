@@ -126,4 +126,10 @@ def test_cache_usage_and_clear(tmp_path):
     (cache / "surrogate-def.pt").write_bytes(b"x" * 100)
     usage = runstore.cache_usage(tmp_path)
     assert [(e.name, e.files, e.bytes) for e in usage] == [("experts-abc", 2, 500), ("surrogate-def.pt", 1, 100)]
+    run = runstore.create_run(tmp_path / "busy", preset("smoke"))
+    runstore.update_status(run, state="running", pid=os.getpid())  # a live job may be writing into the cache
+    with pytest.raises(DDError, match="busy is running"):
+        runstore.clear_cache(tmp_path)
+    assert cache.exists()
+    runstore.update_status(run, state="done")
     assert runstore.clear_cache(tmp_path) == 600 and not cache.exists()
