@@ -20,22 +20,19 @@ from __future__ import annotations
 import argparse
 import platform
 import shlex
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pair import run_pair  # noqa: E402
+from pair import run_pair
 
-from ddcore.cli import _converter  # noqa: E402
-from ddcore.config import DATASETS, RunConfig, preset  # noqa: E402
-from ddcore.data import DATASET_SPECS  # noqa: E402
-from ddcore.errors import DDError  # noqa: E402
-from ddcore.pipeline import preflight  # noqa: E402
+from ddcore.cli import _converter
+from ddcore.config import DATASETS, RunConfig, preset
+from ddcore.data import DATASET_SPECS
+from ddcore.errors import DDError
+from ddcore.pipeline import preflight
 
 
 def config(args: argparse.Namespace, dataset: str) -> RunConfig:

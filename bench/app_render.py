@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,13 +17,12 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-from ddcore import jobs, runstore  # noqa: E402
-from ddcore.config import preset  # noqa: E402
-from ddcore.pipeline import execute_run  # noqa: E402
+from ddcore import jobs, runstore
+from ddcore.config import preset
+from ddcore.pipeline import execute_run
 
 MAP_POINTS = 5000
 

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ddcore import density  # noqa: E402
-from ddcore.config import preset  # noqa: E402
-from ddcore.data import load_biased  # noqa: E402
-from ddcore.pipeline import resolve_device  # noqa: E402
-from ddcore.surrogate import SurrogateSpec, train_surrogate  # noqa: E402
+from ddcore import density
+from ddcore.config import preset
+from ddcore.data import load_biased
+from ddcore.pipeline import resolve_device
+from ddcore.surrogate import SurrogateSpec, train_surrogate
 
 SCALES = (0.1, 0.25, 0.5, 1.0, 2.0)
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ddcore.data.corruptions import CORRUPTION_TYPES, corrupt  # noqa: E402
+from ddcore.data.corruptions import CORRUPTION_TYPES, corrupt
 
 
 def cpu_name() -> str:

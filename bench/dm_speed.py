@@ -6,19 +6,16 @@ ConvNet-128, DSA), for IPC 1/10/50, on the device at hand; also the `quick` pres
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ddcore.config import preset  # noqa: E402
-from ddcore.data import load_biased  # noqa: E402
-from ddcore.density import uniform_weights  # noqa: E402
-from ddcore.methods import DistillJob, get_method  # noqa: E402
-from ddcore.pipeline import resolve_device  # noqa: E402
+from ddcore.config import preset
+from ddcore.data import load_biased
+from ddcore.density import uniform_weights
+from ddcore.methods import DistillJob, get_method
+from ddcore.pipeline import resolve_device
 
 
 def main() -> None:

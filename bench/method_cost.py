@@ -18,18 +18,16 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ddcore.cli import parse_overrides  # noqa: E402
-from ddcore.config import METHODS, preset  # noqa: E402
-from ddcore.data import load_biased  # noqa: E402
-from ddcore.density import uniform_weights  # noqa: E402
-from ddcore.methods import DistillJob, get_method  # noqa: E402
-from ddcore.pipeline import resolve_device  # noqa: E402
+from ddcore.cli import parse_overrides
+from ddcore.config import METHODS, preset
+from ddcore.data import load_biased
+from ddcore.density import uniform_weights
+from ddcore.methods import DistillJob, get_method
+from ddcore.pipeline import resolve_device
 
 IPCS = (1, 10, 50)
 # iterations timed per method: enough for a stable mean, few enough for a CPU

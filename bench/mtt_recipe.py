@@ -8,16 +8,14 @@ are cached in bench/runs/.cache, so rows that share them train them once.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ddcore import runstore  # noqa: E402
-from ddcore.cli import parse_overrides  # noqa: E402
-from ddcore.config import preset  # noqa: E402
-from ddcore.pipeline import execute_run, preflight  # noqa: E402
+from ddcore import runstore
+from ddcore.cli import parse_overrides
+from ddcore.config import preset
+from ddcore.pipeline import execute_run, preflight
 
 # the largest max_start_epoch first: shorter runs reuse the prefix of its cached trajectories
 SETTINGS: list[dict[str, object]] = [

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ddcore import runstore  # noqa: E402
-from ddcore.cli import parse_overrides  # noqa: E402
-from ddcore.config import RunConfig, preset  # noqa: E402
-from ddcore.pipeline import execute_run, preflight  # noqa: E402
+from ddcore import runstore
+from ddcore.cli import parse_overrides
+from ddcore.config import RunConfig, preset
+from ddcore.pipeline import execute_run, preflight
 
 
 Row = tuple[str, dict[str, Any], float, Path]  # (vanilla|reweighted|full-data, metrics, wall seconds, run folder)

@@ -7,15 +7,13 @@ are done. The worker is started first and warmed, as the app does when the page 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ddcore import jobs, runstore  # noqa: E402
-from ddcore.config import preset  # noqa: E402
+from ddcore import jobs, runstore
+from ddcore.config import preset
 
 
 def main() -> None:

@@ -86,12 +86,10 @@ def ensure_worker(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     if worker_alive(root):
         return
-    package_parent = str(Path(__file__).resolve().parents[1])  # so `-m ddcore` resolves from any cwd
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
     with open(root / ".worker.log", "ab") as log:
         subprocess.Popen([sys.executable, "-m", "ddcore", "worker", "--runs", str(root),
                           "--idle-exit", str(IDLE_EXIT_SECONDS)], stdout=log, stderr=log,
-                         stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+                         stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def next_queued(root: Path) -> Path | None:

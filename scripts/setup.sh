@@ -8,9 +8,12 @@ py="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat "$req" requirements.txt | sha256sum | cut -c1-16)"
+stamp=".venv/.installed-$(cat "$req" requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r "$req"
+  # ddcore and ddapp importable from any folder (workers, benchmarks, Ray tasks); a script run from
+  # another checkout still imports that checkout's own copy first (the current folder wins)
+  .venv/bin/python -m pip install -q --no-deps -e .
   touch "$stamp"
 fi

@@ -1,6 +1,5 @@
 """The CLI end to end: a real smoke run writes a complete run folder; bad input exits 2 with one line."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(*args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "ddcore", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "ddcore", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, timeout=600)
 
 

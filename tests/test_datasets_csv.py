@@ -4,7 +4,6 @@ line number, and one smoke run through the CLI."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -175,7 +174,7 @@ def test_cli_smoke_run_on_a_csv_dataset(tmp_path, dataset) -> None:
         [sys.executable, "-m", "ddcore", "distill", "--preset", "smoke", "--dataset", "csv", "--source", "files",
          "--csv-path", str(dataset), "--conflict-ratio", "none", "--device", "cpu", "--map-points", "40",
          "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
