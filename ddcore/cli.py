@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from . import runstore
 from .config import FLAT_FIELDS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
 from .errors import Cancelled, ConfigError, DDError
+from .hardware import configure_threads
 
 _TOP_LEVEL = {"preset", "kind"}  # set by the command itself, not by override flags
 
@@ -204,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command in ("distill", "baseline", "evaluate", "worker"):
+            configure_threads()  # one job at a time: it gets every usable core
         if args.command in ("distill", "baseline"):
             return _run(args, args.command if args.command == "baseline" else "distill")
         if args.command == "evaluate":

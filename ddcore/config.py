@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ConfigError
+from .hardware import BF16_METHODS, BF16_MODES
 
 DATASETS = ("cmnist", "bg-cmnist", "bg-fmnist", "cifar10c-0", "cifar10c-1", "bffhq", "csv")  # ddcore.data.DATASET_SPECS
 SOURCES = ("bundled", "files")
@@ -73,7 +74,7 @@ class DistillConfig:
     lr_img: float = 1.0
     momentum_img: float = 0.5
     dsa_strategy: str = "color_crop_cutout_scale_rotate"
-    bf16: bool = False  # DM: autocast the network forward to bfloat16 (faster on CPUs with AMX/AVX512-BF16)
+    bf16: str = "auto"  # DM's network forward in bfloat16: auto (where the device runs it faster; ddcore.hardware), true, false
     lr_net: float = 0.01  # DC/DSA: the network's SGD lr between matching steps
     outer_loop: int | None = None  # DC/DSA: matching steps per network; None: by IPC (ddcore.methods.dc)
     inner_loop: int | None = None  # DC/DSA: network steps between matching steps; None: by IPC
@@ -131,6 +132,8 @@ class RunConfig:
                 sub = d.get(f.name, {})
                 if f.name == "data" and sub.get("source") == "mnist":  # run folders written before "files" existed
                     sub = {**sub, "source": "files"}
+                if f.name == "distill" and isinstance(sub.get("bf16"), bool):  # before bf16 became auto|true|false
+                    sub = {**sub, "bf16": str(sub["bf16"]).lower()}
                 typ = SECTION_TYPES[f.name]
                 known = {g.name for g in fields(typ)}
                 unknown = set(sub) - known
@@ -195,7 +198,7 @@ def _distill_preset(name: str, method: str) -> DistillConfig:
     if name == "paper":
         return DistillConfig(method)
     if name == "quick":
-        return DistillConfig(method, iterations=300, batch_real=64, bf16=True)
+        return DistillConfig(method, iterations=300, batch_real=64)
     return DistillConfig(method, iterations=10, batch_real=16)
 
 
@@ -317,8 +320,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         _validate_gradient_matching(s, augments)
     if s.method == "mtt":
         _validate_mtt(s)
-    if s.bf16 and s.method != "dm":
-        raise ConfigError(f"bf16 autocast is implemented for method dm only, not {s.method}; use --bf16 false")
+    _choice("bf16 mode", s.bf16, BF16_MODES)
+    if s.bf16 == "true" and s.method not in BF16_METHODS:
+        raise ConfigError(f"bf16 autocast is implemented for method dm only, not {s.method}; use --bf16 auto")
     _positive("evaluation models", e.eval_models)
     _positive("evaluation epochs", e.eval_epochs, 0)
     _positive("evaluation batch", e.eval_batch)

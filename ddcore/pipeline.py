@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import density, embedmap, runstore
+from . import density, embedmap, hardware, runstore
 from .config import RunConfig, validate
 from .data import BiasedTensors, describe, image_grid, load_biased, train_summary
 from .errors import Cancelled, ConfigError, DDError
@@ -196,7 +196,11 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any
                                  f"count, {100 * weight_share:.2f}% of the weight")
 
     reporter.stage("distill")
-    job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress, reporter.stage, runstore.cache_dir(run_dir.parent))
+    cache = runstore.cache_dir(run_dir.parent)
+    precision = hardware.resolve_precision(cfg.distill.bf16, device, cfg.distill.method, cache)
+    runstore.append_log(run_dir, f"precision {precision.name} ({precision.reason}); {torch.get_num_threads()} threads; "
+                                 f"CPU capability {hardware.cpu_capability()}")
+    job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress, reporter.stage, cache, precision)
     syn = get_method(cfg.distill.method)(job)
     images = syn.images.clamp(0, 1)  # what is saved, shown, evaluated and mapped: valid images
     runstore.save_synthetic(run_dir, images, syn.labels)
@@ -209,6 +213,7 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any
         weight_share_conflicting=weight_share, count_share_conflicting=count_share, kde_sigma=sigma,
         kde_sigma_rule="fixed" if r.kde_sigma else "auto", final_loss=syn.losses[-1] if syn.losses else None,
         device=str(device), num_train=len(train.labels), num_test=len(test.labels), **syn.info,
+        precision=precision.name, precision_reason=precision.reason, **_machine(device),
     )
     runstore.write_json(run_dir / "metrics.json", {**metrics, "seconds_total": time.time() - t0,
                                                    "seconds_per_stage": dict(reporter.seconds)})
@@ -259,10 +264,16 @@ def _baseline(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, An
                                            cfg.seed, reporter.progress)
     _, count_share = density.conflict_shares(density.uniform_weights(train.labels), train.conflicting)
     metrics.update(count_share_conflicting=count_share, weight_share_conflicting=count_share, device=str(device),
-                   num_train=len(train.labels), num_test=len(test.labels))
+                   num_train=len(train.labels), num_test=len(test.labels), **_machine(device))
     metrics.update(seconds_total=time.time() - t0, seconds_per_stage=reporter.finish())
     runstore.write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def _machine(device: torch.device) -> dict[str, Any]:
+    """What the timings of a run depend on, recorded beside them."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"cpu_capability": hardware.cpu_capability(), "threads": torch.get_num_threads(), "gpu": gpu}
 
 
 def _png(images: torch.Tensor, per_row: int) -> bytes:

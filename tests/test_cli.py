@@ -125,8 +125,8 @@ def test_evaluate_on_a_non_run_folder(tmp_path, capsys):
 
 
 def test_parse_overrides_types_values_and_rejects_nonsense():
-    assert parse_overrides(["--kde-tau", "2", "--method", "mtt", "--kde-sigma", "auto", "--bf16", "yes"]) == {
-        "kde_tau": 2.0, "method": "mtt", "kde_sigma": None, "bf16": True}
+    assert parse_overrides(["--kde-tau", "2", "--method", "mtt", "--kde-sigma", "auto", "--bf16", "true"]) == {
+        "kde_tau": 2.0, "method": "mtt", "kde_sigma": None, "bf16": "true"}
     for args, message in ((["--no-such", "1"], "unknown option '--no-such'"), (["--ipc"], "has no value"),
                           (["--ipc", "ten"], "bad value for --ipc"), (["ipc", "3"], "unknown option 'ipc'")):
         with pytest.raises(ConfigError, match=message):

@@ -67,7 +67,8 @@ def test_explicit_loops_replace_the_rule_and_bad_values_are_clear():
     with pytest.raises(ConfigError, match="method dc"):
         validate(preset("smoke", "dsa").with_overrides(dsa_strategy="none"))
     with pytest.raises(ConfigError, match="bf16"):
-        validate(preset("quick", "dm").with_overrides(method="dc"))  # DM's quick bf16 does not carry over
+        validate(preset("quick", "dm").with_overrides(method="dc", bf16="true"))  # autocast is DM's alone
+    assert validate(preset("quick", "dm").with_overrides(method="dc")).distill.bf16 == "auto"
     with pytest.raises(ConfigError, match="unknown method"):
         preset("quick", "nope")
 

@@ -1,13 +1,20 @@
 import pytest
 import torch
 
+from ddcore import augment
 from ddcore.config import preset
 from ddcore.data import BiasedTensors
 from ddcore.density import uniform_weights
 from ddcore.errors import Cancelled, DivergedError
 from ddcore.methods import DistillJob, get_method
-from ddcore.methods.dm import dm_loss
-from ddcore.methods.sampling import RealSampler, class_table, init_synthetic, sample_positions
+from ddcore.methods.dm import dm_loss, real_means
+from ddcore.methods.sampling import (
+    RealSampler,
+    class_table,
+    init_synthetic,
+    sample_positions,
+)
+from ddcore.nets import ConvNet
 
 
 def tiny_data(n_per_class=12, classes=3, seed=0):
@@ -18,20 +25,35 @@ def tiny_data(n_per_class=12, classes=3, seed=0):
 
 
 def test_dm_loss_matches_hand_computation():
-    real = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[0.0, 0.0], [2.0, 2.0]]])  # [C=2, B=2, d=2]
-    coef = torch.tensor([[0.25, 0.75], [0.5, 0.5]])
+    real_mean = torch.tensor([[2.5, 3.5], [1.0, 1.0]])  # [C=2, d=2]
     syn = torch.tensor([[[1.0, 1.0]], [[1.0, 3.0]]])  # [C=2, IPC=1, d=2]
-    # class 0: weighted mean (2.5, 3.5) - (1, 1) -> 1.5^2 + 2.5^2 = 8.5
-    # class 1: mean (1, 1) - (1, 3) -> 0 + 4 = 4
-    assert dm_loss(real, coef, syn).item() == pytest.approx(12.5)
+    # class 0: (2.5, 3.5) - (1, 1) -> 1.5^2 + 2.5^2 = 8.5; class 1: (1, 1) - (1, 3) -> 0 + 4 = 4
+    assert dm_loss(real_mean, syn).item() == pytest.approx(12.5)
 
 
-def test_uniform_weights_equal_the_plain_mean():
-    g = torch.Generator().manual_seed(0)
-    real, syn = torch.randn(3, 5, 4, generator=g), torch.randn(3, 2, 4, generator=g)
-    uniform = torch.full((3, 5), 0.2)
-    plain = (real.mean(1) - syn.mean(1)).pow(2).sum()
-    torch.testing.assert_close(dm_loss(real, uniform, syn), plain)
+def _embedding_setup(seed=0):
+    data = tiny_data(n_per_class=20)
+    net = ConvNet(3, 3, 8, 2, "instance", (8, 8)).reset_parameters(torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.stack([torch.randperm(20, generator=g)[:7] + 20 * c for c in range(3)])  # [C=3, B=7]
+    coef = torch.rand(3, 7, generator=g)
+    return data, net, idx, coef / coef.sum(1, keepdim=True)
+
+
+def test_real_means_are_the_coefficient_weighted_embeddings():
+    data, net, idx, coef = _embedding_setup()
+    no_aug = augment.sample_params("none", torch.Generator())
+    expected = torch.stack([(net.embed(data.images[idx[c]]) * coef[c, :, None]).sum(0) for c in range(3)])
+    torch.testing.assert_close(real_means(net, data.images, idx, coef, no_aug, chunk=0), expected)
+
+
+@pytest.mark.parametrize("strategy", ["none", "color_crop_cutout_scale_rotate"])
+def test_chunked_and_unchunked_real_means_agree(strategy):
+    data, net, idx, coef = _embedding_setup(seed=1)
+    params = augment.sample_params(strategy, torch.Generator().manual_seed(4))
+    whole = real_means(net, data.images, idx, coef, params, chunk=0)
+    for chunk in (1, 5, 7, 20, 21, 1000):  # smaller than, equal to, across and beyond a class's batch
+        torch.testing.assert_close(real_means(net, data.images, idx, coef, params, chunk), whole)
 
 
 def test_class_table_and_sampling():

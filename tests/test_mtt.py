@@ -195,7 +195,7 @@ def test_mtt_presets_and_validation():
     assert preset("paper", "mtt").distill.num_experts >= preset("quick", "mtt").distill.num_experts
     for bad, message in (({"num_experts": 0}, "number of experts"), ({"syn_steps": 0}, "synthetic steps"),
                          ({"expert_lr": -1.0}, "expert lr"), ({"lr_lr": float("nan")}, "lr-lr"),
-                         ({"max_start_epoch": 0}, "max start epoch"), ({"bf16": True}, "bf16")):
+                         ({"max_start_epoch": 0}, "max start epoch"), ({"bf16": "true"}, "bf16")):
         with pytest.raises(ConfigError, match=message):
             validate(preset("smoke", "mtt").with_overrides(**bad))
 

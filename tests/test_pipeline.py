@@ -24,3 +24,16 @@ def test_same_config_same_result_with_fresh_hit_and_corrupt_cache(tmp_path):
     for metrics in (second, third):
         assert metrics["test_acc_unbiased"] == first["test_acc_unbiased"]
         assert metrics["weight_share_conflicting"] == first["weight_share_conflicting"]
+
+
+def test_a_run_records_its_precision_and_the_machine(tmp_path, monkeypatch):
+    from ddcore import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))  # an AVX2-only CPU: auto means fp32
+    cfg = preset("smoke").with_overrides(eval_epochs=1, map_points=100, device="cpu")
+    metrics = execute_run(runstore.create_run(tmp_path / "run", cfg))
+    assert metrics["precision"] == "fp32" and "lacks native bf16" in metrics["precision_reason"]
+    assert metrics["cpu_capability"] == hardware.cpu_capability() and metrics["threads"] == torch.get_num_threads()
+    assert metrics["gpu"] is None
+    assert runstore.read_metrics(tmp_path / "run")["precision"] == "fp32"
+    assert any("precision fp32" in line for line in runstore.read_log(tmp_path / "run"))

@@ -11,6 +11,7 @@ import torch
 from ..config import RunConfig
 from ..data import BiasedTensors
 from ..errors import DivergedError
+from ..hardware import Precision
 from ..nets import ConvNet
 
 LOG_POINTS = 100  # loss read back (a host sync) this many times per run
@@ -33,6 +34,7 @@ class DistillJob:
     progress: Progress
     stage: Callable[[str], None] = _no_stage  # announces a method's sub-stage (MTT: "experts")
     cache_dir: Path | None = None  # where a method may cache reusable work (MTT's experts); None: no cache
+    precision: Precision = Precision(False, "fp32 unless the run resolves --bf16")  # ddcore.hardware
 
     def generators(self) -> tuple[torch.Generator, torch.Generator]:
         """(a generator on the data's device for networks and sampling, a CPU generator for

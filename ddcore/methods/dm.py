@@ -7,23 +7,56 @@ synthetic images to reduce
 The weights enter through the real batch and its coefficients a_ci (ddcore.methods.sampling);
 the default draws batches by weight: a 5% minority is ~13 of 256 images of a uniform batch, so a
 weighted mean over such a batch is noisy (bench/RESULTS.md compares the two).
-All classes share one forward pass per side; the loop never syncs with the host except at
-logging steps.
+The real side needs no gradient, so it runs in chunks sized for the device (`real_chunk`); the
+synthetic side is one forward. The loop never syncs with the host except at logging steps.
 """
 from __future__ import annotations
 
 import torch
 
 from .. import augment
+from ..nets import ConvNet
 from .base import DistillJob, LossLog, SyntheticSet
 from .sampling import RealSampler
 
+# A CPU embeds the real batch in chunks whose first activation map stays within this many bytes:
+# one forward over all 2,560 paper-size images (1 GB of activations) ran slower than small
+# chunks that the allocator reuses (bench/RESULTS.md, "DM real-side chunks"). A GPU takes it whole.
+CPU_CHUNK_BYTES = 16 * 2**20
 
-def dm_loss(real_emb: torch.Tensor, real_coef: torch.Tensor, syn_emb: torch.Tensor) -> torch.Tensor:
-    """real_emb [C, B, d], real_coef [C, B] (rows sum to 1), syn_emb [C, IPC, d] -> scalar
-    sum_c || sum_i coef_ci real_ci - mean_j syn_cj ||^2."""
-    real_mean = (real_emb * real_coef.unsqueeze(-1)).sum(dim=1)
+
+def dm_loss(real_mean: torch.Tensor, syn_emb: torch.Tensor) -> torch.Tensor:
+    """real_mean [C, d] (each class's coefficient-weighted real embedding), syn_emb [C, IPC, d]
+    -> scalar sum_c || real_mean_c - mean_j syn_cj ||^2."""
     return (real_mean - syn_emb.mean(dim=1)).pow(2).sum()
+
+
+def real_chunk(net: ConvNet, images: torch.Tensor) -> int:
+    """Real images per forward on this device (see CPU_CHUNK_BYTES); 0 means all at once."""
+    if images.device.type != "cpu":
+        return 0
+    first = next(m for m in net.features if isinstance(m, torch.nn.Conv2d))
+    per_image = first.out_channels * images.shape[-2] * images.shape[-1] * 4
+    return max(1, CPU_CHUNK_BYTES // per_image)
+
+
+@torch.no_grad()
+def real_means(net: ConvNet, images: torch.Tensor, idx: torch.Tensor, coef: torch.Tensor,
+               params: augment.AugParams, chunk: int) -> torch.Tensor:
+    """Each class's coefficient-weighted mean embedding of its real batch: images [N, 3, H, W],
+    idx and coef [C, B] -> [C, d]. `chunk` real images per forward (0: all at once); every chunking
+    gives the same means up to float rounding."""
+    C, B = idx.shape
+    flat, weights = idx.flatten(), coef.flatten()
+    if chunk <= 0 or chunk >= len(flat):
+        return (net.embed(augment.apply(images[flat], params)).float() * weights[:, None]).view(C, B, -1).sum(1)
+    rows = torch.arange(C, device=idx.device).repeat_interleave(B)
+    means = torch.zeros(C, net.embed_dim, device=images.device)
+    for start in range(0, len(flat), chunk):
+        part = slice(start, start + chunk)
+        emb = net.embed(augment.apply(images[flat[part]], params)).float()
+        means.index_add_(0, rows[part], emb * weights[part, None])
+    return means
 
 
 def distill_dm(job: DistillJob) -> SyntheticSet:
@@ -36,7 +69,8 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
     opt = torch.optim.SGD([syn], lr=d.lr_img, momentum=d.momentum_img)
     net = job.network()
     net.requires_grad_(False)  # gradients flow to the synthetic images only
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=d.bf16)
+    chunk = real_chunk(net, train.images)
+    autocast = job.precision.autocast(device)
 
     log = LossLog(job, d.iterations, device, "DM", f"lower --lr-img (now {d.lr_img}) or check the data")
     for it in range(d.iterations):
@@ -44,10 +78,9 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
         idx, coef = real.draw(g)
         params = augment.sample_params(d.dsa_strategy, aug_g)
         with autocast:
-            with torch.no_grad():
-                real_emb = net.embed(augment.apply(train.images[idx.flatten()], params)).float().view(C, real.batch, -1)
+            real_mean = real_means(net, train.images, idx, coef, params, chunk)
             syn_emb = net.embed(augment.apply(syn.flatten(0, 1), params)).float().view(C, ipc, -1)
-        loss = dm_loss(real_emb, coef, syn_emb)
+        loss = dm_loss(real_mean, syn_emb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
