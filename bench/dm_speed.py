@@ -1,7 +1,8 @@
-"""DM iterations per second at the paper's batch sizes (256 real images per class, 10 classes,
-ConvNet-128, DSA), for IPC 1/10/50, on the device at hand; also the `quick` preset's setting.
+"""DM seconds per iteration at the paper's sizes (256 real images per class, 10 classes,
+ConvNet-128, DSA) for IPC 1/10/50 in fp32 and bf16, on the device at hand; also the `quick`
+preset's setting with the precision `--bf16 auto` picks there.
 
-    python bench/dm_speed.py [--device cpu|cuda] [--iterations N] [--bf16]
+    python bench/dm_speed.py [--device cpu|cuda] [--iterations N] [--ipcs 1,10,50]
 """
 from __future__ import annotations
 
@@ -10,12 +11,28 @@ import time
 
 import torch
 
-
+from ddcore import hardware
 from ddcore.config import preset
 from ddcore.data import load_biased
 from ddcore.density import uniform_weights
 from ddcore.methods import DistillJob, get_method
 from ddcore.pipeline import resolve_device
+
+
+def seconds_per_iteration(train, cfg, precision: hardware.Precision, iterations: int) -> float:
+    """The first iteration is warm-up: timing starts once it has finished (on the GPU too)."""
+    stamps: list[float] = []
+
+    def progress(done: int, total: int, loss: float | None) -> None:
+        if done == 1 and train.images.is_cuda:
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    get_method("dm")(DistillJob(train, uniform_weights(train.labels), cfg.with_overrides(iterations=iterations + 1),
+                                0, progress, precision=precision))
+    if train.images.is_cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - stamps[0]) / iterations
 
 
 def main() -> None:
@@ -24,26 +41,24 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--ipcs", default="1,10,50")
     args = ap.parse_args()
+    hardware.configure_threads()
     device = resolve_device(args.device)
     train = load_biased(preset("paper").data, train=True, seed=0).to(device)
-    weights = uniform_weights(train.labels)
-    print(f"{time.strftime('%Y-%m-%d')} | device {device} "
-          f"({torch.cuda.get_device_name() if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'}) "
-          f"| torch {torch.__version__}\n")
-    print("| setting | IPC | bf16 | s / iteration | iterations / s |")
-    print("|---|---|---|---|---|")
-    settings = [("paper", preset("paper"), ipc, bf16) for ipc in map(int, args.ipcs.split(",")) for bf16 in (False, True)]
-    settings += [("quick", preset("quick"), 10, preset("quick").distill.bf16)]
-    for name, base, ipc, bf16 in settings:
-        cfg = base.with_overrides(ipc=ipc, bf16=bf16, iterations=args.iterations + 1)
-        stamps: list[float] = []
-        job = DistillJob(train, weights, cfg, 0, lambda done, total, loss: stamps.append(time.perf_counter()))
-        get_method("dm")(job)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        per_iter = (time.perf_counter() - stamps[0]) / args.iterations  # first iteration is warm-up
-        print(f"| {name} (batch {cfg.distill.batch_real}/class, width {cfg.net.net_width}) | {ipc} | {bf16} | "
-              f"{per_iter:.3f} | {1 / per_iter:.2f} |", flush=True)
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else (
+        f"CPU capability {hardware.cpu_capability()}, {torch.get_num_threads()} threads")
+    print(f"{time.strftime('%Y-%m-%d')} | {machine} | torch {torch.__version__} | {args.iterations} timed iterations\n")
+    print("| setting | IPC | precision | s / iteration | iterations / s | 20,000 iterations |")
+    print("|---|---|---|---|---|---|")
+    fp32, bf16 = hardware.Precision(False, "fp32"), hardware.Precision(True, "bf16")
+    settings = [("paper", preset("paper"), ipc, p) for ipc in map(int, args.ipcs.split(",")) for p in (fp32, bf16)]
+    settings.append(("quick", preset("quick"), 10, hardware.resolve_precision("auto", device, "dm")))
+    for name, base, ipc, precision in settings:
+        cfg = base.with_overrides(ipc=ipc)
+        per_iter = seconds_per_iteration(train, cfg, precision, args.iterations)
+        auto = " (auto)" if name == "quick" else ""
+        print(f"| {name} (batch {cfg.distill.batch_real}/class, width {cfg.net.net_width}) | {ipc} | "
+              f"{precision.name}{auto} | {per_iter:.4f} | {1 / per_iter:.1f} | {20000 * per_iter / 60:.1f} min |",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-
+from ddcore import hardware
 from ddcore.cli import parse_overrides
 from ddcore.config import METHODS, preset
 from ddcore.data import load_biased
@@ -56,7 +56,8 @@ def measure(method: str, ipc: int, preset_name: str, device_name: str, overrides
         return {"rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    job = DistillJob(train, uniform_weights(train.labels), cfg, 0, progress, on_stage, None)
+    precision = hardware.resolve_precision(cfg.distill.bf16, device, method)
+    job = DistillJob(train, uniform_weights(train.labels), cfg, 0, progress, on_stage, None, precision)
     get_method(method)(job)
     t = stamps["distill"]
     start = 1 if method == "mtt" else 0  # MTT's list opens with its stage switch; then iteration 1 is skipped

@@ -167,7 +167,7 @@ def test_parameter_ranges() -> None:
                for s in (crop_pixels(v, 28) for v in sample_params("crop", g).values.values()))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_runs_on_cuda_like_on_cpu() -> None:
     x = image(2)
     for seed in range(12):

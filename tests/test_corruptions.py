@@ -151,7 +151,7 @@ def test_bad_generator_raises() -> None:
         corrupt(natural(1), "fog", 1, None)  # type: ignore[arg-type]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("name", ALL)
 def test_cuda_matches_cpu(name: str) -> None:
     x = natural(4)

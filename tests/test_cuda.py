@@ -1,0 +1,41 @@
+"""The GPU path (run by bench/gpu_check.sh with `pytest -m cuda`; skipped without a GPU): every
+method end to end on CUDA, DM's unchunked real side against the CPU, and auto precision."""
+import pytest
+import torch
+
+from ddcore import augment, hardware, runstore
+from ddcore.config import preset
+from ddcore.methods.dm import real_chunk, real_means
+from ddcore.nets import ConvNet
+from ddcore.pipeline import execute_run
+
+pytestmark = pytest.mark.cuda
+CUDA = torch.device("cuda")
+
+
+@pytest.mark.parametrize("method", ["dm", "dc", "dsa", "mtt"])
+def test_every_method_runs_end_to_end_on_cuda(tmp_path, method):
+    cfg = preset("smoke", method).with_overrides(device="cuda", map_points=200)
+    metrics = execute_run(runstore.create_run(tmp_path / method, cfg))
+    assert metrics["device"].startswith("cuda") and metrics["gpu"] == torch.cuda.get_device_name()
+    assert 0 <= metrics["test_acc_unbiased"] <= 100
+    images, _ = runstore.load_synthetic(tmp_path / method)
+    assert torch.isfinite(images).all()
+
+
+def test_dm_takes_the_real_batch_whole_on_cuda_and_matches_the_cpu():
+    net = ConvNet(10, 3, 32, 3, "instance", (28, 28)).reset_parameters(torch.Generator().manual_seed(0))
+    images = torch.rand(200, 3, 28, 28, generator=torch.Generator().manual_seed(1))
+    idx = torch.arange(200).view(10, 20)
+    coef = torch.full((10, 20), 1 / 20)
+    params = augment.sample_params("color_crop_cutout_scale_rotate", torch.Generator().manual_seed(2))
+    on_gpu = net.to(CUDA)
+    assert real_chunk(on_gpu, images.to(CUDA)) == 0
+    gpu = real_means(on_gpu, images.to(CUDA), idx.to(CUDA), coef.to(CUDA), params, 0).cpu()
+    cpu = real_means(net.cpu(), images, idx, coef, params, real_chunk(net.cpu(), images))
+    torch.testing.assert_close(gpu, cpu, atol=1e-3, rtol=1e-3)  # TF32 convolutions on the GPU
+
+
+def test_auto_precision_on_cuda_follows_bf16_support():
+    choice = hardware.resolve_precision("auto", CUDA, "dm")
+    assert choice.bf16 == torch.cuda.is_bf16_supported() and "CUDA" in choice.reason
