@@ -77,7 +77,8 @@ class DistillConfig:
     bf16: str = "auto"  # DM's network forward in bfloat16: auto (where the device runs it faster; ddcore.hardware), true, false
     lr_net: float = 0.01  # DC/DSA: the network's SGD lr between matching steps
     outer_loop: int | None = None  # DC/DSA: matching steps per network; None: by IPC (ddcore.methods.dc)
-    inner_loop: int | None = None  # DC/DSA: network steps between matching steps; None: by IPC
+    inner_loop: int | None = None  # DC/DSA: network epochs on the synthetic set between matching steps; None: by IPC
+    batch_train: int = 256  # DC/DSA: the batch of those network epochs
     # MTT (ddcore.methods.mtt, ddcore.experts); None: the MNIST recipe's value for the IPC
     num_experts: int = 20  # expert trajectories trained (and cached) per run configuration
     expert_lr: float = 0.01  # the experts' SGD lr, and the student's initial (learned) lr
@@ -245,6 +246,7 @@ def _validate_gradient_matching(s: DistillConfig, augments: bool) -> None:
     for name, loops in (("outer loop", s.outer_loop), ("inner loop", s.inner_loop)):
         if loops is not None:
             _positive(name, loops)
+    _positive("inner-loop batch (--batch-train)", s.batch_train)
     if s.method == "dsa" and not augments:
         raise ConfigError("method dsa needs an augmentation strategy (--dsa-strategy); "
                           "gradient matching without augmentation is method dc")

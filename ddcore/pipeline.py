@@ -33,6 +33,8 @@ from .surrogate import Surrogate, SurrogateSpec, build_surrogate, train_surrogat
 # scored on the very same test images
 TEST_SEED = 0
 
+SURROGATE_FORMAT = 2  # part of the surrogate cache key: bump when its training changes (2: per-image views)
+
 # listener(stage, done, total, loss): lets the CLI draw progress bars; the run folder is the record
 Listener = Callable[[str, int, int, float | None], None]
 
@@ -152,7 +154,8 @@ def _surrogate(cfg: RunConfig, train: BiasedTensors, cache_dir: Path, reporter: 
     r = cfg.reweight
     spec = SurrogateSpec(r.surrogate, r.surrogate_epochs, r.surrogate_lr, r.surrogate_batch,
                          r.surrogate_width, cfg.net.net_depth, cfg.net.net_norm, r.supcon_temperature)
-    key = json.dumps({"data": asdict(cfg.data), "spec": asdict(spec), "seed": cfg.seed}, sort_keys=True)
+    key = json.dumps({"format": SURROGATE_FORMAT, "data": asdict(cfg.data), "spec": asdict(spec), "seed": cfg.seed},
+                     sort_keys=True)
     path = cache_dir / f"surrogate-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     device = train.images.device
 

@@ -12,7 +12,7 @@ from ddcore.config import preset, validate
 from ddcore.density import uniform_weights
 from ddcore.errors import Cancelled, ConfigError, DivergedError
 from ddcore.methods import DistillJob, get_method
-from ddcore.methods.dc import loop_schedule, match_distance, weighted_cross_entropy
+from ddcore.methods.dc import loop_schedule, match_distance, weighted_cross_entropy, train_network
 
 from test_dm import tiny_data  # tests/ is on sys.path (pytest rootdir insertion)
 
@@ -51,8 +51,8 @@ def test_weighted_cross_entropy():
 
 
 @pytest.mark.parametrize(("ipc", "expected"), [
-    (1, (1, 1)), (10, (10, 50)), (50, (50, 10)),  # the reference protocol
-    (2, (1, 1)), (5, (1, 1)), (6, (10, 50)), (20, (10, 50)), (30, (10, 50)), (31, (50, 10)), (500, (50, 10)),
+    (1, (1, 1)), (10, (10, 50)), (20, (20, 25)), (30, (30, 20)), (40, (40, 15)), (50, (50, 10)),  # the reference
+    (2, (1, 1)), (5, (1, 1)), (6, (10, 50)), (15, (10, 50)), (16, (20, 25)), (44, (40, 15)), (500, (50, 10)),
 ])
 def test_loop_schedule_uses_the_nearest_listed_ipc(ipc, expected):
     assert loop_schedule(ipc) == expected
@@ -140,3 +140,26 @@ def test_smoke_run_through_the_cli(method, tmp_path, capsys):
     assert (cfg["method"], cfg["lr_img"]) == (method, preset("smoke", method).distill.lr_img)
     for name in ("synthetic.pt", "synthetic.png", "metrics.json", "embeddings.npz"):
         assert (out / name).is_file(), name
+
+
+def test_inner_loop_visits_every_synthetic_image_once_per_epoch():
+    class Recorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(3 * 4 * 4, 3)
+            self.seen: list[list[int]] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.seen.append(x[:, 0, 0, 0].round().long().tolist())
+            return self.linear(x.flatten(1))
+
+    images = torch.rand(10, 3, 4, 4)
+    images[:, 0, 0, 0] = torch.arange(10.0)  # each image names itself
+    net = Recorder()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    train_network(net, opt, images, torch.arange(10) % 3, 3, 4, "none", torch.Generator().manual_seed(0),
+                  torch.Generator())
+    assert [len(b) for b in net.seen] == [4, 4, 2] * 3  # batches of batch_train, the last one short
+    epochs = [sum(net.seen[i:i + 3], []) for i in (0, 3, 6)]
+    assert all(sorted(e) == list(range(10)) for e in epochs)  # every image exactly once per epoch
+    assert len({tuple(e) for e in epochs}) > 1  # reshuffled each epoch

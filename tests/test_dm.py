@@ -50,8 +50,11 @@ def test_real_means_are_the_coefficient_weighted_embeddings():
 @pytest.mark.parametrize("strategy", ["none", "color_crop_cutout_scale_rotate"])
 def test_chunked_and_unchunked_real_means_agree(strategy):
     data, net, idx, coef = _embedding_setup(seed=1)
-    params = augment.sample_params(strategy, torch.Generator().manual_seed(4))
+    params = augment.sample_params(strategy, torch.Generator().manual_seed(4), 3)  # one draw per class
     whole = real_means(net, data.images, idx, coef, params, chunk=0)
+    if strategy != "none":  # each class under its own draw: not what one shared draw gives
+        shared = augment.AugParams(params.op, {k: v[:1].expand(3) for k, v in params.values.items()})
+        assert not torch.allclose(real_means(net, data.images, idx, coef, shared, chunk=0), whole)
     for chunk in (1, 5, 7, 20, 21, 1000):  # smaller than, equal to, across and beyond a class's batch
         torch.testing.assert_close(real_means(net, data.images, idx, coef, params, chunk), whole)
 

@@ -4,10 +4,11 @@ weights on the real side.
 Each iteration draws a fresh random ConvNet and alternates, `outer` times: one SGD step on the
 synthetic images that reduces
     sum_c D(grad_theta CE_w(real_c), grad_theta CE(syn_c))
-(D: `match_distance`), then `inner` SGD steps of the network on the (detached) synthetic set,
-so the gradients are matched along the trajectory a network trained on the synthetic set takes.
-DSA applies one Siamese augmentation draw to the real and synthetic batch of each class, and
-augments the inner training too; DC augments nothing. The weights enter as in DM (`weighting`):
+(D: `match_distance`), then `inner` epochs of network training on the (detached) synthetic set
+in shuffled batches of `batch_train`, as the reference trains it, so the gradients are matched
+along the trajectory a network trained on the synthetic set takes. DSA applies one Siamese
+augmentation draw to the real and synthetic batch of each class, and augments the inner
+training per image; DC augments nothing. The weights enter as in DM (`weighting`):
 "sample" draws the real batch by weight and CE_w is the plain mean, "mean" draws it uniformly and
 CE_w weights each sample by its normalised weight (`weighted_cross_entropy`).
 """
@@ -23,9 +24,10 @@ from ..nets import ConvNet
 from .base import DistillJob, LossLog, SyntheticSet
 from .sampling import RealSampler
 
-# (outer, inner) loops of the reference protocol by IPC. Any other IPC takes the schedule of the
-# nearest listed IPC (ties: the smaller one), e.g. 2 -> IPC 1's, 20 -> IPC 10's, 40 -> IPC 50's.
-LOOP_SCHEDULE: dict[int, tuple[int, int]] = {1: (1, 1), 10: (10, 50), 50: (50, 10)}
+# (outer, inner) loops of the reference protocol by IPC (its get_loops). Any other IPC takes the
+# schedule of the nearest listed IPC (ties: the smaller one), e.g. 2 -> IPC 1's, 100 -> IPC 50's.
+LOOP_SCHEDULE: dict[int, tuple[int, int]] = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15),
+                                             50: (50, 10)}
 COS_EPS = 1e-6  # as in the reference: rows whose gradient is zero count as orthogonal, not NaN
 
 
@@ -71,6 +73,19 @@ def matching_loss(net: ConvNet, params: list[torch.Tensor], real: torch.Tensor, 
     return loss
 
 
+def train_network(net: ConvNet, opt: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor, epochs: int,
+                  batch: int, strategy: str, g: torch.Generator, aug_g: torch.Generator) -> None:
+    """`epochs` passes over images [M, 3, H, W] in shuffled batches of `batch`, each image under
+    its own augmentation draw: every synthetic image is seen once per epoch."""
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=g, device=images.device)
+        for start in range(0, len(images), batch):
+            idx = order[start:start + batch]
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(augment.augment(images[idx], strategy, aug_g)), labels[idx]).backward()
+            opt.step()
+
+
 def distill_dc(job: DistillJob) -> SyntheticSet:
     train, d = job.train, job.cfg.distill
     device, C, ipc = train.images.device, train.num_classes, d.ipc
@@ -100,11 +115,8 @@ def distill_dc(job: DistillJob) -> SyntheticSet:
             loss_sum = loss_sum + loss.detach()
             if step == outer - 1:
                 break  # the reference trains the network only between matching steps
-            syn_fixed = syn.detach().flatten(0, 1)
-            for _ in range(inner):
-                net_opt.zero_grad(set_to_none=True)
-                F.cross_entropy(net(augment.augment(syn_fixed, strategy, aug_g)), syn_labels).backward()
-                net_opt.step()
+            train_network(net, net_opt, syn.detach().flatten(0, 1), syn_labels, inner, d.batch_train, strategy,
+                          g, aug_g)
         log.step(it, loss_sum / outer, syn)
 
     return SyntheticSet(syn.detach().flatten(0, 1), syn_labels, log.logged)

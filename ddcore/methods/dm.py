@@ -1,14 +1,17 @@
 """Distribution matching (Zhao & Bilen, 2023) with per-sample weights on the real side.
 
 Each iteration draws a fresh random ConvNet (no training), embeds a real batch and the synthetic
-images of every class under one shared (Siamese) augmentation, and takes one SGD step on the
-synthetic images to reduce
+images of every class, each class's real and synthetic images under one shared (Siamese)
+augmentation drawn for that class, and takes one SGD step on the synthetic images to reduce
     sum_c || sum_i a_ci * embed(real_ci) - mean_j embed(syn_cj) ||^2.
 The weights enter through the real batch and its coefficients a_ci (ddcore.methods.sampling);
 the default draws batches by weight: a 5% minority is ~13 of 256 images of a uniform batch, so a
 weighted mean over such a batch is noisy (bench/RESULTS.md compares the two).
 The real side needs no gradient, so it runs in chunks sized for the device (`real_chunk`); the
-synthetic side is one forward. The loop never syncs with the host except at logging steps.
+synthetic side is one forward. The op group is drawn once per iteration and its parameters per
+class (the reference draws both per class; the loss is a sum of independent per-class terms, so
+each class sees the same augmentation distribution either way, and one op keeps all classes in
+one forward). The loop never syncs with the host except at logging steps.
 """
 from __future__ import annotations
 
@@ -44,17 +47,17 @@ def real_chunk(net: ConvNet, images: torch.Tensor) -> int:
 def real_means(net: ConvNet, images: torch.Tensor, idx: torch.Tensor, coef: torch.Tensor,
                params: augment.AugParams, chunk: int) -> torch.Tensor:
     """Each class's coefficient-weighted mean embedding of its real batch: images [N, 3, H, W],
-    idx and coef [C, B] -> [C, d]. `chunk` real images per forward (0: all at once); every chunking
-    gives the same means up to float rounding."""
+    idx and coef [C, B], params with one draw per class -> [C, d]. `chunk` real images per forward
+    (0: all at once); every chunking gives the same means up to float rounding."""
     C, B = idx.shape
-    flat, weights = idx.flatten(), coef.flatten()
+    flat, weights, params = idx.flatten(), coef.flatten(), params.repeat(B)
     if chunk <= 0 or chunk >= len(flat):
         return (net.embed(augment.apply(images[flat], params)).float() * weights[:, None]).view(C, B, -1).sum(1)
     rows = torch.arange(C, device=idx.device).repeat_interleave(B)
     means = torch.zeros(C, net.embed_dim, device=images.device)
     for start in range(0, len(flat), chunk):
         part = slice(start, start + chunk)
-        emb = net.embed(augment.apply(images[flat[part]], params)).float()
+        emb = net.embed(augment.apply(images[flat[part]], params.rows(part))).float()
         means.index_add_(0, rows[part], emb * weights[part, None])
     return means
 
@@ -76,10 +79,10 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
     for it in range(d.iterations):
         net.reset_parameters(g)
         idx, coef = real.draw(g)
-        params = augment.sample_params(d.dsa_strategy, aug_g)
+        params = augment.sample_params(d.dsa_strategy, aug_g, C)  # one draw per class
         with autocast:
             real_mean = real_means(net, train.images, idx, coef, params, chunk)
-            syn_emb = net.embed(augment.apply(syn.flatten(0, 1), params)).float().view(C, ipc, -1)
+            syn_emb = net.embed(augment.apply(syn.flatten(0, 1), params.repeat(ipc))).float().view(C, ipc, -1)
         loss = dm_loss(real_mean, syn_emb)
         opt.zero_grad(set_to_none=True)
         loss.backward()

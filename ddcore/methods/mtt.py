@@ -98,7 +98,7 @@ def distill_mtt(job: DistillJob) -> SyntheticSet:
         e = int(torch.randint(d.num_experts, (), generator=pick))
         s = int(torch.randint(max_start, (), generator=pick))
         batches = [torch.randperm(len(labels), generator=g, device=device)[:batch] for _ in range(syn_steps)]
-        augs = [augment.sample_params(strategy, aug_g) for _ in range(syn_steps)]
+        augs = [augment.sample_params(strategy, aug_g, batch) for _ in range(syn_steps)]  # per image
         loss = trajectory_loss(net, shapes, trajectories[e, s], trajectories[e, s + d.expert_epochs],
                                syn.flatten(0, 1), labels, lr, batches, augs)
         opt_img.zero_grad(set_to_none=True)
