@@ -1,8 +1,9 @@
 """DM seconds per iteration at the paper's sizes (256 real images per class, 10 classes,
 ConvNet-128, DSA) for IPC 1/10/50 in fp32 and bf16, on the device at hand; also the `quick`
-preset's setting with the precision `--bf16 auto` picks there.
+preset's setting with the precision `--bf16 auto` picks there, and with `--compile` the largest
+IPC with torch.compile (its first iteration, compilation included, is shown apart).
 
-    python bench/dm_speed.py [--device cpu|cuda] [--iterations N] [--ipcs 1,10,50]
+    python bench/dm_speed.py [--device cpu|cuda] [--iterations N] [--ipcs 1,10,50] [--compile]
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from ddcore.methods import DistillJob, get_method
 from ddcore.pipeline import resolve_device
 
 
-def seconds_per_iteration(train, cfg, precision: hardware.Precision, iterations: int) -> float:
-    """The first iteration is warm-up: timing starts once it has finished (on the GPU too)."""
+def seconds_per_iteration(train, cfg, precision: hardware.Precision, iterations: int) -> tuple[float, float]:
+    """(seconds per iteration, seconds of the first one). The first iteration is warm-up (and
+    compilation): timing starts once it has finished, on the GPU too."""
     stamps: list[float] = []
 
     def progress(done: int, total: int, loss: float | None) -> None:
@@ -28,11 +30,12 @@ def seconds_per_iteration(train, cfg, precision: hardware.Precision, iterations:
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
 
+    start = time.perf_counter()
     get_method("dm")(DistillJob(train, uniform_weights(train.labels), cfg.with_overrides(iterations=iterations + 1),
                                 0, progress, precision=precision))
     if train.images.is_cuda:
         torch.cuda.synchronize()
-    return (time.perf_counter() - stamps[0]) / iterations
+    return (time.perf_counter() - stamps[0]) / iterations, stamps[0] - start
 
 
 def main() -> None:
@@ -40,6 +43,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--ipcs", default="1,10,50")
+    ap.add_argument("--compile", action="store_true", help="also the largest IPC with torch.compile")
     args = ap.parse_args()
     hardware.configure_threads()
     device = resolve_device(args.device)
@@ -47,18 +51,21 @@ def main() -> None:
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else (
         f"CPU capability {hardware.cpu_capability()}, {torch.get_num_threads()} threads")
     print(f"{time.strftime('%Y-%m-%d')} | {machine} | torch {torch.__version__} | {args.iterations} timed iterations\n")
-    print("| setting | IPC | precision | s / iteration | iterations / s | 20,000 iterations |")
-    print("|---|---|---|---|---|---|")
+    print("| setting | IPC | precision | s / iteration | iterations / s | 20,000 iterations | first iteration s |")
+    print("|---|---|---|---|---|---|---|")
     fp32, bf16 = hardware.Precision(False, "fp32"), hardware.Precision(True, "bf16")
-    settings = [("paper", preset("paper"), ipc, p) for ipc in map(int, args.ipcs.split(",")) for p in (fp32, bf16)]
-    settings.append(("quick", preset("quick"), 10, hardware.resolve_precision("auto", device, "dm")))
-    for name, base, ipc, precision in settings:
-        cfg = base.with_overrides(ipc=ipc)
-        per_iter = seconds_per_iteration(train, cfg, precision, args.iterations)
+    ipcs = [int(i) for i in args.ipcs.split(",")]
+    paper = preset("paper")
+    settings = [("paper", paper.with_overrides(ipc=ipc), p) for ipc in ipcs for p in (fp32, bf16)]
+    if args.compile:
+        settings += [("paper, compiled", paper.with_overrides(ipc=ipcs[-1], compile=True), p) for p in (fp32, bf16)]
+    settings.append(("quick", preset("quick"), hardware.resolve_precision("auto", device, "dm")))
+    for name, cfg, precision in settings:
+        per_iter, first = seconds_per_iteration(train, cfg, precision, args.iterations)
         auto = " (auto)" if name == "quick" else ""
-        print(f"| {name} (batch {cfg.distill.batch_real}/class, width {cfg.net.net_width}) | {ipc} | "
-              f"{precision.name}{auto} | {per_iter:.4f} | {1 / per_iter:.1f} | {20000 * per_iter / 60:.1f} min |",
-              flush=True)
+        print(f"| {name} (batch {cfg.distill.batch_real}/class, width {cfg.net.net_width}) | {cfg.distill.ipc} | "
+              f"{precision.name}{auto} | {per_iter:.4f} | {1 / per_iter:.1f} | {20000 * per_iter / 60:.1f} min | "
+              f"{first:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -49,10 +49,10 @@ pair=("$py" bench/pair.py --preset paper --source files --root "$data" --device 
 : > "$out/stages.md"
 for stage in "$@"; do
   case "$stage" in
-    tests) run_stage tests 180 "$py" -m pytest -q -m cuda -p no:cacheprovider -rs --ignore=tests/app tests ;;
+    tests) run_stage tests 240 "$py" -m pytest -q -m cuda -p no:cacheprovider -rs --ignore=tests/app tests ;;
     speed) run_stage vs_reference 120 "$py" bench/vs_reference.py --reference .gpu/ref --device cuda \
              --ipcs 10,50 --iterations 20 --rounds 3 --source files --root "$data"
-           run_stage dm_speed 90 "$py" bench/dm_speed.py --device cuda --iterations 50 ;;
+           run_stage dm_speed 180 "$py" bench/dm_speed.py --device cuda --iterations 50 --compile ;;
     pair10) run_stage pair10 330 "${pair[@]}" --ipc 10 --tag=-gpu-pair10 --eval-models 2 --eval-epochs 300 ;;
     paper10) run_stage paper10 420 "${pair[@]}" --ipc 10 --tag=-gpu-paper10 ;;
     paper50) run_stage paper50 420 "${pair[@]}" --ipc 50 --tag=-gpu-paper50 ;;

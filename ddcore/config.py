@@ -75,6 +75,7 @@ class DistillConfig:
     momentum_img: float = 0.5
     dsa_strategy: str = "color_crop_cutout_scale_rotate"
     bf16: str = "auto"  # DM's network forward in bfloat16: auto (where the device runs it faster; ddcore.hardware), true, false
+    compile: bool = False  # DM: torch.compile the network's feature layers (a one-off cost; see bench/RESULTS.md)
     lr_net: float = 0.01  # DC/DSA: the network's SGD lr between matching steps
     outer_loop: int | None = None  # DC/DSA: matching steps per network; None: by IPC (ddcore.methods.dc)
     inner_loop: int | None = None  # DC/DSA: network epochs on the synthetic set between matching steps; None: by IPC
@@ -325,6 +326,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     _choice("bf16 mode", s.bf16, BF16_MODES)
     if s.bf16 == "true" and s.method not in BF16_METHODS:
         raise ConfigError(f"bf16 autocast is implemented for method dm only, not {s.method}; use --bf16 auto")
+    if s.compile and s.method != "dm":
+        raise ConfigError(f"--compile is implemented for method dm only, not {s.method}")
     _positive("evaluation models", e.eval_models)
     _positive("evaluation epochs", e.eval_epochs, 0)
     _positive("evaluation batch", e.eval_batch)

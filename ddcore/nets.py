@@ -67,8 +67,10 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
 
 
 def _uniform_(t: torch.Tensor, bound: float, generator: torch.Generator) -> None:
-    # draw on the generator's device, then copy: works for CPU generators with CUDA params
-    t.copy_(torch.empty(t.shape, device=generator.device).uniform_(-bound, bound, generator=generator))
+    if t.device == generator.device:
+        t.uniform_(-bound, bound, generator=generator)
+    else:  # draw on the generator's device, then copy: a CPU generator for CUDA params
+        t.copy_(torch.empty(t.shape, device=generator.device).uniform_(-bound, bound, generator=generator))
 
 
 def build_convnet(num_classes: int, width: int, depth: int, norm: str, image_size: tuple[int, int],

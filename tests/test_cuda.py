@@ -36,6 +36,22 @@ def test_dm_takes_the_real_batch_whole_on_cuda_and_matches_the_cpu():
     torch.testing.assert_close(gpu, cpu, atol=1e-3, rtol=1e-3)  # TF32 convolutions on the GPU
 
 
-def test_auto_precision_on_cuda_follows_bf16_support():
-    choice = hardware.resolve_precision("auto", CUDA, "dm")
-    assert choice.bf16 == torch.cuda.is_bf16_supported() and "CUDA" in choice.reason
+def test_compiled_dm_matches_eager_on_cuda():
+    from test_dm import tiny_data  # tests/ is on sys.path (pytest rootdir insertion)
+
+    from ddcore.density import uniform_weights
+    from ddcore.methods import DistillJob, get_method
+
+    data = tiny_data(n_per_class=20).to(CUDA)
+    cfg = preset("smoke").with_overrides(ipc=2, iterations=5, batch_real=8, net_width=8, net_depth=2)
+    out = {flag: get_method("dm")(DistillJob(data, uniform_weights(data.labels), cfg.with_overrides(compile=flag), 0,
+                                             lambda *a: None)).images for flag in (False, True)}
+    torch.testing.assert_close(out[True], out[False], atol=1e-3, rtol=1e-3)
+
+
+def test_auto_precision_on_cuda_is_measured_and_cached(tmp_path):
+    choice = hardware.resolve_precision("auto", CUDA, "dm", tmp_path)
+    assert ("measured" in choice.reason) == torch.cuda.is_bf16_supported()
+    assert len(list(tmp_path.glob("precision-*.json"))) == int(torch.cuda.is_bf16_supported())
+    again = hardware.resolve_precision("auto", CUDA, "dm", tmp_path)
+    assert again == choice

@@ -49,7 +49,7 @@ def test_unknown_flags_fall_back_to_a_measurement_cached_per_machine(tmp_path, m
         calls.append(1)
         return 3.0  # bf16 three times slower, as on an AVX2-only CPU
 
-    monkeypatch.setattr(hardware, "_measure_bf16_ratio", measure)
+    monkeypatch.setattr(hardware, "_measure_bf16_ratio", lambda device: measure())
     first = hardware.resolve_precision("auto", CPU, "dm", tmp_path)
     assert not first.bf16 and "3.00x" in first.reason
     cached = list(tmp_path.glob("precision-*.json"))
@@ -61,7 +61,7 @@ def test_unknown_flags_fall_back_to_a_measurement_cached_per_machine(tmp_path, m
 
 
 def test_the_micro_benchmark_returns_a_positive_ratio():
-    ratio = hardware._measure_bf16_ratio.__wrapped__()
+    ratio = hardware._measure_bf16_ratio.__wrapped__("cpu")
     assert 0 < ratio < 100
 
 
