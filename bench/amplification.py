@@ -24,9 +24,7 @@ import time
 from typing import Any
 
 import torch
-
-
-from pair import run_pair
+from pair import run_pair  # bench/pair.py, beside this script
 
 from ddcore.cli import _converter
 from ddcore.config import DATASETS, RunConfig, preset

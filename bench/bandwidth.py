@@ -14,7 +14,6 @@ import time
 
 import torch
 
-
 from ddcore import density
 from ddcore.config import preset
 from ddcore.data import load_biased

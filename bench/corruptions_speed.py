@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-
 from ddcore.data.corruptions import CORRUPTION_TYPES, corrupt
 
 

@@ -11,7 +11,6 @@ import argparse
 import time
 from pathlib import Path
 
-
 from ddcore import runstore
 from ddcore.cli import parse_overrides
 from ddcore.config import preset

@@ -17,12 +17,10 @@ from typing import Any
 
 import torch
 
-
 from ddcore import runstore
 from ddcore.cli import parse_overrides
 from ddcore.config import RunConfig, preset
 from ddcore.pipeline import execute_run, preflight
-
 
 Row = tuple[str, dict[str, Any], float, Path]  # (vanilla|reweighted|full-data, metrics, wall seconds, run folder)
 

@@ -11,7 +11,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from ddcore import jobs, runstore
 from ddcore.config import preset
 

@@ -29,7 +29,7 @@ import torch
 from ddcore import hardware
 from ddcore.cli import parse_overrides
 from ddcore.config import RunConfig, preset
-from ddcore.data import BiasedTensors, load_biased
+from ddcore.data import BiasedTensors, dsa_strategy, load_biased
 from ddcore.density import uniform_weights
 from ddcore.methods import DistillJob, get_method
 from ddcore.pipeline import resolve_device
@@ -42,7 +42,7 @@ def sync(device: torch.device) -> None:
 
 def reference_seconds(ref, train: BiasedTensors, cfg: RunConfig, device: torch.device, iterations: int) -> float:
     """Seconds per iteration of the reference's loop body (main_DM.py, ConvNet branch)."""
-    C, ipc, batch, strategy = train.num_classes, cfg.distill.ipc, cfg.distill.batch_real, cfg.distill.dsa_strategy
+    C, ipc, batch, strategy = train.num_classes, cfg.distill.ipc, cfg.distill.batch_real, dsa_strategy(cfg)
     param = ref.ParamDiffAug()
     images_all = train.images
     indices_class = [np.flatnonzero(train.labels.cpu().numpy() == c) for c in range(C)]
@@ -109,7 +109,7 @@ def main() -> None:
         f"CPU capability {hardware.cpu_capability()}, {torch.get_num_threads()} threads")
     print(f"{time.strftime('%Y-%m-%d')} | {machine} | torch {torch.__version__} | {len(train.labels)} training images "
           f"{tuple(train.images.shape[1:])} | ConvNet-{base.net.net_width}, {base.distill.batch_real} real/class, "
-          f"DSA {base.distill.dsa_strategy} | {args.rounds} rounds x {args.iterations} iterations | auto = "
+          f"DSA {dsa_strategy(base)} | {args.rounds} rounds x {args.iterations} iterations | auto = "
           f"{auto.name} ({auto.reason})\n")
     print("| IPC | reference s/it (rounds) | ours fp32 s/it | ours auto s/it | ratio fp32 | ratio auto |")
     print("|---|---|---|---|---|---|")

@@ -1,4 +1,4 @@
-"""`python -m ddcore {distill,baseline,evaluate,list,worker}`.
+"""`python -m ddcore {distill,baseline,random-subset,evaluate,list,cache,worker}`.
 
 Every config field is an option named after it (`--kde-tau`, `--eval-models`, ...), applied on
 top of the chosen preset. Bad input exits with status 2 and one line saying what is wrong.
@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m ddcore", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, what in (("distill", "distil a synthetic set, evaluate it, map it"),
-                       ("baseline", "train on the whole biased training set (the full-data baseline)")):
+                       ("baseline", "train on the whole biased training set (the full-data baseline)"),
+                       ("random-subset", "IPC real images per class drawn uniformly, evaluated like a synthetic set")):
         p = sub.add_parser(name, help=what, description=what)
         p.add_argument("--preset", choices=PRESETS, default="quick", help="quick (CPU, minutes), smoke (seconds), paper (GPU)")
         p.add_argument("--out", help="run folder to create (default: ROOT/<generated name>)")
@@ -205,10 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command in ("distill", "baseline", "evaluate", "worker"):
+        if args.command in ("distill", "baseline", "random-subset", "evaluate", "worker"):
             configure_threads()  # one job at a time: it gets every usable core
-        if args.command in ("distill", "baseline"):
-            return _run(args, args.command if args.command == "baseline" else "distill")
+        if args.command in ("distill", "baseline", "random-subset"):
+            return _run(args, args.command)
         if args.command == "evaluate":
             return _evaluate(args)
         if args.command == "list":

@@ -19,13 +19,14 @@ SOURCES = ("bundled", "files")
 MAX_IMAGE_SIZE = 256  # a whole split is held as float32 [N, 3, S, S]: 50,000 CIFAR images at 256 are 39 GB
 METHODS = ("dm", "dc", "dsa", "mtt")
 GRADIENT_MATCHING = ("dc", "dsa")
-REWEIGHT_MODES = ("kde", "none")
+REWEIGHT_MODES = ("kde", "none", "oracle")  # oracle: equal weight per (class, bias) group from the bias labels
 SURROGATE_OBJECTIVES = ("supcon", "ce", "untrained")
 WEIGHTINGS = ("sample", "mean")
 NORMS = ("instance", "none")
 DEVICES = ("auto", "cpu", "cuda")
 PRESETS = ("smoke", "quick", "paper")
-KINDS = ("distill", "baseline")
+KINDS = ("distill", "baseline", "random-subset")
+INITS = ("real", "weighted", "noise")
 DSA_OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
 
 
@@ -69,11 +70,12 @@ class ReweightConfig:
 class DistillConfig:
     method: str = "dm"
     ipc: int = 10
+    init: str = "weighted"  # synthetic images start as real images drawn uniformly ("real") or by weight, or as noise
     iterations: int = 20000
     batch_real: int = 256
     lr_img: float = 1.0
     momentum_img: float = 0.5
-    dsa_strategy: str = "color_crop_cutout_scale_rotate"
+    dsa_strategy: str | None = None  # e.g. color_crop_cutout_scale_rotate, or none; None: the dataset's (ddcore.data.dsa_strategy)
     bf16: str = "auto"  # DM's network forward in bfloat16: auto (where the device runs it faster; ddcore.hardware), true, false
     compile: bool = False  # DM: torch.compile the network's feature layers (a one-off cost; see bench/RESULTS.md)
     lr_net: float = 0.01  # DC/DSA: the network's SGD lr between matching steps
@@ -117,7 +119,7 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     map: MapConfig = field(default_factory=MapConfig)
-    kind: str = "distill"  # "distill": a DD run; "baseline": train on the whole biased set
+    kind: str = "distill"  # "distill": a DD run; "baseline": train on the whole biased set; "random-subset": IPC real images per class
     preset: str = "paper"
     seed: int = 0
     device: str = "auto"
@@ -312,12 +314,13 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"KDE tau must be positive, got {r.kde_tau!r}")
     _choice("method", s.method, METHODS)
     _positive("IPC", s.ipc)
+    _choice("init", s.init, INITS)
     _positive("iterations", s.iterations, 0)
     _positive("real batch", s.batch_real)
     if not (s.lr_img > 0 and 0 <= s.momentum_img < 1):
         raise ConfigError("image lr must be positive and momentum in [0, 1)")
     augments = s.dsa_strategy not in ("", "none")
-    for op in s.dsa_strategy.split("_") if augments else []:
+    for op in s.dsa_strategy.split("_") if augments and s.dsa_strategy is not None else []:
         _choice("DSA op", op, DSA_OPS)
     if s.method in GRADIENT_MATCHING:
         _validate_gradient_matching(s, augments)

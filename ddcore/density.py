@@ -78,6 +78,17 @@ def uniform_weights(labels: torch.Tensor) -> torch.Tensor:
     return 1.0 / counts[labels].float()
 
 
+def oracle_weights(labels: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The upper reference KDE weighting aims at, from the bias labels: every (class, bias value)
+    group present in class c gets the same total weight 1 / G_c, shared equally by its samples,
+    so each class's weights sum to 1: w_i = 1 / (G_c * n_group(i))."""
+    values = int(bias.max()) + 1
+    group = labels * values + bias
+    size = torch.bincount(group)
+    groups_per_class = torch.bincount(torch.unique(group) // values, minlength=int(labels.max()) + 1)
+    return 1.0 / (groups_per_class[labels] * size[group]).float()
+
+
 def conflict_shares(weights: torch.Tensor, conflicting: torch.Tensor) -> tuple[float, float]:
     """(share of the total weight on bias-conflicting samples, their share of the count)."""
     weight_share = float(weights[conflicting].sum() / weights.sum())

@@ -4,23 +4,34 @@ Reference protocol: SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, lr 
 the epochs, DSA augmentation during training; accuracy reported overall ("unbiased", colours
 uniform), on bias-aligned and on bias-conflicting test samples; mean and std over several
 freshly initialised models. Accuracies are in percent.
+
+Group metrics (a group is one (class, bias value) pair of the test split): `group_accuracy`, the
+[classes x bias values] matrix of accuracies (None where the test split has no such sample); the
+worst group's accuracy; and the equalised-odds differences as FairDD (Zhou et al., NeurIPS 2025)
+computes them: for each class the spread (max - min) of its groups' accuracies, then `deo_max`
+(DEO-M) the largest and `deo_mean` (DEO-A) the mean spread over the classes. FairDD counts a group
+absent from the test split as accuracy 0; here it is left out, and a class with fewer than two
+groups present has no spread.
 """
 from __future__ import annotations
 
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from . import augment
 from .config import RunConfig
-from .data import BiasedTensors
+from .data import BiasedTensors, dsa_strategy
 from .nets import ConvNet, build_convnet
 
 Progress = Callable[[int, int, float | None], None]
+
+
+Groups = tuple[tuple[float | None, ...], ...]  # [class][bias value] -> accuracy in percent, None: no samples
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,36 @@ class Accuracy:
     unbiased: float
     aligned: float
     conflicting: float
+    groups: Groups = ()
+
+    @property
+    def worst_group(self) -> float | None:
+        present = [a for row in self.groups for a in row if a is not None]
+        return min(present) if present else None
+
+    @property
+    def spreads(self) -> list[float]:
+        """Per class with at least two groups present: max - min of its groups' accuracies."""
+        rows = [[a for a in row if a is not None] for row in self.groups]
+        return [max(r) - min(r) for r in rows if len(r) >= 2]
+
+    @property
+    def deo_max(self) -> float | None:
+        return max(self.spreads) if self.spreads else None
+
+    @property
+    def deo_mean(self) -> float | None:
+        return statistics.fmean(self.spreads) if self.spreads else None
+
+
+def group_accuracy(correct: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor, num_classes: int,
+                   num_values: int) -> Groups:
+    """correct, labels, bias [N] -> accuracy (percent) of each (class, bias value) group."""
+    group = labels * num_values + bias
+    total = torch.bincount(group, minlength=num_classes * num_values).view(num_classes, num_values)
+    right = torch.bincount(group, weights=correct.float(), minlength=num_classes * num_values).view(total.shape)
+    return tuple(tuple(100.0 * float(r) / int(t) if int(t) else None for r, t in zip(rr, tt))
+                 for rr, tt in zip(right.tolist(), total.tolist()))
 
 
 @torch.no_grad()
@@ -40,7 +81,9 @@ def accuracy(net: ConvNet, test: BiasedTensors, batch: int = 2048) -> Accuracy:
     def pct(mask: torch.Tensor) -> float:
         return 100.0 * float(correct[mask].mean()) if bool(mask.any()) else float("nan")
 
-    return Accuracy(pct(torch.ones_like(conflicting)), pct(~conflicting), pct(conflicting))
+    num_values = int(max(test.bias.max(), test.aligned_bias.max())) + 1
+    groups = group_accuracy(correct.cpu(), test.labels.cpu(), test.bias.cpu(), test.num_classes, num_values)
+    return Accuracy(pct(torch.ones_like(conflicting)), pct(~conflicting), pct(conflicting), groups)
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: RunConfig,
@@ -53,7 +96,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     net = build_convnet(num_classes, n.net_width, n.net_depth, n.net_norm, tuple(images.shape[2:]), g, device)
     opt = torch.optim.SGD(net.parameters(), lr=e.eval_lr, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[epochs // 2], gamma=0.1)
-    strategy = cfg.distill.dsa_strategy if e.eval_dsa else "none"
+    strategy = dsa_strategy(cfg) if e.eval_dsa else "none"
     net.train()
     for epoch in range(epochs):
         order = torch.randperm(len(images), generator=g, device=device)
@@ -69,21 +112,28 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     return net
 
 
-def summarize(results: list[Accuracy]) -> dict[str, float | None]:
+def summarize(results: list[Accuracy]) -> dict[str, Any]:
     """mean and (population) std of each accuracy over models, as metrics.json keys. A group the
     test set lacks (no conflicting samples, say) has no accuracy: None, not NaN."""
-    out: dict[str, float | None] = {}
+    out: dict[str, Any] = {}
     for key in ("unbiased", "aligned", "conflicting"):
         values = [getattr(r, key) for r in results]
         defined = not any(math.isnan(v) for v in values)
         out[f"test_acc_{key}"] = statistics.fmean(values) if defined else None
         out[f"test_acc_{key}_std"] = statistics.pstdev(values) if defined else None
+    for key, name in (("worst_group", "test_acc_worst_group"), ("deo_max", "deo_max"), ("deo_mean", "deo_mean")):
+        values = [getattr(r, key) for r in results]
+        defined = all(v is not None for v in values)
+        out[name] = statistics.fmean(values) if defined else None
+        out[f"{name}_std"] = statistics.pstdev(values) if defined else None
+    out["group_accuracy"] = [[None if cells[0] is None else statistics.fmean(cells) for cells in zip(*rows)]
+                             for rows in zip(*(r.groups for r in results))]
     out["test_acc_unbiased_per_model"] = [r.unbiased for r in results]
     return out
 
 
 def evaluate_set(images: torch.Tensor, labels: torch.Tensor, test: BiasedTensors, cfg: RunConfig,
-                 epochs: int, seed: int, progress: Progress | None = None) -> dict[str, float]:
+                 epochs: int, seed: int, progress: Progress | None = None) -> dict[str, Any]:
     """Train cfg.eval.eval_models fresh models on (images, labels) and test each on `test`."""
     k = cfg.eval.eval_models
     results = []

@@ -1,8 +1,9 @@
 """One run, start to finish, written into its run folder (layout: ddcore.runstore).
 
 Distill runs go through the stages data -> surrogate -> density -> distill -> evaluate -> map (MTT
-adds an "experts" stage before distill);
-baseline runs through data -> evaluate. Each stage's output is saved as soon as it exists, so a
+adds an "experts" stage before distill); baseline runs (the whole biased training set) through
+data -> evaluate, and random-subset runs (IPC real images per class drawn uniformly, no
+distillation) through data -> subset -> evaluate. Each stage's output is saved as soon as it exists, so a
 later failure or a cancel never loses what is done. The status always ends in done, failed or
 cancelled; a failure's message is the user-facing one and the traceback goes to log.txt.
 """
@@ -27,6 +28,7 @@ from .data import BiasedTensors, describe, image_grid, load_biased, train_summar
 from .errors import Cancelled, ConfigError, DDError
 from .evaluate import evaluate_set
 from .methods import DistillJob, get_method
+from .methods.sampling import class_table, init_synthetic
 from .surrogate import Surrogate, SurrogateSpec, build_surrogate, train_surrogate
 
 # the unbiased test split is coloured with this seed whatever the run's seed, so every run is
@@ -102,7 +104,8 @@ def execute_run(run_dir: Path, listener: Listener | None = None) -> dict[str, An
     runstore.update_status(run_dir, state="running", started=time.time(), pid=os.getpid(), message="")
     try:
         cfg = validate(runstore.read_config(run_dir))
-        metrics = (_distill if cfg.kind == "distill" else _baseline)(cfg, run_dir, reporter)
+        metrics = {"distill": _distill, "baseline": _baseline, "random-subset": _random_subset}[cfg.kind](
+            cfg, run_dir, reporter)
     except (Cancelled, KeyboardInterrupt):
         runstore.append_log(run_dir, "cancelled")
         runstore.update_status(run_dir, state="cancelled", message="cancelled by the user", finished=time.time())
@@ -134,7 +137,7 @@ def preflight(cfg: RunConfig) -> RunConfig:
                           f"small for a depth-{depth} ConvNet (each block halves them); pass --image-size {2 ** depth} "
                           "or more")
     smallest = int(summary.class_counts.min())
-    if cfg.kind == "distill" and cfg.distill.ipc > smallest:
+    if cfg.kind != "baseline" and cfg.distill.ipc > smallest:
         name = describe(cfg.data).classes[int(summary.class_counts.argmin())]
         raise ConfigError(f"IPC {cfg.distill.ipc} is larger than the smallest class ({smallest} images); choose an "
                           f"IPC of at most {smallest} (class '{name}' has the fewest training images)")
@@ -192,8 +195,9 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any
     reporter.stage("density")
     sigma = r.kde_sigma or density.auto_bandwidth(features, train.labels, torch.Generator().manual_seed(cfg.seed))
     log_density = density.kde_log_density(features, train.labels, sigma)
-    weights = (density.density_weights(log_density, train.labels, r.kde_tau) if r.reweight == "kde"
-               else density.uniform_weights(train.labels))
+    weights = {"kde": lambda: density.density_weights(log_density, train.labels, r.kde_tau),
+               "oracle": lambda: density.oracle_weights(train.labels, train.bias),
+               "none": lambda: density.uniform_weights(train.labels)}[r.reweight]()
     weight_share, count_share = density.conflict_shares(weights, train.conflicting)
     runstore.append_log(run_dir, f"KDE sigma {sigma:.4g}; conflicting samples: {100 * count_share:.2f}% of the "
                                  f"count, {100 * weight_share:.2f}% of the weight")
@@ -277,6 +281,29 @@ def _machine(device: torch.device) -> dict[str, Any]:
     """What the timings of a run depend on, recorded beside them."""
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {"cpu_capability": hardware.cpu_capability(), "threads": torch.get_num_threads(), "gpu": gpu}
+
+
+def _random_subset(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any]:
+    """IPC real images per class drawn uniformly: what distillation has to beat."""
+    t0 = time.time()
+    device = resolve_device(cfg.device)
+    reporter.stage("data")
+    train, test = _load(cfg, device)
+    reporter.stage("subset")
+    table, w = class_table(train.labels, density.uniform_weights(train.labels), train.num_classes)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    images = init_synthetic(train.images, table, w, cfg.distill.ipc, generator, "real").flatten(0, 1)
+    labels = torch.arange(train.num_classes, device=device).repeat_interleave(cfg.distill.ipc)
+    runstore.save_synthetic(run_dir, images, labels)
+    runstore.write_bytes(run_dir / "synthetic.png", _png(images, cfg.distill.ipc))
+    reporter.stage("evaluate")
+    metrics: dict[str, Any] = evaluate_set(images, labels, test, cfg, cfg.eval.eval_epochs, cfg.seed, reporter.progress)
+    _, count_share = density.conflict_shares(density.uniform_weights(train.labels), train.conflicting)
+    metrics.update(count_share_conflicting=count_share, weight_share_conflicting=count_share, device=str(device),
+                   num_train=len(train.labels), num_test=len(test.labels), **_machine(device))
+    metrics.update(seconds_total=time.time() - t0, seconds_per_stage=reporter.finish())
+    runstore.write_json(run_dir / "metrics.json", metrics)
+    return metrics
 
 
 def _png(images: torch.Tensor, per_row: int) -> bytes:

@@ -124,7 +124,8 @@ def validate_name(name: str) -> str:
 
 def new_run_name(cfg: RunConfig) -> str:
     """A readable, unique-enough default name: what it is, then when it was made."""
-    what = "baseline" if cfg.kind == "baseline" else f"{cfg.distill.method}-{cfg.reweight.reweight}-ipc{cfg.distill.ipc}"
+    what = {"baseline": "baseline", "random-subset": f"random-subset-ipc{cfg.distill.ipc}"}.get(
+        cfg.kind, f"{cfg.distill.method}-{cfg.reweight.reweight}-ipc{cfg.distill.ipc}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     ratio = "asis" if cfg.data.conflict_ratio is None else f"{cfg.data.conflict_ratio:g}"  # None: as the files come
     return f"{stamp}-{cfg.data.dataset}-r{ratio}-{what}-s{cfg.seed}-{os.urandom(2).hex()}"

@@ -83,3 +83,18 @@ def test_uniform_weights():
     labels = torch.tensor([0, 0, 1, 1, 1, 2])
     w = density.uniform_weights(labels)
     torch.testing.assert_close(w, torch.tensor([0.5, 0.5, 1 / 3, 1 / 3, 1 / 3, 1.0]))
+
+
+def test_oracle_weights_equalise_the_group_totals_exactly():
+    from ddcore.density import oracle_weights
+
+    # class 0: 5 aligned (bias 0), 2 of bias 1, 1 of bias 2; class 1: 4 aligned (bias 1), 1 of bias 0
+    labels = torch.tensor([0] * 8 + [1] * 5)
+    bias = torch.tensor([0, 0, 0, 0, 0, 1, 1, 2, 1, 1, 1, 1, 0])
+    w = oracle_weights(labels, bias)
+    for c, groups in ((0, (0, 1, 2)), (1, (0, 1))):
+        totals = [float(w[(labels == c) & (bias == b)].sum()) for b in groups]
+        assert totals == pytest.approx([1 / len(groups)] * len(groups))  # equal per group, class sums to 1
+        for b in groups:  # equal within a group
+            members = w[(labels == c) & (bias == b)]
+            assert torch.allclose(members, members[0].expand_as(members))

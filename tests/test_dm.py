@@ -140,3 +140,23 @@ def test_progress_can_cancel():
 
     with pytest.raises(Cancelled):
         get_method("dm")(_job(tiny_data(), smoke_cfg(), progress))
+
+
+def test_init_options_uniform_weighted_and_noise():
+    data = tiny_data()
+    w = torch.zeros(len(data.labels))
+    w[data.labels == 0] = 1e-6
+    w[0], w[1] = 0.5, 0.5  # class 0: nearly all weight on samples 0 and 1
+    w[data.labels != 0] = 1 / 12
+    table, tw = class_table(data.labels, w, 3)
+    picks = {init: [init_synthetic(data.images, table, tw, 2, torch.Generator().manual_seed(s), init)[0]
+                    for s in range(20)] for init in ("weighted", "real")}
+    heavy = data.images[:2]
+
+    def both_heavy(pair):
+        return all(any(torch.equal(img, h) for h in heavy) for img in pair)
+
+    assert all(both_heavy(p) for p in picks["weighted"])  # drawn by weight
+    assert sum(both_heavy(p) for p in picks["real"]) < 5  # uniform over the 12 images of class 0
+    noise = init_synthetic(data.images, table, tw, 2, torch.Generator().manual_seed(0), "noise")
+    assert noise.shape == (3, 2, 3, 8, 8) and -0.5 < float(noise.mean()) < 0.5 and 0.7 < float(noise.std()) < 1.3

@@ -3,7 +3,7 @@ import torch
 
 from ddcore.config import preset
 from ddcore.data import BiasedTensors
-from ddcore.evaluate import Accuracy, accuracy, evaluate_set, summarize
+from ddcore.evaluate import Accuracy, accuracy, evaluate_set, group_accuracy, summarize
 from ddcore.nets import ConvNet, build_convnet
 
 
@@ -42,13 +42,32 @@ def test_accuracy_breakdown_on_constructed_predictions():
     bias = torch.tensor([0, 1, 1, 0])  # samples 0 and 2 aligned, 1 and 3 conflicting
     test = BiasedTensors(torch.zeros(4, 3, 4, 4), labels, bias, 2)
     acc = accuracy(Constant(torch.tensor([0, 1, 1, 1])), test)
-    assert acc == Accuracy(unbiased=75.0, aligned=100.0, conflicting=50.0)
+    # groups (class, bias): (0,0) right, (0,1) wrong, (1,1) right, (1,0) right
+    assert acc == Accuracy(unbiased=75.0, aligned=100.0, conflicting=50.0, groups=((100.0, 0.0), (100.0, 100.0)))
+
+
+def test_group_metrics_by_hand_on_a_small_confusion_table():
+    # 3 classes x 3 bias values; class 2 has no bias-0 sample, class 1 only bias 1 samples
+    labels = torch.tensor([0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    bias = torch.tensor([0, 0, 0, 1, 2, 1, 1, 2, 2, 1, 1])
+    correct = torch.tensor([1, 1, 0, 0, 1, 1, 0, 1, 1, 1, 0])
+    groups = group_accuracy(correct, labels, bias, 3, 3)
+    assert groups == ((pytest.approx(200 / 3), 0.0, 100.0), (None, 50.0, None), (None, 50.0, 100.0))
+    acc = Accuracy(0.0, 0.0, 0.0, groups)
+    assert acc.worst_group == 0.0
+    # spreads: class 0: 100 - 0; class 1: one group only (no spread); class 2: 100 - 50
+    assert acc.spreads == [100.0, 50.0] and acc.deo_max == 100.0 and acc.deo_mean == 75.0
 
 
 def test_summarize_mean_and_std():
-    s = summarize([Accuracy(50, 60, 40), Accuracy(70, 80, 60)])
+    a = Accuracy(50, 60, 40, ((100.0, 0.0), (None, 40.0)))
+    b = Accuracy(70, 80, 60, ((100.0, 20.0), (None, 60.0)))
+    s = summarize([a, b])
     assert s["test_acc_unbiased"] == 60 and s["test_acc_unbiased_std"] == 10
     assert s["test_acc_aligned"] == 70 and s["test_acc_conflicting_std"] == 10
+    assert s["group_accuracy"] == [[100.0, 10.0], [None, 50.0]]
+    assert s["test_acc_worst_group"] == 10.0 and s["test_acc_worst_group_std"] == 10.0  # 0 and 20
+    assert s["deo_max"] == 90.0 and s["deo_mean"] == 90.0  # per model: 100 and 80 (one class spreads)
 
 
 def test_evaluation_learns_a_tiny_separable_set():
@@ -65,6 +84,8 @@ def test_evaluation_learns_a_tiny_separable_set():
     metrics = evaluate_set(train.images, train.labels, test, cfg, epochs=30, seed=0)
     assert metrics["test_acc_unbiased"] == 100.0 and len(metrics["test_acc_unbiased_per_model"]) == 2
     assert metrics["test_acc_conflicting"] is None  # this test set has no conflicting samples
+    assert metrics["group_accuracy"] == [[100.0, None], [None, 100.0]] and metrics["test_acc_worst_group"] == 100.0
+    assert metrics["deo_max"] is None  # no class has two groups in this test set
 
 
 def test_surrogate_init_ignores_the_global_rng():

@@ -37,3 +37,18 @@ def test_a_run_records_its_precision_and_the_machine(tmp_path, monkeypatch):
     assert metrics["gpu"] is None
     assert runstore.read_metrics(tmp_path / "run")["precision"] == "fp32"
     assert any("precision fp32" in line for line in runstore.read_log(tmp_path / "run"))
+
+
+def test_oracle_and_random_subset_runs(tmp_path):
+    cfg = preset("smoke").with_overrides(eval_epochs=1, map_points=100, device="cpu")
+    oracle = execute_run(runstore.create_run(tmp_path / "oracle", cfg.with_overrides(reweight="oracle")))
+    # 5% conflicting spread over 9 colours: the oracle gives every present colour group of a class the same total
+    assert oracle["weight_share_conflicting"] > 0.5 and oracle["count_share_conflicting"] < 0.1
+    subset = execute_run(runstore.create_run(tmp_path / "subset", cfg.with_overrides(kind="random-subset", ipc=3)))
+    images, labels = runstore.load_synthetic(tmp_path / "subset")
+    assert images.shape[0] == 30 and labels.bincount().tolist() == [3] * 10
+    assert subset["weight_share_conflicting"] == subset["count_share_conflicting"]
+    assert "subset" in subset["seconds_per_stage"] and "distill" not in subset["seconds_per_stage"]
+    for metrics in (oracle, subset):
+        assert len(metrics["group_accuracy"]) == 10 and metrics["test_acc_worst_group"] is not None
+        assert metrics["deo_max"] >= metrics["deo_mean"] >= 0

@@ -7,7 +7,8 @@ uses the functions below, never a dataset module directly:
 - `load_biased(cfg, train, seed)`: the biased training split or the test split as `BiasedTensors`;
 - `train_summary(cfg)`: training class counts and image size, cheaply (for `pipeline.preflight`);
 - `files_help(cfg)`: which files to put where (errors, the app);
-- `describe(cfg)`: class and bias-value names and colours (the app).
+- `describe(cfg)`: class and bias-value names and colours (the app);
+- `dsa_strategy(run_cfg)`: the run's DSA strategy (the dataset's own unless one is given).
 
 Each dataset is also a torchvision-style `Dataset` (ColoredMNIST, ColoredFashionMNIST,
 CorruptedCIFAR10, BFFHQ, BiasedCSV). Decoded files are cached in-process (bounded; `clear_cache()` empties the caches).
@@ -19,7 +20,7 @@ import math
 import torch
 from PIL import Image
 
-from ..config import DATASETS, DataConfig, validate_data
+from ..config import DATASETS, DataConfig, RunConfig, validate_data
 from ..errors import ConfigError
 from . import bffhq, cifar, colored, csvdata
 from .base import (
@@ -57,6 +58,7 @@ __all__ = [
     "colorize",
     "describe",
     "distinct_colours",
+    "dsa_strategy",
     "files_help",
     "get_spec",
     "image_grid",
@@ -115,6 +117,12 @@ def train_summary(cfg: DataConfig) -> Summary:
     """The training split's class counts and image size, reading as little as the format allows;
     raises the same ConfigError / DatasetError as `load_biased` for a bad config or missing files."""
     return check_config(cfg).summary(cfg)
+
+
+def dsa_strategy(cfg: RunConfig) -> str:
+    """The run's DSA strategy: --dsa-strategy when given, else the dataset's own (flip for natural
+    images, none for digits)."""
+    return cfg.distill.dsa_strategy if cfg.distill.dsa_strategy is not None else get_spec(cfg.data.dataset).dsa_strategy
 
 
 def files_help(cfg: DataConfig) -> str:

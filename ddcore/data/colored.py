@@ -218,6 +218,7 @@ def _spec(name: str, title: str, cls: type[_ColouredGrey], background: bool, cla
         bias_from_files=False, path_option="--root", load=_loader(cls, background), summary=_summary(cls.kind),
         files_help=_files_help(cls.kind, bundled),
         naming=Naming(classes, tuple(f"colour {i}" for i in range(10)), _COLOURS, tuple(range(10))),
+        **({"dsa_strategy": "color_crop_cutout_scale_rotate"} if cls.kind == "mnist" else {}),
     )
 
 

@@ -75,6 +75,9 @@ class DatasetSpec:
     files_help: Callable[[DataConfig], str]
     naming: Naming | None = None  # None: read from the files by `read_naming` (csv)
     read_naming: Callable[[DataConfig], Naming] | None = None
+    # the DSA strategy a run uses unless --dsa-strategy says otherwise: natural images flip (the
+    # reference's default), digits do not (a mirrored digit is not a digit)
+    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
 
     def describe(self, cfg: DataConfig) -> Naming:
         if self.naming is not None:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import augment
+from ..data import dsa_strategy
 from ..nets import ConvNet
 from .base import DistillJob, LossLog, SyntheticSet
 from .sampling import RealSampler
@@ -90,11 +91,11 @@ def distill_dc(job: DistillJob) -> SyntheticSet:
     train, d = job.train, job.cfg.distill
     device, C, ipc = train.images.device, train.num_classes, d.ipc
     g, aug_g = job.generators()
-    strategy = d.dsa_strategy if d.method == "dsa" else "none"
+    strategy = dsa_strategy(job.cfg) if d.method == "dsa" else "none"
     outer, inner = loop_schedule(ipc, d.outer_loop, d.inner_loop)
 
     real = RealSampler.for_job(job)
-    syn = real.init_synthetic(train.images, ipc, g)
+    syn = real.init_synthetic(train.images, ipc, g, d.init)
     syn_labels = torch.arange(C, device=device).repeat_interleave(ipc)
     opt = torch.optim.SGD([syn], lr=d.lr_img, momentum=d.momentum_img)
     net = job.network()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from .. import augment
+from ..data import dsa_strategy
 from ..nets import ConvNet
 from .base import DistillJob, LossLog, SyntheticSet
 from .sampling import RealSampler
@@ -68,20 +69,21 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
     g, aug_g = job.generators()
 
     real = RealSampler.for_job(job)
-    syn = real.init_synthetic(train.images, ipc, g)
+    syn = real.init_synthetic(train.images, ipc, g, d.init)
     opt = torch.optim.SGD([syn], lr=d.lr_img, momentum=d.momentum_img)
     net = job.network()
     net.requires_grad_(False)  # gradients flow to the synthetic images only
     if d.compile:
         net.features.compile()  # in place: reset_parameters keeps drawing into the same weights
     chunk = real_chunk(net, train.images)
+    strategy = dsa_strategy(job.cfg)
     autocast = job.precision.autocast(device)
 
     log = LossLog(job, d.iterations, device, "DM", f"lower --lr-img (now {d.lr_img}) or check the data")
     for it in range(d.iterations):
         net.reset_parameters(g)
         idx, coef = real.draw(g)
-        params = augment.sample_params(d.dsa_strategy, aug_g, C)  # one draw per class
+        params = augment.sample_params(strategy, aug_g, C)  # one draw per class
         with autocast:
             real_mean = real_means(net, train.images, idx, coef, params, chunk)
             syn_emb = net.embed(augment.apply(syn.flatten(0, 1), params.repeat(ipc))).float().view(C, ipc, -1)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from .. import augment, experts
+from ..data import dsa_strategy
 from ..errors import DivergedError
 from ..nets import ConvNet
 from .base import DistillJob, LossLog, SyntheticSet
@@ -72,7 +73,7 @@ def distill_mtt(job: DistillJob) -> SyntheticSet:
     g, aug_g = job.generators()
     pick = torch.Generator().manual_seed(job.seed + 2)  # expert and start epoch: CPU draws, no device sync
     syn_steps, max_start = mtt_schedule(ipc, d.syn_steps, d.max_start_epoch)
-    strategy = d.dsa_strategy
+    strategy = dsa_strategy(job.cfg)
     net = job.network()
     shapes = experts.param_shapes(net)
 
@@ -86,7 +87,7 @@ def distill_mtt(job: DistillJob) -> SyntheticSet:
 
     job.stage("distill")
     real = RealSampler.for_job(job)
-    syn = real.init_synthetic(train.images, ipc, g)
+    syn = real.init_synthetic(train.images, ipc, g, d.init)
     labels = torch.arange(C, device=device).repeat_interleave(ipc)
     lr = torch.tensor(d.expert_lr, device=device, requires_grad=True)
     opt_img = torch.optim.SGD([syn], lr=d.lr_img, momentum=d.momentum_img)

@@ -42,10 +42,15 @@ def real_batch_size(w: torch.Tensor, batch_real: int, weighted_sampling: bool) -
 
 
 def init_synthetic(images: torch.Tensor, table: torch.Tensor, w: torch.Tensor, ipc: int,
-                   generator: torch.Generator) -> torch.Tensor:
-    """IPC real images per class, drawn without replacement with probability proportional to w
-    (uniform for vanilla runs): [C, IPC, 3, H, W]."""
-    pos = torch.multinomial(w, ipc, replacement=False, generator=generator)
+                   generator: torch.Generator, init: str = "weighted") -> torch.Tensor:
+    """The starting synthetic set [C, IPC, 3, H, W]: IPC real images per class drawn without
+    replacement uniformly ("real") or with probability proportional to w ("weighted"; the same
+    for vanilla runs), or standard normal noise ("noise": the reference's random init)."""
+    if init == "noise":
+        shape = (len(table), ipc, *images.shape[1:])
+        return torch.randn(shape, generator=generator, device=generator.device).to(images.device)
+    probs = (w > 0).float() if init == "real" else w
+    pos = torch.multinomial(probs, ipc, replacement=False, generator=generator)
     return images[table.gather(1, pos)].clone()
 
 
@@ -68,6 +73,7 @@ class RealSampler:
         coef = torch.ones(pos.shape, device=pos.device) if self.weighted else self.w.gather(1, pos)
         return self.table.gather(1, pos), coef / coef.sum(dim=1, keepdim=True)
 
-    def init_synthetic(self, images: torch.Tensor, ipc: int, generator: torch.Generator) -> torch.Tensor:
-        """A leaf tensor [C, IPC, 3, H, W] of real images to optimise, drawn by weight."""
-        return init_synthetic(images, self.table, self.w, ipc, generator).requires_grad_(True)
+    def init_synthetic(self, images: torch.Tensor, ipc: int, generator: torch.Generator,
+                       init: str = "weighted") -> torch.Tensor:
+        """A leaf tensor [C, IPC, 3, H, W] to optimise (see `init_synthetic`)."""
+        return init_synthetic(images, self.table, self.w, ipc, generator, init).requires_grad_(True)
