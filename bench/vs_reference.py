@@ -101,7 +101,8 @@ def main() -> None:
     ref = load_reference(args.reference.resolve())
     hardware.configure_threads()
     device = resolve_device(args.device)
-    base = preset("paper").with_overrides(**parse_overrides(rest))  # ConvNet-128, 256 real images per class, DSA
+    # ConvNet-128, 256 real images per class, DSA; the bundled sample unless --source files --root DIR
+    base = preset("paper").with_overrides(source="bundled", root=None, **parse_overrides(rest))
     train = load_biased(base.data, train=True, seed=0).to(device)
     auto = hardware.resolve_precision("auto", device, "dm")
     fp32 = hardware.Precision(False, "fp32")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -40,7 +41,7 @@ class DataConfig:
     download: bool = False  # let torchvision fetch the files into `root` (MNIST, Fashion-MNIST, CIFAR-10)
     # per class, the share of bias-conflicting training samples; None: as the files come (bffhq, csv)
     conflict_ratio: float | None = 0.05
-    severity: int = 4  # 1..5: colour jitter (coloured MNIST variants) or CIFAR-10-C corruption level
+    severity: int | None = None  # 1..5: colour jitter (coloured MNIST) or CIFAR-10-C level; None: the benchmark's (4; CIFAR 5)
     image_size: int | None = None  # resize images to this side; None: the dataset's own (bffhq: 64)
     csv_path: str | None = None  # dataset csv: the CSV of path,label,bias[,split] (paths relative to it)
 
@@ -213,8 +214,8 @@ def preset(name: str, method: str = "dm") -> RunConfig:
     _choice("method", method, METHODS)
     _choice("preset", name, PRESETS)
     distill = _distill_preset(name, method)
-    if name == "paper":
-        return RunConfig(distill=distill, preset="paper")
+    if name == "paper":  # the full datasets under --root, or $DDBIAS_DATA
+        return RunConfig(DataConfig(source="files", root=os.environ.get(DATA_ENV)), distill=distill, preset="paper")
     if name == "quick":
         return RunConfig(
             net=NetConfig(net_width=32),
@@ -231,6 +232,9 @@ def preset(name: str, method: str = "dm") -> RunConfig:
         map=MapConfig(map_points=600),
         preset="smoke",
     )
+
+
+DATA_ENV = "DDBIAS_DATA"  # where the paper preset looks for the datasets' files when --root is not given
 
 
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
@@ -279,8 +283,8 @@ def validate_data(d: DataConfig) -> DataConfig:
         isinstance(d.conflict_ratio, (int, float)) and 0.0 <= d.conflict_ratio <= 1.0
     ):
         raise ConfigError(f"conflict ratio must be in [0, 1], got {d.conflict_ratio!r}")
-    if d.severity not in (1, 2, 3, 4, 5):
-        raise ConfigError(f"severity must be 1..5, got {d.severity!r}")
+    if d.severity not in (None, 1, 2, 3, 4, 5):
+        raise ConfigError(f"severity must be 1..5 (or unset for the benchmark's level), got {d.severity!r}")
     if d.image_size is not None and not (
         isinstance(d.image_size, int) and not isinstance(d.image_size, bool) and 1 <= d.image_size <= MAX_IMAGE_SIZE
     ):
@@ -340,6 +344,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     _positive("map points", m.map_points, 10)
     _positive("map neighbours", m.map_neighbors, 2)
     _choice("preset", cfg.preset, PRESETS)
+    if cfg.preset == "paper" and d.source == "bundled":
+        raise ConfigError(f"the paper preset runs on the full datasets, not the bundled 4,000-image sample: pass "
+                          f"--source files --root DIR (or set {DATA_ENV}=DIR), or choose --preset quick")
     _choice("run kind", cfg.kind, KINDS)
     _choice("device", cfg.device, DEVICES)
     if not isinstance(cfg.seed, int) or cfg.seed < 0:

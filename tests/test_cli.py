@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ddcore.cli import main, parse_overrides
+from ddcore.config import preset, validate
 from ddcore.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,3 +132,14 @@ def test_parse_overrides_types_values_and_rejects_nonsense():
                           (["--ipc", "ten"], "bad value for --ipc"), (["ipc", "3"], "unknown option 'ipc'")):
         with pytest.raises(ConfigError, match=message):
             parse_overrides(args)
+
+
+def test_the_paper_preset_means_full_data(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("DDBIAS_DATA", raising=False)
+    assert preset("paper").data.source == "files" and preset("paper").data.root is None
+    monkeypatch.setenv("DDBIAS_DATA", str(tmp_path))
+    assert preset("paper").data.root == str(tmp_path)
+    with pytest.raises(ConfigError, match="not the bundled 4,000-image sample"):
+        validate(preset("paper").with_overrides(source="bundled"))
+    code, _, err = main_in_process(capsys, "distill", "--preset", "paper", "--source", "bundled", "--runs", str(tmp_path))
+    assert code == 2 and "--preset quick" in err and "Traceback" not in err

@@ -216,10 +216,14 @@ def files_help_text(root: str | None) -> str:
             "are computed here at CIFAR-10-C level --severity (the LfF benchmark's 'severity 4' is --severity 5)")
 
 
+BENCHMARK_LEVEL = 5  # --severity unset: the level the LfF benchmark's "severity 4" folders were made at
+
+
 def _spec(corruption_type: int, kinds: str) -> DatasetSpec:
     def load(cfg: DataConfig, train: bool, seed: int) -> BiasedTensors:
+        severity = BENCHMARK_LEVEL if cfg.severity is None else cfg.severity
         return CorruptedCIFAR10(cfg.root, train, download=cfg.download, corruption_type=corruption_type,
-                                conflict_ratio=cfg.conflict_ratio, severity=cfg.severity, image_size=cfg.image_size,
+                                conflict_ratio=cfg.conflict_ratio, severity=severity, image_size=cfg.image_size,
                                 seed=seed).tensors()
 
     def summary(cfg: DataConfig) -> Summary:

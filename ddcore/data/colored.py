@@ -176,9 +176,10 @@ class ColoredFashionMNIST(_ColouredGrey):
 
 
 def _loader(cls: type[_ColouredGrey], background: bool) -> Callable[[DataConfig, bool, int], BiasedTensors]:
+    # severity None: the LfF benchmark's, 4 (colour jitter std 0.005)
     def load(cfg: DataConfig, train: bool, seed: int) -> BiasedTensors:
         return cls(cfg.root, train, download=cfg.download, source=cfg.source, conflict_ratio=cfg.conflict_ratio,
-                   severity=cfg.severity, background=background, image_size=cfg.image_size, seed=seed).tensors()
+                   severity=4 if cfg.severity is None else cfg.severity, background=background, image_size=cfg.image_size, seed=seed).tensors()
 
     return load
 
