@@ -5,6 +5,7 @@ import torch
 from ddcore import runstore
 from ddcore.config import preset
 from ddcore.pipeline import execute_run
+from ddcore.records import SyntheticImages
 
 
 def test_same_config_same_result_with_fresh_hit_and_corrupt_cache(tmp_path):
@@ -19,8 +20,8 @@ def test_same_config_same_result_with_fresh_hit_and_corrupt_cache(tmp_path):
     assert "loaded from cache" not in logs["first"]
     assert "loaded from cache" in logs["second"]
     assert "unreadable" in logs["third"] and "retraining" in logs["third"]
-    images = [runstore.load_synthetic(tmp_path / name)[0] for name in ("first", "second", "third")]
+    images = [SyntheticImages.load(tmp_path / name).images for name in ("first", "second", "third")]
     assert torch.equal(images[0], images[1]) and torch.equal(images[0], images[2])
     for metrics in (second, third):
-        assert metrics["test_acc_unbiased"] == first["test_acc_unbiased"]
-        assert metrics["weight_share_conflicting"] == first["weight_share_conflicting"]
+        assert metrics.test_acc_unbiased == first.test_acc_unbiased
+        assert metrics.weight_share_conflicting == first.weight_share_conflicting
