@@ -127,7 +127,7 @@ def _ours_in_root(entry: Path) -> bool:
         return entry.is_file()
     if entry.name == CACHE_DIR:
         return entry.is_dir() and not _foreign_cache_entries(entry)
-    return entry.is_dir() and (entry / "config.json").is_file() and not foreign_entries(entry)
+    return entry.is_dir() and _made_by_ddcore(entry)
 
 
 def _require_marked(root: Path) -> Path:
@@ -186,13 +186,27 @@ def check_run_folder(run_dir: Path, action: str) -> Path:
     run_dir = root / run_dir.name
     if run_dir.is_symlink():
         raise DDError(f"{run_dir} is a symbolic link, not a run folder; nothing was {action}")
-    if not run_dir.is_dir() or not any((run_dir / name).is_file() for name in ("config.json", "status.json")):
-        raise DDError(f"{run_dir} is not a run folder (no config.json or status.json); nothing was {action}")
+    if not run_dir.is_dir() or not _made_by_ddcore(run_dir):
+        raise DDError(f"{run_dir} is not a run folder (no config.json or status.json that ddcore wrote); "
+                      f"nothing was {action}")
     foreign = foreign_entries(run_dir)
     if foreign:
         raise DDError(f"{run_dir} holds entries ddcore did not write ({', '.join(foreign[:3])}"
                       f"{', ...' if len(foreign) > 3 else ''}); move them out first; nothing was {action}")
     return run_dir
+
+
+def _made_by_ddcore(run_dir: Path) -> bool:
+    """Whether run_dir holds a config.json or a status.json that reads as ddcore's (one of them
+    may be damaged: such a run is still ours to delete; a folder that merely holds a file called
+    config.json is not)."""
+    for read in (read_config, Status.load):
+        try:
+            read(run_dir)
+            return True
+        except (OSError, DDError):
+            pass
+    return False
 
 
 def _make_run(run_dir: Path, cfg: RunConfig) -> Path:
