@@ -47,7 +47,7 @@ def _converter(type_name: str):
                 return convert(text)
             except ValueError:
                 kind = "a whole number" if convert is int else "a number"
-                raise argparse.ArgumentTypeError(f"expected {kind}, or auto/none for the default; got '{text}'") from None
+                raise argparse.ArgumentTypeError(f"expected {kind} (or auto/none); got '{text}'") from None
 
         return number_or_none
 
@@ -156,10 +156,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_set
     from .pipeline import TEST_SEED, resolve_device
 
-    run_dir = Path(args.run).expanduser()
-    if not (run_dir / "config.json").is_file():
-        raise DDError(f"{run_dir} is not a run folder (no config.json)")
+    run_dir = runstore.check_run_folder(args.run, "evaluated")  # it rewrites metrics.json there
     overrides = {k: v for k, v in vars(args).items() if k in FLAT_FIELDS}
+    if not (run_dir / "config.json").is_file():
+        raise DDError(f"{run_dir} has no config.json to evaluate with")
     cfg = validate(runstore.read_config(run_dir).with_overrides(**overrides))
     synthetic = SyntheticImages.load(run_dir)
     device = resolve_device(cfg.device)

@@ -182,13 +182,12 @@ def check_run_folder(run_dir: Path, action: str) -> Path:
     """run_dir, if it is a run folder directly inside a marked root, holding nothing but the
     layout's files; DDError saying why not and that nothing was `action` ("deleted", ...)."""
     run_dir = Path(os.path.expanduser(str(run_dir)))
-    root = _require_marked(run_dir.parent)
-    run_dir = root / run_dir.name
     if run_dir.is_symlink():
         raise DDError(f"{run_dir} is a symbolic link, not a run folder; nothing was {action}")
     if not run_dir.is_dir() or not _made_by_ddcore(run_dir):
         raise DDError(f"{run_dir} is not a run folder (no config.json or status.json that ddcore wrote); "
                       f"nothing was {action}")
+    run_dir = _require_marked(run_dir.parent) / run_dir.name
     foreign = foreign_entries(run_dir)
     if foreign:
         raise DDError(f"{run_dir} holds entries ddcore did not write ({', '.join(foreign[:3])}"
@@ -268,18 +267,22 @@ def _remove_flat_folder(folder: Path) -> None:
 
 
 def read_config(run_dir: Path) -> RunConfig:
-    """The run's config with every field's type checked; DamagedRun when it cannot be trusted."""
+    """The run's config with every field's type checked; FileNotFoundError when there is none,
+    DamagedRun when it cannot be trusted."""
     path = Path(run_dir) / "config.json"
     try:
         raw = read_json(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise DamagedRun(path, f"not readable JSON ({exc})") from None
+    try:
         if not isinstance(raw, dict) or not all(isinstance(raw.get(s, {}), dict) for s in SECTION_TYPES):
             raise RecordError("should hold a JSON object with one object per section")
         cfg = RunConfig.from_dict(raw)
         check_fields(cfg)
         return cfg
-    except FileNotFoundError:
-        raise DamagedRun(path, "the file is missing") from None
-    except (OSError, ValueError, TypeError) as exc:  # unreadable, not JSON, ConfigError, RecordError
+    except (ValueError, TypeError) as exc:  # ConfigError (an unknown option), RecordError
         raise DamagedRun(path, str(exc)) from None
 
 
@@ -434,11 +437,9 @@ def read_run(run_dir: Path) -> RunInfo:
             errors.append(f"{run_dir} is unreadable ({exc.strerror})")
         return None
 
-    cfg = attempt(read_config, None)
+    cfg = attempt(read_config, f"{run_dir / 'config.json'} is missing")
     status = attempt(read_status, f"{run_dir / 'status.json'} is missing")
     metrics = attempt(Metrics.load, None)
-    if cfg is None and not errors:
-        errors.append(f"{run_dir / 'config.json'} is missing")
     error = f"damaged run folder: {errors[0]}" if errors else None
     return RunInfo(run_dir.name, run_dir, cfg, status or Status(state="failed"), metrics, error)
 

@@ -239,7 +239,7 @@ def test_three_concurrent_submitters_get_three_runs_and_one_worker(tmp_path):
     (["--kde-sigma", "1e-30"], "KDE sigma must be between 0.001 and 1000"),
     (["--kde-sigma", "inf"], "KDE sigma must be between 0.001 and 1000"),
     (["--kde-tau", "1e-40"], "KDE tau must be between 0.001 and 1e+06"),
-    (["--conflict-ratio", "abc"], "argument --conflict-ratio: expected a number, or auto/none for the default; got 'abc'"),
+    (["--conflict-ratio", "abc"], "argument --conflict-ratio: expected a number (or auto/none); got 'abc'"),
     (["--conflict-ratio", "nan"], "conflict ratio must be in [0, 1], got nan"),
     (["--supcon-temperature", "0"], "SupCon temperature must be between 0.001 and 100"),
     (["--surrogate-lr", "1e9"], "surrogate lr must be positive and at most 10"),
@@ -248,7 +248,7 @@ def test_three_concurrent_submitters_get_three_runs_and_one_worker(tmp_path):
     (["--map-min-dist", "5"], "map minimum distance must be between 0 and 1"),
     (["--seed", "99999999999"], "seed must be a whole number in 0..2147483647"),
     (["--net-width", "1000000"], "net width must be between 1 and 4096"),
-    (["--max-start-epoch", "abc"], "expected a whole number, or auto/none for the default; got 'abc'"),
+    (["--max-start-epoch", "abc"], "expected a whole number (or auto/none); got 'abc'"),
 ])
 def test_bad_values_are_one_line(tmp_path, capsys, args, message):
     code, _, err = run_cli(capsys, "distill", "--preset", "smoke", "--out", str(tmp_path / "run"), *args)
