@@ -142,7 +142,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         message = runstore.read_status(run_dir).message  # the user-facing line the run recorded
         if replacing:
             message += f"; the existing run at {out} was kept (this attempt's log: {run_dir / 'log.txt'})"
-        raise (type(exc) if isinstance(exc, DDError) else DDError)(message) from None
+        raise (Cancelled if isinstance(exc, Cancelled) else DDError)(message) from None
     if replacing:
         runstore.replace_run(run_dir, out)
     print(summary_line(metrics))
@@ -157,9 +157,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .pipeline import TEST_SEED, resolve_device
 
     run_dir = runstore.check_run_folder(args.run, "evaluated")  # it rewrites metrics.json there
-    overrides = {k: v for k, v in vars(args).items() if k in FLAT_FIELDS}
     if not (run_dir / "config.json").is_file():
         raise DDError(f"{run_dir} has no config.json to evaluate with")
+    overrides = {k: v for k, v in vars(args).items() if k in FLAT_FIELDS}
     cfg = validate(runstore.read_config(run_dir).with_overrides(**overrides))
     synthetic = SyntheticImages.load(run_dir)
     device = resolve_device(cfg.device)
