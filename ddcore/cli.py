@@ -182,7 +182,8 @@ def format_listing(runs: list[runstore.RunInfo]) -> str:
             continue
         c, s = r.config, r.status
         acc = "" if r.metrics is None or r.metrics.test_acc_unbiased is None else f"{r.metrics.test_acc_unbiased:.1f}"
-        note = {"failed": s.message, "cancelled": s.message, "running": s.stage, "done": s.warning}.get(s.state, "")[:60]
+        notes = {"failed": s.message, "cancelled": s.message, "running": s.stage, "done": s.warning}
+        note = notes.get(s.state, "")[:60]
         rows.append((r.name, s.state, c.kind, c.distill.method, c.reweight.reweight, str(c.distill.ipc),
                      "as-is" if c.data.conflict_ratio is None else f"{c.data.conflict_ratio:g}", acc, note))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -218,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--preset", choices=PRESETS, default="quick", help="quick (CPU, minutes), smoke (seconds), paper (GPU)")
         p.add_argument("--out", help="run folder to create (default: ROOT/<generated name>)")
         p.add_argument("--runs", default="runs", help="where generated run folders go (default: runs)")
-        p.add_argument("--overwrite", action="store_true", help="replace an existing finished run folder at --out")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace the finished run at --out, once the new one has succeeded")
         _add_overrides(p)
     p = sub.add_parser("evaluate", help="re-evaluate a run's synthetic set (updates metrics.json)")
     p.add_argument("run", help="the run folder")

@@ -180,7 +180,8 @@ def check_fields(obj: Any, prefix: str = "") -> None:
         if value is not None and ((lo is not None and value < lo) or (hi is not None and value > hi)):
             raise RecordError(f"{prefix}{f.name} should lie in [{lo}, {hi}], got {_short(value)}")
         if "choices" in f.metadata and value not in f.metadata["choices"]:
-            raise RecordError(f"{prefix}{f.name} should be one of {', '.join(f.metadata['choices'])}, got {_short(value)}")
+            choices = ", ".join(f.metadata["choices"])
+            raise RecordError(f"{prefix}{f.name} should be one of {choices}, got {_short(value)}")
         object.__setattr__(obj, f.name, value)
 
 

@@ -84,7 +84,8 @@ def check_root(root: str | Path) -> Path:
         raise DDError(f"cannot read the runs folder {path} ({exc.strerror})") from None
     foreign = [e.name for e in entries if not _ours_in_root(e)]
     if foreign:
-        raise DDError(f"{path} is not a ddcore runs folder: it holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} "
+        count = f"{len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'}"
+        raise DDError(f"{path} is not a ddcore runs folder: it holds {count} "
                       f"ddcore did not make ('{min(foreign)}'{', ...' if len(foreign) > 1 else ''}); choose an "
                       "empty or new folder, or one ddcore created")
     if entries:

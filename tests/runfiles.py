@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddcore import runstore
 from ddcore.records import EmbeddingMap
 
 
