@@ -31,6 +31,13 @@ elif s.state == "failed":
     st.error(f"Failed: {s.message or 'no message recorded'}")
 else:
     st.markdown(f"**{progress.describe(s)}**" + (f" — {s.message}" if s.message else ""))
+    if s.warning:
+        st.warning(s.warning)
+try:
+    runstore.check_run_folder(run.path, "exported")
+    not_exportable = None
+except DDError as exc:  # a symlink or a folder with foreign files: ddcore does not package it
+    not_exportable = str(exc)
 
 is_done_distill = runs.is_finished(run) and run.config.kind == "distill"
 open_map, open_syn, export, delete = st.columns(4)
@@ -43,9 +50,11 @@ if open_syn.button("Open images", disabled=not is_done_distill):
             ui.focus(key, shown.name)
     st.switch_page("app_pages/synthetic_images.py")
 export.download_button(
-    "Export zip", lambda: runstore.export_run(run.path), f"{run.name}.zip", "application/zip", key=f"export:{run.name}"
+    "Export zip", lambda: runstore.export_run(run.path), f"{run.name}.zip", "application/zip", key=f"export:{run.name}",
+    disabled=not_exportable is not None, help=not_exportable,
 )
-if delete.button("Delete…", disabled=s.state in ("queued", "running"), help="Cancel a queued or running job first."):
+busy = s.state == "running" or (s.state == "queued" and run.error is None)
+if delete.button("Delete…", disabled=busy, help="Cancel a queued or running job first."):
     st.session_state["confirm_delete"] = run.name
 
 if st.session_state.get("confirm_delete") == run.name:
@@ -67,7 +76,7 @@ if st.session_state.get("confirm_delete") == run.name:
 
 config_tab, metrics_tab, log_tab = st.tabs(["Config", "Metrics", "Log"])
 config_tab.json(run.config.to_dict() if run.config else {})
-metrics_tab.json(run.metrics or {})
+metrics_tab.json(run.metrics.to_json() if run.metrics else {})
 log_tab.code("\n".join(runstore.read_log(run.path, max_lines=100)) or "(empty log)", language=None)
 
 cache = runstore.cache_usage(ui.runs_root())

@@ -35,5 +35,6 @@ for column, title, key, preferred in zip(
         b.download_button(
             "Tensors (.pt)", lambda p=Path(run.path) / "synthetic.pt": p.read_bytes(), f"{run.name}-synthetic.pt",
             "application/octet-stream", key=f"pt:{key}",
-            help="{'images': float [N, 3, H, W] in [0, 1], 'labels': int64 [N]}; torch.load(..., weights_only=True)",
+            help="{'images': float32 [N, 3, H, W] normalised by 'mean' and 'std' (float32 [3]), 'labels': int64 [N], "
+                 "'version'}; torch.load(..., weights_only=True); ddcore.records.SyntheticImages reads it",
         )

@@ -31,6 +31,7 @@ from ddcore.config import DATASETS, RunConfig, preset
 from ddcore.data import DATASET_SPECS
 from ddcore.errors import DDError
 from ddcore.pipeline import preflight
+from ddcore.records import Metrics
 
 
 def config(args: argparse.Namespace, dataset: str) -> RunConfig:
@@ -45,18 +46,18 @@ def config(args: argparse.Namespace, dataset: str) -> RunConfig:
     return preset(args.preset, "dm").with_overrides(**overrides)
 
 
-def acc(m: dict[str, Any], key: str) -> float | None:
-    return m.get(f"test_acc_{key}")
+def acc(m: Metrics, key: str) -> float | None:
+    return getattr(m, f"test_acc_{key}")
 
 
-def cell(m: dict[str, Any]) -> str:
+def cell(m: Metrics) -> str:
     """'unbiased ± std (gap g)' for one run."""
     u, a, c = acc(m, "unbiased"), acc(m, "aligned"), acc(m, "conflicting")
     gap = f"gap {a - c:.1f}" if a is not None and c is not None else f"conflicting {c:.1f}"
-    return f"{u:.1f} ± {m['test_acc_unbiased_std']:.1f} ({gap})"
+    return f"{u:.1f} ± {m.test_acc_unbiased_std:.1f} ({gap})"
 
 
-def verdict(full: dict[str, Any], vanilla: dict[str, Any]) -> str:
+def verdict(full: Metrics, vanilla: Metrics) -> str:
     if acc(full, "aligned") is not None and acc(vanilla, "aligned") is not None:
         change = (acc(vanilla, "aligned") - acc(vanilla, "conflicting")) - (acc(full, "aligned") - acc(full, "conflicting"))
         return f"{'amplifies' if change > 0 else 'suppresses'} (gap {change:+.1f})"
@@ -89,7 +90,7 @@ def main() -> None:
         rows = {label: m for label, m, _, _ in run_pair(cfg, f"{args.preset}-amp-{dataset}", baseline=True)}
         done.append((dataset, cfg, rows, time.time() - t0))
 
-    device = done[0][2]["vanilla"]["device"] if done else "-"
+    device = done[0][2]["vanilla"].device if done else "-"
     print(f"\n{time.strftime('%Y-%m-%d')} | preset {args.preset} | IPC {args.ipc} | conflict ratio "
           f"{args.conflict_ratio} | device {device} | torch {torch.__version__} | "
           f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads\n")
@@ -97,7 +98,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for dataset, cfg, rows, wall in done:
         data = "bundled sample" if cfg.data.source == "bundled" else f"files ({cfg.data.root or cfg.data.csv_path})"
-        print(f"| {dataset} | {data}, {rows['vanilla']['num_train']:,} train | {cell(rows['full-data'])} | "
+        print(f"| {dataset} | {data}, {rows['vanilla'].num_train:,} train | {cell(rows['full-data'])} | "
               f"{cell(rows['vanilla'])} | {cell(rows['reweighted'])} | {verdict(rows['full-data'], rows['vanilla'])} | "
               f"{wall:.0f} |")
     if done:

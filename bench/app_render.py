@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +24,18 @@ from streamlit.testing.v1 import AppTest
 from ddcore import jobs, runstore
 from ddcore.config import preset
 from ddcore.pipeline import execute_run
+from ddcore.records import EmbeddingMap
 
 MAP_POINTS = 5000
 
 
 def enlarge_map(run_dir: Path, n: int) -> None:
     """Give a run a map of n real points by repeating its own, jittered: only the size matters."""
-    emb = runstore.load_embeddings(run_dir)
-    reps = np.arange(n) % len(emb["real_map"])
-    for key in [k for k in emb if k.startswith("real_")]:
-        emb[key] = emb[key][reps]
-    emb["real_map"] = emb["real_map"] + np.random.default_rng(0).normal(scale=0.3, size=(n, 2)).astype(np.float32)
-    runstore.save_embeddings(run_dir, emb)
+    emb = EmbeddingMap.load(run_dir)
+    reps = np.arange(n) % len(emb.real_map)
+    real = {f.name: getattr(emb, f.name)[reps] for f in fields(emb) if f.name.startswith("real_")}
+    real["real_map"] = real["real_map"] + np.random.default_rng(0).normal(scale=0.3, size=(n, 2)).astype(np.float32)
+    replace(emb, **real).save(run_dir)
 
 
 def main() -> None:

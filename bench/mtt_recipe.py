@@ -46,10 +46,10 @@ def main() -> None:
         cfg = base.with_overrides(**change)
         run_dir = runstore.create_run(out / f"{stamp}-mtt-recipe-{i}", preflight(cfg))
         m = execute_run(run_dir)
-        s = m["seconds_per_stage"]
-        print(f"| {change or 'base'} | {m['test_acc_unbiased']:.1f} ± {m['test_acc_unbiased_std']:.1f} | "
-              f"{m['test_acc_conflicting']:.1f} | {m['learned_lr']:.4f} | {m['final_loss']:.3f} | "
-              f"{s.get('experts', 0):.0f} | {s['distill']:.0f} | {m['device']} |", flush=True)
+        s = m.seconds_per_stage
+        print(f"| {change or 'base'} | {m.test_acc_unbiased:.1f} ± {m.test_acc_unbiased_std:.1f} | "
+              f"{m.test_acc_conflicting:.1f} | {m.extra['learned_lr']:.4f} | {m.final_loss:.3f} | "
+              f"{s.get('experts', 0):.0f} | {s['distill']:.0f} | {m.device} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import argparse
 import platform
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -21,8 +20,9 @@ from ddcore import runstore
 from ddcore.cli import parse_overrides
 from ddcore.config import RunConfig, preset
 from ddcore.pipeline import execute_run, preflight
+from ddcore.records import Metrics
 
-Row = tuple[str, dict[str, Any], float, Path]  # (vanilla|reweighted|full-data, metrics, wall seconds, run folder)
+Row = tuple[str, Metrics, float, Path]  # (vanilla|reweighted|full-data, metrics, wall seconds, run folder)
 
 
 def run_pair(base: RunConfig, name: str, baseline: bool) -> list[Row]:
@@ -52,15 +52,15 @@ def main() -> None:
     base = preset(args.preset, overrides.get("method", "dm")).with_overrides(**overrides)
     rows = run_pair(base, f"{args.preset}{args.tag}", args.baseline)
     print(f"\n{time.strftime('%Y-%m-%d')} | preset {args.preset} | overrides {overrides or '-'} | "
-          f"device {rows[0][1]['device']} | torch {torch.__version__} | {platform.processor() or platform.machine()}, "
+          f"device {rows[0][1].device} | torch {torch.__version__} | {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads\n")
     print("| run | unbiased | aligned | conflicting | conflicting weight share | wall s | seconds per stage |")
     print("|---|---|---|---|---|---|---|")
     for label, m, wall, run_dir in rows:
-        stages = ", ".join(f"{k} {v:.0f}" for k, v in m["seconds_per_stage"].items())
-        print(f"| {label} | {m['test_acc_unbiased']:.1f} ± {m['test_acc_unbiased_std']:.1f} | "
-              f"{m['test_acc_aligned']:.1f} | {m['test_acc_conflicting']:.1f} | "
-              f"{100 * m['weight_share_conflicting']:.1f}% (count {100 * m['count_share_conflicting']:.1f}%) | "
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in m.seconds_per_stage.items())
+        print(f"| {label} | {m.test_acc_unbiased:.1f} ± {m.test_acc_unbiased_std:.1f} | "
+              f"{m.test_acc_aligned:.1f} | {m.test_acc_conflicting:.1f} | "
+              f"{100 * m.weight_share_conflicting:.1f}% (count {100 * m.count_share_conflicting:.1f}%) | "
               f"{wall:.0f} | {stages} |")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ddcore import jobs, runstore
 from ddcore.config import preset
+from ddcore.records import Metrics
 
 
 def main() -> None:
@@ -34,8 +35,9 @@ def main() -> None:
         jobs.stop_worker(root)
         print(f"{time.strftime('%Y-%m-%d')} | preset {args.preset} | click to both done: {wall:.0f} s")
         for r in runs:
-            s, m = runstore.read_status(r), runstore.read_metrics(r) or {}
-            print(f"  {runstore.read_config(r).reweight.reweight}: {s.state}, unbiased {m.get('test_acc_unbiased')}")
+            s, m = runstore.read_status(r), Metrics.load(r)
+            print(f"  {runstore.read_config(r).reweight.reweight}: {s.state}, "
+                  f"unbiased {m.test_acc_unbiased if m else None}")
 
 
 if __name__ == "__main__":

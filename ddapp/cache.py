@@ -1,5 +1,6 @@
 """Cached loads from run folders and datasets. Each cache key holds the file's mtime, so a run
-that is rewritten (re-evaluated, overwritten) is read afresh while unchanged ones cost nothing."""
+that is rewritten (re-evaluated, overwritten) is read afresh while unchanged ones cost nothing.
+A damaged file raises ddcore.records.DamagedRun (a DDError) and is not cached."""
 from __future__ import annotations
 
 import json
@@ -9,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from ddcore import runstore
 from ddcore.config import DataConfig
 from ddcore.data import load_biased
 from ddcore.errors import DDError
+from ddcore.records import EmbeddingMap, SyntheticImages
 
 from .images import to_uint8
 
@@ -24,24 +25,28 @@ def _mtime(path: Path, what: str) -> float:
         raise DDError(f"{path.parent.name} has no {what}") from None
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _embeddings(run_dir: str, mtime: float) -> dict[str, np.ndarray]:
-    return runstore.load_embeddings(Path(run_dir))
+# cache_resource: records are immutable (read-only arrays), so sessions share one copy
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _embeddings(run_dir: str, mtime: float) -> EmbeddingMap:
+    return EmbeddingMap.load(Path(run_dir))
 
 
-def embeddings(run_dir: Path) -> dict[str, np.ndarray]:
-    return _embeddings(str(run_dir), _mtime(Path(run_dir) / "embeddings.npz", "embedding map"))
+def embeddings(run_dir: Path) -> EmbeddingMap:
+    return _embeddings(str(run_dir), _mtime(Path(run_dir) / EmbeddingMap.FILE, "embedding map"))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)
 def _synthetic(run_dir: str, mtime: float) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = runstore.load_synthetic(Path(run_dir))
-    return to_uint8(images.numpy()), labels.numpy()
+    record = SyntheticImages.load(Path(run_dir))
+    arrays = to_uint8(record.display().numpy()), record.labels.numpy()
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
 
 
 def synthetic(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 [M, H, W, 3], labels [M]) of a finished run's synthetic images."""
-    return _synthetic(str(run_dir), _mtime(Path(run_dir) / "synthetic.pt", "synthetic images"))
+    """(uint8 [M, H, W, 3], labels [M]) of a finished run's synthetic images, as displayed."""
+    return _synthetic(str(run_dir), _mtime(Path(run_dir) / SyntheticImages.FILE, "synthetic images"))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ddcore.data import Naming
+from ddcore.records import EmbeddingMap
 
 from .metrics import SPLITS
 
@@ -20,42 +21,32 @@ CLASS_COLOURS = (
 )
 
 
-def relative_weight(emb: dict[str, np.ndarray]) -> np.ndarray:
+def relative_weight(emb: EmbeddingMap) -> np.ndarray:
     """Each mapped sample's weight times its class size in the training set, so 1 means 'as much
     as under uniform weighting'. The raw weights sum to 1 per class: unreadable across classes."""
-    class_size = np.bincount(emb["train_label"], minlength=int(emb["real_label"].max()) + 1)
-    return emb["real_weight"].astype(np.float64) * class_size[emb["real_label"]]
+    class_size = np.bincount(emb.train_label, minlength=len(emb.classes))
+    return emb.real_weight.astype(np.float64) * class_size[emb.real_label]
 
 
-def conflicting(emb: dict[str, np.ndarray]) -> np.ndarray:
-    """bool per mapped real sample: its bias value is not its class's aligned one (runs made before
-    `aligned_bias` was saved used class c -> value c)."""
-    label = emb["real_label"]
-    aligned = emb["aligned_bias"] if "aligned_bias" in emb else np.arange(int(label.max()) + 1)
-    return emb["real_bias"] != aligned[label]
-
-
-def sample_text(naming: Naming | None, attribute: str, label: int, bias: int) -> str:
-    """'class cat · bias attribute indoor', with plain indices where no names are known."""
-    if naming is None:
-        return f"class {label} · {attribute} {bias}"
+def sample_text(naming: Naming, attribute: str, label: int, bias: int) -> str:
+    """'class cat · bias attribute indoor'."""
     return f"class {naming.classes[label]} · {attribute} {naming.bias_values[bias]}"
 
 
-def _hover(emb: dict[str, np.ndarray], naming: Naming | None, attribute: str) -> list[str]:
-    rel = relative_weight(emb)
+def _hover(emb: EmbeddingMap) -> list[str]:
+    rel, naming = relative_weight(emb), emb.naming
     return [
-        f"{sample_text(naming, attribute, c, b)} · {'conflicting' if x else 'aligned'}<br>"
+        f"{sample_text(naming, emb.bias_attribute, c, b)} · {'conflicting' if x else 'aligned'}<br>"
         f"log density {ld:.2f} · weight ×{w:.2f}"
-        for c, b, x, ld, w in zip(emb["real_label"], emb["real_bias"], conflicting(emb), emb["real_log_density"], rel)
+        for c, b, x, ld, w in zip(emb.real_label, emb.real_bias, emb.conflicting(), emb.real_log_density, rel)
     ]
 
 
-def _continuous(emb: dict[str, np.ndarray], mode: str, hover: list[str]) -> list[go.Scattergl]:
-    xy = emb["real_map"]
-    space = str(emb.get("density_space", "embedding"))
+def _continuous(emb: EmbeddingMap, mode: str, hover: list[str]) -> list[go.Scattergl]:
+    xy = emb.real_map
+    space = emb.density_space or "embedding"
     if mode == "log density":
-        values = emb["real_log_density"]
+        values = emb.real_log_density
         # the space description is long: one short line per comma-separated part
         colourbar = dict(title=dict(text="log density<br>" + "<br>".join(f"<sub>{p}</sub>" for p in space.split(", "))))
     else:
@@ -76,18 +67,16 @@ def _continuous(emb: dict[str, np.ndarray], mode: str, hover: list[str]) -> list
     ]
 
 
-def _categorical(emb: dict[str, np.ndarray], mode: str, hover: list[str], palette: np.ndarray,
-                 naming: Naming | None, attribute: str) -> list[go.Scattergl]:
-    xy, label, bias = emb["real_map"], emb["real_label"], emb["real_bias"]
-    odd = conflicting(emb)
+def _categorical(emb: EmbeddingMap, mode: str, hover: list[str]) -> list[go.Scattergl]:
+    xy, label, bias = emb.real_map, emb.real_label, emb.real_bias
+    odd = emb.conflicting()
     if mode == "aligned / conflicting":
         # conflicting last and larger: there are few of them and they are the point of the map
         groups = [("aligned", ~odd, "#c7c7c7", 4), ("conflicting", odd, "#d62728", 7)]
     elif mode == "class":
-        groups = [(f"class {naming.classes[c] if naming else c}", label == c, CLASS_COLOURS[c % 10], 5)
-                  for c in np.unique(label)]
+        groups = [(f"class {emb.classes[c]}", label == c, CLASS_COLOURS[c % 10], 5) for c in np.unique(label)]
     else:
-        groups = [(f"{attribute} {naming.bias_values[b] if naming else b}", bias == b, _rgb(palette[b]), 5)
+        groups = [(f"{emb.bias_attribute} {emb.bias_values[b]}", bias == b, _rgb(emb.colours[b]), 5)
                   for b in np.unique(bias)]
     hover_arr = np.asarray(hover, dtype=object)
     return [
@@ -106,28 +95,25 @@ def _rgb(colour: np.ndarray) -> str:
     return f"rgb({r},{g},{b})"
 
 
-def embedding_map(emb: dict[str, np.ndarray], mode: str, palette: np.ndarray, show_synthetic: bool = True,
-                  naming: Naming | None = None, attribute: str = "colour") -> go.Figure:
+def embedding_map(emb: EmbeddingMap, mode: str, show_synthetic: bool = True) -> go.Figure:
     """The run's 2-D map of real samples coloured by `mode`, with the synthetic images drawn on
-    top as outlined diamonds. `palette` (RGB in [0, 1], one row per bias value) colours the
-    "bias attribute" mode; `naming` and `attribute` (e.g. "corruption") name classes and values
-    in legends and hover text. Every trace carries the row index (into real_* or syn_*) as
-    customdata and REAL or SYNTHETIC as meta, which `selected_rows` reads back."""
+    top as outlined diamonds; the map's own names and colours label classes and bias values
+    (e.g. "corruption frost") in legends and hover text. Every trace carries the row index (into
+    real_* or syn_*) as customdata and REAL or SYNTHETIC as meta, which `selected_rows` reads back."""
     if mode not in COLOUR_MODES:
         raise ValueError(f"unknown colour mode {mode!r}")
-    hover = _hover(emb, naming, attribute)
+    hover = _hover(emb)
     if mode in ("log density", "weight"):
         traces = _continuous(emb, mode, hover)
     else:
-        traces = _categorical(emb, mode, hover, palette, naming, attribute)
-    if show_synthetic and "syn_map" in emb and len(emb["syn_map"]):
-        syn = emb["syn_map"]
+        traces = _categorical(emb, mode, hover)
+    if show_synthetic and len(emb.syn_map):
+        syn = emb.syn_map
         traces.append(
             go.Scattergl(
                 x=syn[:, 0], y=syn[:, 1], mode="markers", name="synthetic images", meta=SYNTHETIC,
                 customdata=np.arange(len(syn)), hoverinfo="text",
-                hovertext=[f"synthetic #{j} · class {naming.classes[c] if naming else c}"
-                           for j, c in enumerate(emb["syn_label"])],
+                hovertext=[f"synthetic #{j} · class {emb.classes[c]}" for j, c in enumerate(emb.syn_label)],
                 marker=dict(symbol="diamond", size=11, color="white", line=dict(color="black", width=2)),
             )
         )

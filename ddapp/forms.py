@@ -2,7 +2,6 @@
 a user can act on."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,17 +42,15 @@ class DistillForm:
 
 
 def parse_sigma(text: str) -> float | None:
-    """Blank -> None (the core's adaptive bandwidth rule); otherwise a positive number."""
+    """Blank -> None (the core's adaptive bandwidth rule); otherwise the number typed (its range
+    is checked with every other value by ddcore.config.validate)."""
     text = text.strip()
     if not text:
         return None
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise ConfigError(f"σ must be a number, or blank for the adaptive bandwidth; got '{text}'") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"σ must be positive (or blank for the adaptive bandwidth); got {text}")
-    return value
 
 
 def data_overrides(form: DataForm) -> dict[str, Any]:

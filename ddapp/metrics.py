@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ddcore.runstore import RunInfo
+from ddcore.runstore import Metrics, RunInfo
 
 from .runs import data_label, label
 
@@ -26,13 +26,13 @@ def accuracy_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
     plus the share of the weight and of the count that bias-conflicting samples hold."""
     rows = []
     for r in runs:
-        m = r.metrics or {}
+        m = r.metrics or Metrics()
         row: dict[str, object] = {"run": label(r, with_name=False), "name": r.name}
         for split in SPLITS:
-            row[f"{split} %"] = _num(m.get(f"test_acc_{split}"))  # the core reports accuracy in %
-            row[f"{split} ± %"] = _num(m.get(f"test_acc_{split}_std"))
-        row["weight share conflicting %"] = _num(m.get("weight_share_conflicting"), 100.0)  # a fraction
-        row["count share conflicting %"] = _num(m.get("count_share_conflicting"), 100.0)
+            row[f"{split} %"] = _num(getattr(m, f"test_acc_{split}"))  # the core reports accuracy in %
+            row[f"{split} ± %"] = _num(getattr(m, f"test_acc_{split}_std"))
+        row["weight share conflicting %"] = _num(m.weight_share_conflicting, 100.0)  # a fraction
+        row["count share conflicting %"] = _num(m.count_share_conflicting, 100.0)
         rows.append(row)
     table = pd.DataFrame(rows, columns=["run", "name", *ACCURACY_COLUMNS])
     # identical settings run twice would share a legend entry: tell them apart by folder name
@@ -71,7 +71,7 @@ def method_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
         data = data_label(cfg)
         side = "reweighted %" if cfg.reweight.reweight == "kde" else "vanilla %"
         cell = cells.setdefault((data, cfg.distill.ipc, cfg.distill.method.upper()), {})
-        cell.setdefault(side, _num((r.metrics or {}).get("test_acc_unbiased")))
+        cell.setdefault(side, _num(r.metrics.test_acc_unbiased if r.metrics else None))
     rows = []
     for (data, ipc, method), cell in cells.items():
         vanilla, reweighted = cell.get("vanilla %"), cell.get("reweighted %")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ddcore.config import RunConfig
-from ddcore.runstore import RunInfo
+from ddcore.runstore import Metrics, RunInfo
 
 
 def data_label(cfg: RunConfig) -> str:
@@ -41,7 +41,7 @@ def finished_distill(runs: Sequence[RunInfo]) -> list[RunInfo]:
 
 
 def with_metrics(runs: Sequence[RunInfo]) -> list[RunInfo]:
-    return [r for r in runs if is_finished(r) and r.metrics]
+    return [r for r in runs if is_finished(r) and r.metrics is not None]
 
 
 def active(runs: Sequence[RunInfo]) -> list[RunInfo]:
@@ -116,11 +116,11 @@ def listing_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
     """One row per run: status, the settings that tell runs apart, and the headline metrics."""
     rows = []
     for r in runs:
-        cfg, m, s = r.config, r.metrics or {}, r.status
+        cfg, m, s = r.config, r.metrics or Metrics(), r.status
         rows.append(
             {
                 "name": r.name,
-                "state": s.state,
+                "state": "damaged" if r.error else s.state,
                 "stage": s.stage,
                 "progress": float(s.progress or 0.0),
                 "kind": cfg.kind if cfg else None,
@@ -131,10 +131,10 @@ def listing_table(runs: Sequence[RunInfo]) -> pd.DataFrame:
                 "IPC": cfg.distill.ipc if cfg and cfg.kind == "distill" else None,
                 "preset": cfg.preset if cfg else None,
                 "seed": cfg.seed if cfg else None,
-                "unbiased acc": m.get("test_acc_unbiased"),
-                "conflicting acc": m.get("test_acc_conflicting"),
+                "unbiased acc": m.test_acc_unbiased,
+                "conflicting acc": m.test_acc_conflicting,
                 "created": _when(s.created),
-                "message": r.error or s.message,
+                "message": r.error or s.message or s.warning,
             }
         )
     return pd.DataFrame(rows, columns=LISTING_COLUMNS)

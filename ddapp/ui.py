@@ -11,6 +11,7 @@ from PIL import Image
 from ddcore import jobs, runstore
 from ddcore.config import DATASETS, SOURCES
 from ddcore.data import DATASET_SPECS
+from ddcore.errors import DDError
 from ddcore.runstore import RunInfo
 
 from . import progress
@@ -38,27 +39,52 @@ def sidebar() -> None:
             "Runs folder",
             value=os.environ.get("DDCORE_RUNS", "runs"),
             key="runs_root",
-            help="Where run folders live (default: $DDCORE_RUNS, else ./runs). Every page reads it.",
+            help="Where run folders live (default: $DDCORE_RUNS, else ./runs): a folder ddcore made, or an empty "
+                 "or new one. Every page reads it.",
         )
 
 
 def runs_root() -> Path:
-    return Path(st.session_state.get("runs_root") or os.environ.get("DDCORE_RUNS", "runs"))
+    """The sidebar's runs folder (`~` expanded), if ddcore may keep runs there; otherwise the
+    page says why in one line and stops (a foreign folder is never listed, written or deleted in)."""
+    try:
+        return runstore.check_root(st.session_state.get("runs_root") or os.environ.get("DDCORE_RUNS", "runs"))
+    except DDError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+def _watch() -> runstore.RunsWatch:
+    """This session's incremental listing of the runs root."""
+    root = runs_root()
+    watch = st.session_state.get("_runs_watch")
+    if watch is None or watch.root != root:
+        watch = st.session_state["_runs_watch"] = runstore.RunsWatch(root)
+    return watch
 
 
 def list_runs() -> list[RunInfo]:
-    # uncached on purpose: status.json changes every half second while a job runs, and reading
-    # a few small JSON files per run is cheap (see the render times in the app's tests)
-    return runstore.list_runs(runs_root())
+    """Every run under the runs folder, re-reading only the runs whose files changed since this
+    session last looked. Queued runs whose worker died get a new one here (every page lists)."""
+    watch = _watch()
+    runs, _ = watch.refresh()
+    try:
+        jobs.supervise(watch.root, runs)
+    except DDError as exc:
+        st.error(str(exc))
+    return runs
 
 
 def warm_worker() -> None:
     """Start the background worker once per session and runs folder, so its torch/UMAP start-up
     is paid while the user fills in the form rather than after they click."""
     root = runs_root()
-    key = f"_worker_warmed:{root.resolve()}"
+    key = f"_worker_warmed:{root}"
     if key not in st.session_state:
-        jobs.ensure_worker(root)
+        try:
+            jobs.ensure_worker(root)
+        except DDError as exc:  # a folder we may not write in: said once here, and again on submit
+            st.error(str(exc))
         st.session_state[key] = True
 
 
@@ -93,15 +119,23 @@ def focus(key: str, name: str) -> None:
     st.session_state.pop(key, None)
 
 
+POLL_SECONDS = 2.0  # a tick stats a few files and redraws a few rows: negligible next to a job
+
+
+def poll_interval(runs: Sequence[RunInfo]) -> float | None:
+    """How often the jobs panel refreshes itself: only while a job is queued or running (nothing
+    else changes on its own), never when all are finished."""
+    return POLL_SECONDS if active(runs) else None
+
+
 def jobs_panel(runs: Sequence[RunInfo], recent: int = 4) -> None:
     """Queued and running jobs with live progress and a cancel button, then the latest finished
     ones. Everything is read from the run folders, so a browser refresh re-attaches."""
     running = {r.name for r in active(runs)}
 
-    # Poll only while something is in flight. When the set of active jobs changes (one ended,
-    # another session queued one) the whole page reruns, so its other parts and the polling
-    # interval catch up.
-    @st.fragment(run_every=1.0 if running else None)
+    # When the set of active jobs changes (one ended, another session queued one) the whole page
+    # reruns, so its other parts and the polling interval catch up.
+    @st.fragment(run_every=poll_interval(runs))
     def panel() -> None:
         current = list_runs()
         now_active = {r.name for r in active(current)}
@@ -128,14 +162,18 @@ def _job_row(run: RunInfo) -> None:
             if right.button("Cancel", key=f"cancel:{run.name}"):
                 jobs.cancel(run.path)
                 st.rerun(scope="fragment")
+        elif run.error:
+            st.error(run.error)
         elif s.state == "failed":
             st.error(f"Failed: {s.message or 'no message recorded'}")
         elif s.state == "cancelled":
             st.warning(f"Cancelled. {s.message}")
         else:
-            acc = (run.metrics or {}).get("test_acc_unbiased")
+            acc = run.metrics.test_acc_unbiased if run.metrics else None
             extra = f" · unbiased accuracy {acc:.1f}%" if acc is not None else ""
             st.success(progress.describe(s) + extra)
+            if s.warning:
+                st.warning(s.warning)
 
 
 SOURCE_NAMES = {"bundled": "bundled sample (offline)", "files": "the dataset's files"}

@@ -15,6 +15,7 @@ from . import runstore
 from .config import FLAT_FIELDS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
 from .errors import Cancelled, ConfigError, DDError
 from .hardware import configure_threads
+from .records import Metrics, SyntheticImages
 
 _TOP_LEVEL = {"preset", "kind"}  # set by the command itself, not by override flags
 
@@ -40,7 +41,16 @@ def _converter(type_name: str):
         raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
     def optional(convert):
-        return lambda text: None if text.lower() in ("auto", "none") else convert(text)
+        def number_or_none(text: str):
+            if text.lower() in ("auto", "none"):
+                return None
+            try:
+                return convert(text)
+            except ValueError:
+                kind = "a whole number" if convert is int else "a number"
+                raise argparse.ArgumentTypeError(f"expected {kind} (or auto/none); got '{text}'") from None
+
+        return number_or_none
 
     base = {"int": int, "float": float, "str": str, "bool": to_bool}
     name = type_name.replace(" ", "")
@@ -104,17 +114,17 @@ def _progress_listener():
     return listener
 
 
-def summary_line(metrics: dict[str, Any]) -> str:
+def summary_line(metrics: Metrics) -> str:
     def acc(key: str) -> str:
-        mean, std = metrics.get(f"test_acc_{key}"), metrics.get(f"test_acc_{key}_std")
+        mean, std = getattr(metrics, f"test_acc_{key}"), getattr(metrics, f"test_acc_{key}_std")
         return "n/a" if mean is None else f"{mean:.1f} ± {std or 0.0:.1f}"
 
     parts = [f"unbiased {acc('unbiased')}", f"aligned {acc('aligned')}", f"conflicting {acc('conflicting')}"]
-    if "weight_share_conflicting" in metrics:
-        parts.append(f"conflicting weight share {100 * metrics['weight_share_conflicting']:.1f}% "
-                     f"(count share {100 * metrics['count_share_conflicting']:.1f}%)")
-    if "seconds_total" in metrics:
-        parts.append(f"{metrics['seconds_total']:.0f} s on {metrics.get('device', '?')}")
+    if metrics.weight_share_conflicting is not None and metrics.count_share_conflicting is not None:
+        parts.append(f"conflicting weight share {100 * metrics.weight_share_conflicting:.1f}% "
+                     f"(count share {100 * metrics.count_share_conflicting:.1f}%)")
+    if metrics.seconds_total is not None:
+        parts.append(f"{metrics.seconds_total:.0f} s on {metrics.device or '?'}")
     return " | ".join(parts)
 
 
@@ -123,10 +133,22 @@ def _run(args: argparse.Namespace, kind: str) -> int:
 
     cfg = preflight(_config(args, kind))
     out = Path(args.out) if args.out else Path(args.runs) / runstore.new_run_name(cfg)
-    run_dir = runstore.create_run(out, cfg, overwrite=args.overwrite)
-    print(f"run folder: {run_dir}", file=sys.stderr)
-    metrics = execute_run(run_dir, _progress_listener())
+    replacing = args.overwrite and (out.expanduser().exists() or out.expanduser().is_symlink())
+    run_dir = runstore.stage_replacement(out, cfg) if replacing else runstore.create_run(out, cfg)
+    print(f"run folder: {out}" + (" (the finished run there is replaced once this one succeeds)" if replacing else ""),
+          file=sys.stderr)
+    try:
+        metrics = execute_run(run_dir, _progress_listener())
+    except Exception as exc:
+        message = runstore.read_status(run_dir).message  # the user-facing line the run recorded
+        if replacing:
+            message += f"; the existing run at {out} was kept (this attempt's log: {run_dir / 'log.txt'})"
+        raise (Cancelled if isinstance(exc, Cancelled) else DDError)(message) from None
+    if replacing:
+        runstore.replace_run(run_dir, out)
     print(summary_line(metrics))
+    if metrics.warning:
+        print(f"warning: {metrics.warning}", file=sys.stderr)
     return 0
 
 
@@ -135,20 +157,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_set
     from .pipeline import TEST_SEED, resolve_device
 
-    run_dir = Path(args.run)
-    if not (run_dir / "config.json").exists():
-        raise DDError(f"{run_dir} is not a run folder (no config.json)")
+    run_dir = runstore.check_run_folder(args.run, "evaluated")  # it rewrites metrics.json there
+    if not (run_dir / "config.json").is_file():
+        raise DDError(f"{run_dir} has no config.json to evaluate with")
     overrides = {k: v for k, v in vars(args).items() if k in FLAT_FIELDS}
     cfg = validate(runstore.read_config(run_dir).with_overrides(**overrides))
-    images, labels = runstore.load_synthetic(run_dir)
+    synthetic = SyntheticImages.load(run_dir)
     device = resolve_device(cfg.device)
     test = load_biased(cfg.data, train=False, seed=TEST_SEED).to(device)
     listener = _progress_listener()
-    result = evaluate_set(images.to(device).clamp(0, 1), labels.to(device), test, cfg, cfg.eval.eval_epochs, cfg.seed,
-                          lambda d, t, l: listener("evaluate", d, t, l))
-    metrics = {**(runstore.read_metrics(run_dir) or {}), **result,
-               "eval_models": cfg.eval.eval_models, "eval_epochs": cfg.eval.eval_epochs}
-    runstore.write_json(run_dir / "metrics.json", metrics)
+    result = evaluate_set(synthetic.display().to(device), synthetic.labels.to(device), test, cfg,
+                          cfg.eval.eval_epochs, cfg.seed, lambda d, t, l: listener("evaluate", d, t, l))
+    old = Metrics.load(run_dir)
+    metrics = runstore.save_metrics(run_dir, {**(old.to_json() if old else {}), **result,
+                                              "eval_models": cfg.eval.eval_models, "eval_epochs": cfg.eval.eval_epochs})
     print(summary_line(metrics))
     return 0
 
@@ -159,13 +181,25 @@ def format_listing(runs: list[runstore.RunInfo]) -> str:
         if r.error:
             rows.append((r.name, "damaged", "", "", "", "", "", "", r.error[:60]))
             continue
-        c, m, s = r.config, r.metrics or {}, r.status
-        acc = f"{m['test_acc_unbiased']:.1f}" if "test_acc_unbiased" in m else ""
-        note = s.message[:60] if s.state in ("failed", "cancelled") else (s.stage if s.state == "running" else "")
+        c, s = r.config, r.status
+        acc = "" if r.metrics is None or r.metrics.test_acc_unbiased is None else f"{r.metrics.test_acc_unbiased:.1f}"
+        notes = {"failed": s.message, "cancelled": s.message, "running": s.stage, "done": s.warning}
+        note = notes.get(s.state, "")[:60]
         rows.append((r.name, s.state, c.kind, c.distill.method, c.reweight.reweight, str(c.distill.ipc),
                      "as-is" if c.data.conflict_ratio is None else f"{c.data.conflict_ratio:g}", acc, note))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _list(root: Path) -> int:
+    """Print the runs under root; queued runs whose worker has died get a new one."""
+    from .jobs import supervise
+
+    runs = runstore.list_runs(root)
+    print(format_listing(runs))
+    if supervise(root, runs):
+        print(f"started a worker for the queued runs under {root}", file=sys.stderr)
+    return 0
 
 
 def format_cache(root: Path, clear: bool) -> str:
@@ -187,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--preset", choices=PRESETS, default="quick", help="quick (CPU, minutes), smoke (seconds), paper (GPU)")
         p.add_argument("--out", help="run folder to create (default: ROOT/<generated name>)")
         p.add_argument("--runs", default="runs", help="where generated run folders go (default: runs)")
-        p.add_argument("--overwrite", action="store_true", help="replace an existing finished run folder at --out")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace the finished run at --out, once the new one has succeeded")
         _add_overrides(p)
     p = sub.add_parser("evaluate", help="re-evaluate a run's synthetic set (updates metrics.json)")
     p.add_argument("run", help="the run folder")
@@ -213,14 +248,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "evaluate":
             return _evaluate(args)
         if args.command == "list":
-            print(format_listing(runstore.list_runs(Path(args.runs))))
-            return 0
+            return _list(runstore.check_root(args.runs))
         if args.command == "cache":
-            print(format_cache(Path(args.runs), args.clear))
+            print(format_cache(runstore.check_root(args.runs), args.clear))
             return 0
         from .jobs import run_worker
 
-        run_worker(Path(args.runs), idle_exit_seconds=args.idle_exit)
+        run_worker(runstore.init_root(args.runs), idle_exit_seconds=args.idle_exit)
         return 0
     except Cancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)

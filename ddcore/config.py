@@ -247,9 +247,35 @@ def _positive(name: str, value: float, minimum: float = 1) -> None:
         raise ConfigError(f"{name} must be at least {minimum}, got {value!r}")
 
 
+# Learning rates of networks above this diverge at once; image lrs span 0.1 (DC) to 1e5 (MTT on
+# ImageNet subsets). Beyond these a value is a typo, and it would overflow float32 mid-run.
+MAX_NET_LR = 10.0
+MAX_IMAGE_LR = 1e6
+# The KDE runs on L2-normalised embeddings (distances 0..2): below this sigma float32 cannot tell
+# the kernels apart (exp underflows), above it every weight is the same
+SIGMA_RANGE = (1e-3, 1e3)
+MAX_SEED = 2**31 - 1  # seeds are offset per model and stage, and UMAP takes at most 2**32 - 1
+
+
+def _between(what: str, value: Any, lo: float, hi: float, above: bool = False, note: str = "", flag: str = "") -> None:
+    """value in [lo, hi] ((lo, hi] with `above`), else one line saying so."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not (number and (value > lo if above else value >= lo) and value <= hi):
+        span = f"positive and at most {hi:g}" if above and lo == 0 else f"between {lo:g} and {hi:g}"
+        raise ConfigError(f"{what} must be {span}{note}, got {value!r}" + (f" ({flag})" if flag else ""))
+
+
+def _finite(cfg: RunConfig) -> None:
+    """Every real-valued option is a finite number (argparse and JSON both accept inf and nan)."""
+    for section, typ in SECTION_TYPES.items():
+        for f in fields(typ):
+            value = getattr(getattr(cfg, section), f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, got {value!r}")
+
+
 def _validate_gradient_matching(s: DistillConfig, augments: bool) -> None:
-    if not (isinstance(s.lr_net, (int, float)) and math.isfinite(s.lr_net) and s.lr_net > 0):
-        raise ConfigError(f"network lr must be positive, got {s.lr_net!r}")
+    _between("network lr", s.lr_net, 0, MAX_NET_LR, above=True, flag="--lr-net")
     for name, loops in (("outer loop", s.outer_loop), ("inner loop", s.inner_loop)):
         if loops is not None:
             _positive(name, loops)
@@ -268,10 +294,8 @@ def _validate_mtt(s: DistillConfig) -> None:
                         ("synthetic batch", s.batch_syn)):
         if value is not None:
             _positive(name, value)
-    if not (isinstance(s.expert_lr, (int, float)) and math.isfinite(s.expert_lr) and s.expert_lr > 0):
-        raise ConfigError(f"expert lr must be positive, got {s.expert_lr!r}")
-    if not (isinstance(s.lr_lr, (int, float)) and math.isfinite(s.lr_lr) and s.lr_lr >= 0):
-        raise ConfigError(f"the learned lr's lr (--lr-lr) must be zero or positive, got {s.lr_lr!r}")
+    _between("expert lr", s.expert_lr, 0, MAX_NET_LR, above=True, flag="--expert-lr")
+    _between("the learned lr's lr (--lr-lr)", s.lr_lr, 0, 1)
 
 
 def validate_data(d: DataConfig) -> DataConfig:
@@ -303,6 +327,7 @@ def validate(cfg: RunConfig) -> RunConfig:
                           f"halves the image); use at least --image-size {2 ** n.net_depth}")
     _choice("norm", n.net_norm, NORMS)
     _positive("net width", n.net_width)
+    _between("net width", n.net_width, 1, 4096)
     _positive("net depth", n.net_depth)
     _choice("reweighting", r.reweight, REWEIGHT_MODES)
     _choice("surrogate objective", r.surrogate, SURROGATE_OBJECTIVES)
@@ -310,19 +335,21 @@ def validate(cfg: RunConfig) -> RunConfig:
     _positive("surrogate epochs", r.surrogate_epochs, 0)
     _positive("surrogate batch", r.surrogate_batch, 2)
     _positive("surrogate width", r.surrogate_width)
-    if not (r.surrogate_lr > 0 and r.supcon_temperature > 0):
-        raise ConfigError("surrogate lr and SupCon temperature must be positive")
-    if r.kde_sigma is not None and not (math.isfinite(r.kde_sigma) and r.kde_sigma > 0):
-        raise ConfigError(f"KDE sigma must be positive (or unset for the adaptive rule), got {r.kde_sigma!r}")
-    if not (math.isfinite(r.kde_tau) and r.kde_tau > 0):
-        raise ConfigError(f"KDE tau must be positive, got {r.kde_tau!r}")
+    _between("surrogate width", r.surrogate_width, 1, 4096)
+    _between("surrogate lr", r.surrogate_lr, 0, MAX_NET_LR, above=True, flag="--surrogate-lr")
+    _between("SupCon temperature", r.supcon_temperature, 1e-3, 100)
+    if r.kde_sigma is not None:
+        _between("KDE sigma", r.kde_sigma, *SIGMA_RANGE, note=" (the embeddings are L2-normalised, so distances lie "
+                 "in 0..2), or unset for the adaptive rule")
+    _between("KDE tau", r.kde_tau, 1e-3, 1e6, note=" (1: inverse density; large: uniform)")
     _choice("method", s.method, METHODS)
     _positive("IPC", s.ipc)
     _choice("init", s.init, INITS)
     _positive("iterations", s.iterations, 0)
     _positive("real batch", s.batch_real)
-    if not (s.lr_img > 0 and 0 <= s.momentum_img < 1):
-        raise ConfigError("image lr must be positive and momentum in [0, 1)")
+    _between("image lr", s.lr_img, 0, MAX_IMAGE_LR, above=True, flag="--lr-img")
+    if not (isinstance(s.momentum_img, (int, float)) and 0 <= s.momentum_img < 1):
+        raise ConfigError(f"image momentum must be in [0, 1), got {s.momentum_img!r}")
     augments = s.dsa_strategy not in ("", "none")
     for op in s.dsa_strategy.split("_") if augments and s.dsa_strategy is not None else []:
         _choice("DSA op", op, DSA_OPS)
@@ -339,16 +366,17 @@ def validate(cfg: RunConfig) -> RunConfig:
     _positive("evaluation epochs", e.eval_epochs, 0)
     _positive("evaluation batch", e.eval_batch)
     _positive("baseline epochs", e.baseline_epochs)
-    if not e.eval_lr > 0:
-        raise ConfigError("evaluation lr must be positive")
+    _between("evaluation lr", e.eval_lr, 0, MAX_NET_LR, above=True, flag="--eval-lr")
     _positive("map points", m.map_points, 10)
     _positive("map neighbours", m.map_neighbors, 2)
+    _between("map minimum distance", m.map_min_dist, 0, 1, note=" (UMAP's spread is 1)", flag="--map-min-dist")
     _choice("preset", cfg.preset, PRESETS)
     if cfg.preset == "paper" and d.source == "bundled":
         raise ConfigError(f"the paper preset runs on the full datasets, not the bundled 4,000-image sample: pass "
                           f"--source files --root DIR (or set {DATA_ENV}=DIR), or choose --preset quick")
     _choice("run kind", cfg.kind, KINDS)
     _choice("device", cfg.device, DEVICES)
-    if not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {cfg.seed!r}")
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed must be a whole number in 0..{MAX_SEED}, got {cfg.seed!r}")
+    _finite(cfg)  # after the checks above, whose messages say more about the options they know
     return cfg

@@ -5,7 +5,9 @@
 machine's cores are the bottleneck), and records everything in the folders, so any number of
 browser sessions can submit, a refresh re-attaches by reading the folder, and a worker crash
 leaves a run that reads back as failed. A single worker per root is guaranteed by an exclusive
-lock on ROOT/.worker.lock held for the worker's lifetime.
+lock on ROOT/.worker.lock held for the worker's lifetime. Whoever shows queued runs calls
+`supervise`, which starts a worker again if the last one died (killed, or idle-exited while a
+run was being queued).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import runstore
@@ -30,7 +33,7 @@ def submit(root: Path, cfg: RunConfig, name: str | None = None, start_worker: bo
     from .pipeline import preflight
 
     preflight(cfg)
-    root = Path(root)
+    root = runstore.init_root(root)
     run_dir = runstore.create_run(root / (name or runstore.new_run_name(cfg)), cfg)
     if start_worker:
         ensure_worker(root)
@@ -79,11 +82,19 @@ def stop_worker(root: Path, timeout: float = 10.0) -> bool:
     return not worker_alive(root)
 
 
+def supervise(root: Path, runs: Sequence[runstore.RunInfo]) -> bool:
+    """Start a worker for root if `runs` (its listing) holds queued runs and none is alive.
+    Returns whether one was started."""
+    if any(r.error is None and r.status.state == "queued" for r in runs) and not worker_alive(root):
+        ensure_worker(root)
+        return True
+    return False
+
+
 def ensure_worker(root: Path) -> None:
     """Start a detached worker for root unless one is running. Two racing callers may both start
     one; the loser exits at once because it cannot take the lock."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root = runstore.init_root(root)
     if worker_alive(root):
         return
     with open(root / ".worker.log", "ab") as log:
@@ -114,8 +125,7 @@ def run_worker(root: Path, poll_seconds: float = 0.5, idle_exit_seconds: float |
     """Execute queued runs until idle for idle_exit_seconds (forever if None). Returns the count run."""
     from .pipeline import execute_run
 
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root = runstore.init_root(root)
     lock = open(root / LOCK_NAME, "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from . import density, embedmap, hardware, runstore
-from .config import RunConfig, validate
-from .data import BiasedTensors, describe, image_grid, load_biased, train_summary
+from .config import RunConfig, preset, validate
+from .data import BiasedTensors, describe, get_spec, image_grid, load_biased, train_summary
 from .errors import Cancelled, ConfigError, DDError
 from .evaluate import evaluate_set
 from .methods import DistillJob, get_method
 from .methods.sampling import class_table, init_synthetic
+from .records import EmbeddingMap, Metrics, SyntheticImages, thumbnails
 from .surrogate import Surrogate, SurrogateSpec, build_surrogate, train_surrogate
 
 # the unbiased test split is coloured with this seed whatever the run's seed, so every run is
@@ -96,10 +97,16 @@ class Reporter:
                                loss=self.loss, eta_seconds=eta)
 
 
-def execute_run(run_dir: Path, listener: Listener | None = None) -> dict[str, Any]:
+def execute_run(run_dir: Path, listener: Listener | None = None) -> Metrics:
     """Run the job described by run_dir/config.json; returns its metrics. Raises what stopped it
-    (after recording it in status.json): Cancelled, a DDError, or an unexpected exception."""
+    (after recording it in status.json): Cancelled, a DDError, or an unexpected exception. The
+    run's lock is held throughout, so a reader can tell a live run from a dead one."""
     run_dir = Path(run_dir)
+    with runstore.running(run_dir):
+        return _execute(run_dir, listener)
+
+
+def _execute(run_dir: Path, listener: Listener | None) -> Metrics:
     reporter = Reporter(run_dir, listener)
     runstore.update_status(run_dir, state="running", started=time.time(), pid=os.getpid(), message="")
     try:
@@ -119,8 +126,11 @@ def execute_run(run_dir: Path, listener: Listener | None = None) -> dict[str, An
         runstore.update_status(run_dir, state="failed", finished=time.time(),
                                message=f"internal error ({type(exc).__name__}: {exc}); details in log.txt")
         raise
+    if metrics.warning:
+        runstore.append_log(run_dir, f"warning: {metrics.warning}")
     runstore.append_log(run_dir, "done")
-    runstore.update_status(run_dir, state="done", stage="", progress=1.0, eta_seconds=0.0, finished=time.time())
+    runstore.update_status(run_dir, state="done", stage="", progress=1.0, eta_seconds=0.0, finished=time.time(),
+                           warning=metrics.warning)
     return metrics
 
 
@@ -181,7 +191,7 @@ def _surrogate(cfg: RunConfig, train: BiasedTensors, cache_dir: Path, reporter: 
     return model
 
 
-def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any]:
+def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
     t0 = time.time()
     device = resolve_device(cfg.device)
     r = cfg.reweight
@@ -209,8 +219,9 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any
                                  f"CPU capability {hardware.cpu_capability()}")
     job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress, reporter.stage, cache, precision)
     syn = get_method(cfg.distill.method)(job)
+    saturated = saturated_share(syn.images)
     images = syn.images.clamp(0, 1)  # what is saved, shown, evaluated and mapped: valid images
-    runstore.save_synthetic(run_dir, images, syn.labels)
+    SyntheticImages(images.detach().float().cpu(), syn.labels.detach().long().cpu()).save(run_dir)
     runstore.write_bytes(run_dir / "synthetic.png", _png(images, cfg.distill.ipc))
 
     reporter.stage("evaluate")
@@ -221,17 +232,17 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any
         kde_sigma_rule="fixed" if r.kde_sigma else "auto", final_loss=syn.losses[-1] if syn.losses else None,
         device=str(device), num_train=len(train.labels), num_test=len(test.labels), **syn.info,
         precision=precision.name, precision_reason=precision.reason, **_machine(device),
+        saturated_share=saturated, warning=saturation_warning(saturated, cfg),
     )
-    runstore.write_json(run_dir / "metrics.json", {**metrics, "seconds_total": time.time() - t0,
-                                                   "seconds_per_stage": dict(reporter.seconds)})
+    runstore.save_metrics(run_dir, {**metrics, "seconds_total": time.time() - t0,
+                                    "seconds_per_stage": dict(reporter.seconds)})
 
     reporter.stage("map")
     syn_features = surrogate.embed(images)
     _save_map(cfg, run_dir, train, features, log_density, weights, syn_features, syn.labels, sigma)
 
     metrics.update(seconds_total=time.time() - t0, seconds_per_stage=reporter.finish())
-    runstore.write_json(run_dir / "metrics.json", metrics)
-    return metrics
+    return runstore.save_metrics(run_dir, metrics)
 
 
 def _save_map(cfg: RunConfig, run_dir: Path, train: BiasedTensors, features: torch.Tensor, log_density: torch.Tensor,
@@ -246,22 +257,29 @@ def _save_map(cfg: RunConfig, run_dir: Path, train: BiasedTensors, features: tor
         syn_log_density[mask] = density.log_density_at(syn_features[mask], features[train.labels == c], sigma)
     space = (f"{cfg.reweight.surrogate} surrogate embedding (L2-normalised, {features.shape[1]}-d), "
              f"per-class Gaussian KDE, sigma={sigma:.3g}")
+    naming = describe(cfg.data)
 
-    def np_(t: torch.Tensor):
-        return t.detach().cpu().numpy()
+    def np_(t: torch.Tensor, dtype: str) -> np.ndarray:
+        return t.detach().cpu().numpy().astype(dtype)
 
-    runstore.save_embeddings(run_dir, {
-        "real_index": np_(subset), "real_features": np_(features[sub]), "real_log_density": np_(log_density[sub]),
-        "real_density": np_(log_density[sub].exp()), "real_weight": np_(weights[sub]),
-        "real_label": np_(train.labels[sub]), "real_bias": np_(train.bias[sub]), "real_map": coords,
-        "syn_features": np_(syn_features), "syn_log_density": np_(syn_log_density), "syn_label": np_(syn_labels),
-        "syn_map": syn_coords, "syn_neighbors": syn_neighbors,
-        "train_log_density": np_(log_density), "train_weight": np_(weights), "train_label": np_(train.labels),
-        "train_bias": np_(train.bias), "aligned_bias": np_(train.aligned_bias), "density_space": np.array(space),
-    })
+    EmbeddingMap(
+        real_index=np_(subset, "int64"), real_features=np_(features[sub], "float32"),
+        real_log_density=np_(log_density[sub], "float32"), real_density=np_(log_density[sub].exp(), "float32"),
+        real_weight=np_(weights[sub], "float32"), real_label=np_(train.labels[sub], "int64"),
+        real_bias=np_(train.bias[sub], "int64"), real_map=coords.astype("float32"),
+        real_thumbs=thumbnails(train.images[sub]),
+        syn_features=np_(syn_features, "float32"), syn_log_density=np_(syn_log_density, "float32"),
+        syn_label=np_(syn_labels, "int64"), syn_map=syn_coords.astype("float32"),
+        syn_neighbors=syn_neighbors.astype("int64"),
+        train_log_density=np_(log_density, "float32"), train_weight=np_(weights, "float32"),
+        train_label=np_(train.labels, "int64"), train_bias=np_(train.bias, "int64"),
+        aligned_bias=np_(train.aligned_bias, "int64"), colours=np.array(naming.colours, dtype=np.float32),
+        classes=tuple(naming.classes), bias_values=tuple(naming.bias_values),
+        bias_attribute=get_spec(cfg.data.dataset).bias_attribute, density_space=space,
+    ).save(run_dir)
 
 
-def _baseline(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, Any]:
+def _baseline(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
     t0 = time.time()
     device = resolve_device(cfg.device)
     reporter.stage("data")
@@ -273,8 +291,7 @@ def _baseline(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[str, An
     metrics.update(count_share_conflicting=count_share, weight_share_conflicting=count_share, device=str(device),
                    num_train=len(train.labels), num_test=len(test.labels), **_machine(device))
     metrics.update(seconds_total=time.time() - t0, seconds_per_stage=reporter.finish())
-    runstore.write_json(run_dir / "metrics.json", metrics)
-    return metrics
+    return runstore.save_metrics(run_dir, metrics)
 
 
 def _machine(device: torch.device) -> dict[str, Any]:
@@ -294,7 +311,7 @@ def _random_subset(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[st
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     images = init_synthetic(train.images, table, w, cfg.distill.ipc, generator, "real").flatten(0, 1)
     labels = torch.arange(train.num_classes, device=device).repeat_interleave(cfg.distill.ipc)
-    runstore.save_synthetic(run_dir, images, labels)
+    SyntheticImages(images.detach().float().cpu(), labels.cpu()).save(run_dir)
     runstore.write_bytes(run_dir / "synthetic.png", _png(images, cfg.distill.ipc))
     reporter.stage("evaluate")
     metrics: dict[str, Any] = evaluate_set(images, labels, test, cfg, cfg.eval.eval_epochs, cfg.seed, reporter.progress)
@@ -302,11 +319,31 @@ def _random_subset(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[st
     metrics.update(count_share_conflicting=count_share, weight_share_conflicting=count_share, device=str(device),
                    num_train=len(train.labels), num_test=len(test.labels), **_machine(device))
     metrics.update(seconds_total=time.time() - t0, seconds_per_stage=reporter.finish())
-    runstore.write_json(run_dir / "metrics.json", metrics)
-    return metrics
+    return runstore.save_metrics(run_dir, metrics)
 
 
 def _png(images: torch.Tensor, per_row: int) -> bytes:
     buf = io.BytesIO()
     image_grid(images.cpu(), nrow=per_row).save(buf, format="PNG")
     return buf.getvalue()
+
+
+# Methods push some pixels past [0, 1] (a quick DM run leaves 0.1% beyond by more than 0.5, the
+# smoke preset's ten iterations 20%); with an image lr 100 to 10,000 times the preset's, 95-100%
+# are (DM, DC, MTT; bench/saturation.py). Most pixels that far out means saturated images, not a distilled set.
+SATURATION_MARGIN = 0.5
+SATURATION_SHARE = 0.5
+
+
+def saturated_share(images: torch.Tensor) -> float:
+    """The share of pixels beyond [0, 1] by more than SATURATION_MARGIN (clamped when saved)."""
+    return float(((images - images.clamp(0, 1)).abs() > SATURATION_MARGIN).float().mean())
+
+
+def saturation_warning(share: float, cfg: RunConfig) -> str:
+    if share <= SATURATION_SHARE:
+        return ""
+    usual = preset(cfg.preset, cfg.distill.method).distill.lr_img
+    return (f"the synthetic images saturated: {share:.0%} of their pixels were pushed far outside [0, 1] and "
+            f"clamped, so the result is unreliable; the image lr --lr-img {cfg.distill.lr_img:g} is probably "
+            f"too high (the {cfg.preset} preset uses {usual:g} for {cfg.distill.method})")

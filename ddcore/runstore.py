@@ -1,116 +1,156 @@
 """Run folders: the one on-disk format that the CLI, the worker, the app and the benchmarks share.
 
-Layout of `<root>/<name>/` (every file is written atomically: temp file + rename):
+A runs root is a folder ddcore made: it holds the marker file `.ddcore-runs`, and ddcore uses no
+other folder as a root except an empty or new one (`init_root` marks it; a folder of runs written
+before the marker existed is adopted when it holds nothing else). Layout of `<root>/<name>/`
+(every file is written atomically: temp file + rename; the typed records are in ddcore.records):
 
     config.json      RunConfig.to_dict(); written once at creation
-    status.json      {"state": queued|running|done|failed|cancelled, "stage", "progress" (0..1),
-                      "iteration", "iterations", "loss", "eta_seconds", "message",
-                      "created", "started", "updated", "finished" (unix seconds), "pid"}
+    status.json      records.Status: {"state": queued|running|done|failed|cancelled, "stage",
+                      "progress" (0..1), "iteration", "iterations", "loss", "eta_seconds", "message",
+                      "warning", "created", "started", "updated", "finished" (unix seconds), "pid",
+                      "version"}
     log.txt          human-readable log, appended line by line
-    synthetic.pt     {"images": float32 [C*IPC, 3, H, W] in [0, 1], "labels": int64 [C*IPC]}
-                     plain tensors: load with torch.load(..., weights_only=True)
+    synthetic.pt     records.SyntheticImages: {"images": float32 [C*IPC, 3, H, W] normalised by
+                     "mean"/"std" (float32 [3]; today 0 and 1, i.e. images in [0, 1]), "labels":
+                     int64 [C*IPC], "version"}; plain tensors: torch.load(..., weights_only=True)
     synthetic.png    grid of the synthetic images, one row per class
-    metrics.json     test_acc_{unbiased,aligned,conflicting}[_std] in percent (0..100; None when the
-                     test split lacks the group), weight_share_conflicting and count_share_conflicting
-                     as fractions (0..1), kde_sigma, seconds_total, seconds_per_stage, device, ...
-    embeddings.npz   real_*: index (row of the training split), features, density, log_density,
-                     weight, label, bias, map (2-D) for the mapped subset (at most map_points);
-                     syn_*: features, log_density, label, map, neighbors (rows of real_*);
-                     train_*: log_density, weight, label, bias for the whole training split;
-                     aligned_bias: class c's bias-aligned attribute value (int64 [num_classes];
-                     absent in older runs, where it was c);
-                     `density_space`: a 0-d string saying what the density was computed on
+    metrics.json     records.Metrics, flat: test_acc_{unbiased,aligned,conflicting}[_std] in percent
+                     (0..100; None when the test split lacks the group), weight_share_conflicting
+                     and count_share_conflicting as fractions (0..1), kde_sigma, seconds_total,
+                     seconds_per_stage, device, warning, ..., then a method's own results
+    embeddings.npz   records.EmbeddingMap: real_* (the mapped subset of the training split, with
+                     thumbnails), syn_*, train_*, aligned_bias, the class and bias-value names and
+                     colours, the density space in words, "version"
     cancel           present when the user asked the job to stop
-    .claim           present once a worker has taken the run
+    .claim           present once a worker has taken the run (holds the worker's pid)
+    .lock            held (flock) by the process executing the run
+
+A run folder holds nothing else, and Delete and Export touch nothing else: a folder with other
+entries, or one that is a symbolic link, is refused with a message.
 
 `<root>/.cache/` holds work that runs share and that is safe to delete (it is recomputed when
 missing): `surrogate-<key>.pt` (the surrogate encoder of a data/seed/settings key) and
 `experts-<key>/expert-NNN.pt` (MTT's expert trajectories, ddcore.experts).
+`<root>/.worker.lock` and `.worker.log` belong to the job worker (ddcore.jobs).
 
-A run that dies without reaching "done" is shown as failed: a "running" status whose process
-no longer exists reads back as failed. A damaged folder never breaks `list_runs`.
+A run that dies without reaching "done" reads back as failed: a "running" status whose `.lock`
+nobody holds any more. A damaged folder never breaks `list_runs`; it is a row with an `error`.
 """
 from __future__ import annotations
 
+import fcntl
 import io
-import json
 import os
 import re
-import shutil
-import tempfile
 import time
 import zipfile
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from .config import RunConfig
+from .config import SECTION_TYPES, RunConfig
 from .errors import ConfigError, DDError
+from .records import DamagedRun, Metrics, RecordError, Status, atomic_write, check_fields, read_json, write_json
 
-STATES = ("queued", "running", "done", "failed", "cancelled")
-FINAL_STATES = ("done", "failed", "cancelled")
+MARKER = ".ddcore-runs"
+CACHE_DIR = ".cache"
+WORKER_FILES = (".worker.lock", ".worker.log")
+RUN_FILES = frozenset({"config.json", "status.json", "log.txt", "synthetic.pt", "synthetic.png", "metrics.json",
+                       "embeddings.npz", "cancel", ".claim", ".lock"})
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")  # records.atomic_write's temp files
+_CACHE_RE = re.compile(r"^(surrogate-[0-9a-f]+\.pt|experts-[0-9a-f]+)$")
+_EXPERT_RE = re.compile(r"^expert-\d{3,}\.pt$")
 
 
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+# roots -------------------------------------------------------------------------------------------
+
+
+def check_root(root: str | Path) -> Path:
+    """`root` (`~` expanded) as an absolute path, if ddcore may keep runs there: a folder it
+    marked, an empty or missing one, or an unmarked one that holds only run folders and ddcore's
+    own files (written before the marker existed: it is marked now). DDError otherwise."""
+    path = Path(os.path.expanduser(str(root))).resolve()
+    if path.exists() and not path.is_dir():
+        raise DDError(f"runs folder {path} is a file, not a folder; choose a folder for the runs")
+    if not path.exists() or (path / MARKER).is_file():
+        return path
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; run folders are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        entries = list(path.iterdir())
+    except OSError as exc:
+        raise DDError(f"cannot read the runs folder {path} ({exc.strerror})") from None
+    foreign = [e.name for e in entries if not _ours_in_root(e)]
+    if foreign:
+        count = f"{len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'}"
+        raise DDError(f"{path} is not a ddcore runs folder: it holds {count} "
+                      f"ddcore did not make ('{min(foreign)}'{', ...' if len(foreign) > 1 else ''}); choose an "
+                      "empty or new folder, or one ddcore created")
+    if entries:
+        try:
+            _write_marker(path)
+        except OSError:  # a read-only folder of runs can still be listed
+            pass
+    return path
 
 
-def write_json(path: Path, obj: Any) -> None:
-    data = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False).encode()
-    _atomic_write(path, lambda f: f.write(data))
+def init_root(root: str | Path) -> Path:
+    """check_root, then make the folder (and its marker) if it is not there yet."""
+    path = check_root(root)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DDError(f"cannot create the runs folder {path} ({exc.strerror})") from None
+    try:
+        _write_marker(path)
+    except OSError as exc:
+        raise DDError(f"cannot write in the runs folder {path} ({exc.strerror})") from None
+    return path
 
 
-def read_json(path: Path) -> Any:
-    with open(path, "rb") as f:
-        return json.loads(f.read())
+def _write_marker(path: Path) -> None:
+    # O_EXCL, not a temp file and a rename: a concurrent check must never see a stray temp file
+    try:
+        fd = os.open(path / MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as f:
+        f.write("ddcore runs folder: python -m ddcore list --runs <this folder>\n")
 
 
-@dataclass(frozen=True)
-class Status:
-    state: str = "queued"
-    stage: str = ""
-    progress: float = 0.0
-    iteration: int = 0
-    iterations: int = 0
-    loss: float | None = None
-    eta_seconds: float | None = None
-    message: str = ""
-    created: float = 0.0
-    started: float | None = None
-    updated: float = 0.0
-    finished: float | None = None
-    pid: int | None = None
+def _ours_in_root(entry: Path) -> bool:
+    """Whether an entry of an unmarked root looks like ddcore's (see check_root)."""
+    if entry.is_symlink():
+        return False
+    if entry.name in WORKER_FILES:
+        return entry.is_file()
+    if entry.name == CACHE_DIR:
+        return entry.is_dir() and not _foreign_cache_entries(entry)
+    return entry.is_dir() and _made_by_ddcore(entry)
 
-    @property
-    def final(self) -> bool:
-        return self.state in FINAL_STATES
+
+def _require_marked(root: Path) -> Path:
+    root = check_root(root)
+    if not (root / MARKER).is_file():
+        raise DDError(f"{root} is not a ddcore runs folder (it has no {MARKER} marker); nothing was changed")
+    return root
+
+
+# run folders ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class RunInfo:
-    """One row of the run listing. `error` is set (and the rest may be empty) for a damaged folder."""
+    """One row of the run listing. `error` is set for a damaged folder; what could still be read
+    of it is kept (config, status), the rest is None or a failed status."""
 
     name: str
     path: Path
     config: RunConfig | None
     status: Status
-    metrics: dict[str, Any] | None
+    metrics: Metrics | None
     error: str | None = None
 
 
@@ -131,26 +171,135 @@ def new_run_name(cfg: RunConfig) -> str:
     return f"{stamp}-{cfg.data.dataset}-r{ratio}-{what}-s{cfg.seed}-{os.urandom(2).hex()}"
 
 
-def create_run(run_dir: Path, cfg: RunConfig, overwrite: bool = False) -> Path:
-    """Make a run folder holding config.json and a queued status. Refuses to touch an existing,
-    non-empty folder unless `overwrite` (then only a finished run may be replaced)."""
-    run_dir = Path(run_dir)
-    validate_name(run_dir.name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"{run_dir} already exists and is not empty; pass --overwrite to replace it")
-        if read_status(run_dir).state in ("queued", "running"):
-            raise ConfigError(f"{run_dir} holds a run that is still {read_status(run_dir).state}; cancel it first")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", cfg.to_dict())
-    now = time.time()
-    write_json(run_dir / "status.json", asdict(Status(created=now, updated=now)))
+def foreign_entries(run_dir: Path) -> list[str]:
+    """Names in run_dir that are not part of a run folder's layout (sorted; empty for a run)."""
+    out = []
+    for entry in Path(run_dir).iterdir():
+        if _base_name(entry.name) not in RUN_FILES or entry.is_symlink() or not entry.is_file():
+            out.append(entry.name)
+    return sorted(out)
+
+
+def check_run_folder(run_dir: Path, action: str) -> Path:
+    """run_dir, if it is a run folder directly inside a marked root, holding nothing but the
+    layout's files; DDError saying why not and that nothing was `action` ("deleted", ...)."""
+    run_dir = Path(os.path.expanduser(str(run_dir)))
+    if run_dir.is_symlink():
+        raise DDError(f"{run_dir} is a symbolic link, not a run folder; nothing was {action}")
+    if not run_dir.is_dir() or not _made_by_ddcore(run_dir):
+        raise DDError(f"{run_dir} is not a run folder (no config.json or status.json that ddcore wrote); "
+                      f"nothing was {action}")
+    run_dir = _require_marked(run_dir.parent) / run_dir.name
+    foreign = foreign_entries(run_dir)
+    if foreign:
+        raise DDError(f"{run_dir} holds entries ddcore did not write ({', '.join(foreign[:3])}"
+                      f"{', ...' if len(foreign) > 3 else ''}); move them out first; nothing was {action}")
     return run_dir
 
 
+def _made_by_ddcore(run_dir: Path) -> bool:
+    """Whether run_dir holds a config.json or a status.json that reads as ddcore's (one of them
+    may be damaged: such a run is still ours to delete; a folder that merely holds a file called
+    config.json is not)."""
+    for read in (read_config, Status.load):
+        try:
+            read(run_dir)
+            return True
+        except (OSError, DDError):
+            pass
+    return False
+
+
+def _make_run(run_dir: Path, cfg: RunConfig) -> Path:
+    run_dir.mkdir()
+    write_json(run_dir / "config.json", cfg.to_dict())
+    now = time.time()
+    Status(created=now, updated=now).save(run_dir)
+    return run_dir
+
+
+def create_run(run_dir: Path, cfg: RunConfig) -> Path:
+    """Make a run folder holding config.json and a queued status, inside a runs root (made if
+    missing). Refuses an existing folder: replacing a run is `stage_replacement`'s job."""
+    run_dir = Path(os.path.expanduser(str(run_dir)))
+    validate_name(run_dir.name)
+    root = init_root(run_dir.parent)
+    run_dir = root / run_dir.name
+    if run_dir.exists() or run_dir.is_symlink():
+        raise ConfigError(f"{run_dir} already exists; pass --overwrite to replace a finished run there")
+    return _make_run(run_dir, cfg)
+
+
+def stage_replacement(run_dir: Path, cfg: RunConfig) -> Path:
+    """A new queued run beside the finished run at run_dir, in a hidden folder; once it has
+    succeeded, `replace_run` swaps it in. Until then the old run is untouched, so a failed or
+    killed replacement loses nothing (its folder stays, hidden, until the next replacement)."""
+    old = check_run_folder(run_dir, "replaced")
+    status = read_status(old)
+    if status.state in ("queued", "running"):
+        raise ConfigError(f"{old} holds a run that is still {status.state}; cancel it first")
+    staged = old.parent / f".{old.name}.new"
+    if staged.exists() or staged.is_symlink():  # left by a replacement that was killed
+        if not staged.is_symlink() and staged.is_dir() and not foreign_entries(staged):
+            if read_status(staged).state == "running":
+                raise ConfigError(f"another run is already replacing {old}")
+            _remove_flat_folder(staged)
+        else:
+            raise DDError(f"{staged} is in the way and ddcore did not make it; move it out first")
+    return _make_run(staged, cfg)
+
+
+def replace_run(staged: Path, run_dir: Path) -> Path:
+    """Swap the succeeded run at `staged` in for the one at run_dir (then delete the old one)."""
+    staged, run_dir = Path(staged), Path(run_dir).parent.resolve() / Path(run_dir).name
+    retired = run_dir.parent / f".{run_dir.name}.old"
+    if retired.exists():
+        _remove_flat_folder(retired)
+    os.replace(run_dir, retired)
+    os.replace(staged, run_dir)
+    _remove_flat_folder(retired)
+    return run_dir
+
+
+def _remove_flat_folder(folder: Path) -> None:
+    """Delete a folder of files checked to be ddcore's (a run folder, an experts folder)."""
+    for entry in folder.iterdir():
+        entry.unlink()  # a file or a symlink itself, never what a link points to
+    folder.rmdir()
+
+
 def read_config(run_dir: Path) -> RunConfig:
-    return RunConfig.from_dict(read_json(Path(run_dir) / "config.json"))
+    """The run's config with every field's type checked; FileNotFoundError when there is none,
+    DamagedRun when it cannot be trusted."""
+    path = Path(run_dir) / "config.json"
+    try:
+        raw = read_json(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise DamagedRun(path, f"not readable JSON ({exc})") from None
+    try:
+        if not isinstance(raw, dict) or not all(isinstance(raw.get(s, {}), dict) for s in SECTION_TYPES):
+            raise RecordError("should hold a JSON object with one object per section")
+        cfg = RunConfig.from_dict(raw)
+        check_fields(cfg)
+        return cfg
+    except (ValueError, TypeError) as exc:  # ConfigError (an unknown option), RecordError
+        raise DamagedRun(path, str(exc)) from None
+
+
+def _lock_held(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock we may have taken
+    return False
 
 
 def _pid_alive(pid: int) -> bool:
@@ -163,25 +312,50 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _alive(run_dir: Path, status: Status) -> bool:
+    """Whether the process executing a "running" run still exists: it holds the run's .lock (a
+    pid alone could have been reused); folders from before .lock existed fall back to the pid."""
+    lock = run_dir / ".lock"
+    if lock.exists():
+        return _lock_held(lock)
+    return status.pid is not None and _pid_alive(status.pid)
+
+
 def read_status(run_dir: Path) -> Status:
-    raw = read_json(Path(run_dir) / "status.json")
-    status = Status(**{k: v for k, v in raw.items() if k in Status.__dataclass_fields__})
-    if status.state not in STATES:
-        raise DDError(f"unknown state '{status.state}' in {run_dir}/status.json")
-    if status.state == "running" and status.pid is not None and not _pid_alive(status.pid):
-        return replace(status, state="failed", message=status.message or "the process running this job died")
+    """The run's status; a "running" one whose process died reads back as failed, saying so.
+    FileNotFoundError when there is none, DamagedRun when it cannot be trusted."""
+    run_dir = Path(run_dir)
+    status = Status.load(run_dir)
+    if status.state == "running" and not _alive(run_dir, status):
+        return replace(status, state="failed", message=status.message or
+                       "the process running this job died (killed, out of memory, or the machine restarted)")
     return status
 
 
 def update_status(run_dir: Path, **changes: Any) -> Status:
     run_dir = Path(run_dir)
     try:
-        current = Status(**{k: v for k, v in read_json(run_dir / "status.json").items() if k in Status.__dataclass_fields__})
-    except (OSError, ValueError, TypeError):
+        current = Status.load(run_dir)
+    except (FileNotFoundError, DamagedRun):
         current = Status(created=time.time())
     new = replace(current, updated=time.time(), **changes)
-    write_json(run_dir / "status.json", asdict(new))
+    new.save(run_dir)
     return new
+
+
+@contextmanager
+def running(run_dir: Path) -> Iterator[None]:
+    """Hold run_dir's .lock while the body executes the run (see `read_status`)."""
+    fd = os.open(Path(run_dir) / ".lock", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DDError(f"run {Path(run_dir).name} is already being executed by another process") from None
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def append_log(run_dir: Path, line: str) -> None:
@@ -191,47 +365,21 @@ def append_log(run_dir: Path, line: str) -> None:
 
 def read_log(run_dir: Path, max_lines: int = 200) -> list[str]:
     try:
-        with open(Path(run_dir) / "log.txt") as f:
+        with open(Path(run_dir) / "log.txt", errors="replace") as f:
             return f.read().splitlines()[-max_lines:]
     except OSError:
         return []
 
 
-def read_metrics(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / "metrics.json"
-    return read_json(path) if path.exists() else None
-
-
-def save_synthetic(run_dir: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
-    payload = {"images": images.detach().float().cpu().contiguous(), "labels": labels.detach().long().cpu()}
-    _atomic_write(Path(run_dir) / "synthetic.pt", lambda f: torch.save(payload, f))
-
-
-def load_synthetic(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    path = Path(run_dir) / "synthetic.pt"
-    if not path.exists():
-        raise DDError(f"{run_dir} has no synthetic images (state: {read_status(run_dir).state})")
-    payload = torch.load(path, weights_only=True, map_location="cpu")
-    return payload["images"], payload["labels"]
-
-
-def save_embeddings(run_dir: Path, arrays: dict[str, np.ndarray]) -> None:
-    def write(f):
-        np.savez_compressed(f, **arrays)
-
-    _atomic_write(Path(run_dir) / "embeddings.npz", write)
-
-
-def load_embeddings(run_dir: Path) -> dict[str, np.ndarray]:
-    path = Path(run_dir) / "embeddings.npz"
-    if not path.exists():
-        raise DDError(f"{run_dir} has no embedding map yet")
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+def save_metrics(run_dir: Path, values: dict[str, Any]) -> Metrics:
+    """Check `values` (metrics.json's flat keys) as a Metrics record, write it, return it."""
+    metrics = Metrics.from_json(values)
+    metrics.save(run_dir)
+    return metrics
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(Path(path), lambda f: f.write(data))
+    atomic_write(Path(path), lambda f: f.write(data))
 
 
 def request_cancel(run_dir: Path) -> None:
@@ -247,64 +395,165 @@ def cancel_requested(run_dir: Path) -> bool:
 
 
 def claim(run_dir: Path) -> bool:
-    """Atomically take a queued run for one worker; False if someone else has it."""
-    try:
-        fd = os.open(Path(run_dir) / ".claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return False
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    return True
+    """Atomically take a queued run for one worker; False if a live process has it. A claim left
+    by a worker that died before starting the run is taken over."""
+    path = Path(run_dir) / ".claim"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = path.read_text().strip()
+            except OSError:
+                return False
+            if holder.isdigit() and not _pid_alive(int(holder)):
+                path.unlink(missing_ok=True)
+                continue
+            return False
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return True
+    return False
+
+
+# listing -----------------------------------------------------------------------------------------
 
 
 def read_run(run_dir: Path) -> RunInfo:
     """Everything the listing shows about one run; never raises for a damaged folder."""
     run_dir = Path(run_dir)
+    if run_dir.is_symlink():
+        return RunInfo(run_dir.name, run_dir, None, Status(state="failed"), None,
+                       error="a symbolic link, not a run folder (ddcore does not follow it)")
+    errors: list[str] = []
+
+    def attempt(read, missing: str | None):
+        try:
+            return read(run_dir)
+        except FileNotFoundError:
+            if missing:
+                errors.append(missing)
+        except DDError as exc:
+            errors.append(str(exc))
+        except OSError as exc:
+            errors.append(f"{run_dir} is unreadable ({exc.strerror})")
+        return None
+
+    cfg = attempt(read_config, f"{run_dir / 'config.json'} is missing")
+    status = attempt(read_status, f"{run_dir / 'status.json'} is missing")
+    metrics = attempt(Metrics.load, None)
+    error = f"damaged run folder: {errors[0]}" if errors else None
+    return RunInfo(run_dir.name, run_dir, cfg, status or Status(state="failed"), metrics, error)
+
+
+def _run_entries(root: Path) -> list[Path]:
+    """The run folders under root (and symlinks to folders, which are shown as damaged)."""
     try:
-        cfg = read_config(run_dir)
-        status = read_status(run_dir)
-        metrics = read_metrics(run_dir)
-        return RunInfo(run_dir.name, run_dir, cfg, status, metrics)
-    except Exception as exc:  # a damaged folder is reported, not propagated
-        return RunInfo(run_dir.name, run_dir, None, Status(state="failed"), None, error=f"damaged run folder: {exc}")
+        return [p for p in Path(root).iterdir() if not p.name.startswith(".") and p.is_dir()]
+    except OSError:
+        return []
+
+
+def _newest_first(runs: list[RunInfo]) -> list[RunInfo]:
+    return sorted(runs, key=lambda r: (r.status.created, r.name), reverse=True)
 
 
 def list_runs(root: Path) -> list[RunInfo]:
     """All run folders under `root`, newest first. Missing root: empty list."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    runs = [read_run(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return sorted(runs, key=lambda r: (r.status.created, r.name), reverse=True)
+    return _newest_first([read_run(p) for p in _run_entries(root)])
+
+
+class RunsWatch:
+    """`list_runs` for a caller that asks again and again (the app's jobs panel): each call stats
+    the run files and re-reads only the runs whose files changed, plus the running ones (whose
+    process may have died without a file changing). `reads` counts the runs read, for tests."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.reads = 0
+        self._seen: dict[str, tuple[tuple, RunInfo]] = {}
+
+    @staticmethod
+    def _signature(run_dir: Path) -> tuple:
+        out = []
+        for name in ("config.json", "status.json", "metrics.json"):
+            try:
+                st = os.stat(run_dir / name)
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def refresh(self) -> tuple[list[RunInfo], bool]:
+        """(the listing, whether anything changed since the last call)."""
+        seen, changed = {}, False
+        for path in _run_entries(self.root):
+            signature = self._signature(path)
+            old = self._seen.get(path.name)
+            if old is not None and old[0] == signature and old[1].status.state != "running":
+                seen[path.name] = old
+                continue
+            info = read_run(path)
+            self.reads += 1
+            changed |= old is None or old[1] != info
+            seen[path.name] = (signature, info)
+        changed |= set(seen) != set(self._seen)
+        self._seen = seen
+        return _newest_first([info for _, info in seen.values()]), changed
+
+
+# delete and export -------------------------------------------------------------------------------
 
 
 def delete_run(run_dir: Path) -> None:
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists() and not (run_dir / "status.json").exists():
-        raise DDError(f"{run_dir} is not a run folder; refusing to delete it")
+    """Delete a finished (or damaged) run folder of a marked root, file by file: only the layout's
+    files, never through a symlink, never a folder holding anything else."""
+    run_dir = check_run_folder(run_dir, "deleted")
     info = read_run(run_dir)
-    if info.error is None and info.status.state in ("queued", "running"):
+    # a damaged queued run is never started, so it may go; a running one may be writing
+    if info.status.state == "running" or (info.status.state == "queued" and info.error is None):
         raise DDError(f"run {run_dir.name} is {info.status.state}; cancel it before deleting")
-    shutil.rmtree(run_dir)
+    _remove_flat_folder(run_dir)
 
 
 def export_run(run_dir: Path) -> bytes:
-    """The whole run folder as a zip archive (in memory), for download."""
-    run_dir = Path(run_dir)
+    """The run folder's files as a zip archive (in memory), for download."""
+    run_dir = check_run_folder(run_dir, "exported")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for p in sorted(run_dir.iterdir()):
-            if p.is_file() and not p.name.startswith("."):
+            if not p.name.startswith("."):
                 z.write(p, arcname=f"{run_dir.name}/{p.name}")
     return buf.getvalue()
 
 
-CACHE_DIR = ".cache"
+# the shared cache --------------------------------------------------------------------------------
 
 
 def cache_dir(root: Path) -> Path:
     """Where runs under `root` share reusable work (see the layout above)."""
     return Path(root) / CACHE_DIR
+
+
+def _base_name(name: str) -> str:
+    """The file an atomic-write temp file is for (the name itself otherwise)."""
+    temp = _TEMP_RE.match(name)
+    return temp.group("name") if temp else name
+
+
+def _foreign_cache_entries(folder: Path) -> list[str]:
+    """Entries of a cache folder that ddcore did not write (sorted): anything but surrogate
+    files and experts folders holding only expert files, and any symlink."""
+    def ours(entry: Path) -> bool:
+        name = _base_name(entry.name)
+        if entry.is_symlink() or not _CACHE_RE.match(name):
+            return False
+        if name.startswith("experts-") and name == entry.name:
+            return entry.is_dir() and all(not e.is_symlink() and e.is_file() and _EXPERT_RE.match(_base_name(e.name))
+                                          for e in entry.iterdir())
+        return entry.is_file()
+
+    return sorted(e.name for e in folder.iterdir() if not ours(e))
 
 
 @dataclass(frozen=True)
@@ -315,21 +564,40 @@ class CacheEntry:
 
 
 def cache_usage(root: Path) -> list[CacheEntry]:
-    """Every entry of `root`'s cache with its size, largest first (empty when there is none)."""
-    entries = []
+    """Every entry ddcore wrote in `root`'s cache with its size, largest first (empty when none)."""
     folder = cache_dir(root)
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
-        entries.append(CacheEntry(path.name, len(files), sum(f.stat().st_size for f in files)))
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    foreign = set(_foreign_cache_entries(folder))
+    entries = []
+    for path in sorted(folder.iterdir()):
+        if path.name in foreign:
+            continue
+        files = list(path.iterdir()) if path.is_dir() else [path]
+        entries.append(CacheEntry(path.name, len(files), sum(f.lstat().st_size for f in files)))
     return sorted(entries, key=lambda e: -e.bytes)
 
 
 def clear_cache(root: Path) -> int:
-    """Delete `root`'s cache; returns the bytes freed. Runs only ever recompute what is missing,
-    so this loses time, never results; a running job may be writing into it, so that refuses."""
+    """Delete what ddcore wrote in `root`'s cache; returns the bytes freed. Runs only ever
+    recompute what is missing, so this loses time, never results; a running job may be writing
+    into it, so that refuses. Anything else found there is left where it is."""
+    folder = cache_dir(check_root(root))
+    if not (folder.exists() or folder.is_symlink()):
+        return 0
+    root = _require_marked(folder.parent)
+    if folder.is_symlink():
+        raise DDError(f"{folder} is a symbolic link; ddcore does not follow it, nothing was deleted")
     running = [r.name for r in list_runs(root) if r.status.state == "running"]
     if running:
         raise DDError(f"run {running[0]} is running under {root}; clear the cache once it has finished")
-    freed = sum(e.bytes for e in cache_usage(root))
-    shutil.rmtree(cache_dir(root), ignore_errors=True)
-    return freed
+    usage = cache_usage(root)
+    for entry in usage:
+        path = folder / entry.name
+        if path.is_dir():
+            _remove_flat_folder(path)  # expert files only (checked by cache_usage)
+        else:
+            path.unlink()
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    return sum(e.bytes for e in usage)

@@ -6,6 +6,7 @@ cue whose clusters the density estimate has to find.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import augment
+from .errors import DivergedError
 from .nets import ConvNet, init_parameters
 from .supcon import SupConLoss
 
@@ -107,6 +109,15 @@ def train_surrogate(
             opt.step()
             sched.step()
             step += 1
-            if progress is not None:
-                progress(step, total, loss.item() if step % 10 == 0 or step == total else None)
+            if step % 10 == 0 or step == total:  # a host sync: only every tenth step
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise DivergedError(f"the surrogate diverged at step {step} (loss {value}); lower "
+                                        f"--surrogate-lr (now {spec.lr:g})" +
+                                        (f" or raise --supcon-temperature (now {spec.temperature:g})"
+                                         if spec.objective == "supcon" else ""))
+                if progress is not None:
+                    progress(step, total, value)
+            elif progress is not None:
+                progress(step, total, None)
     return model

@@ -101,7 +101,7 @@ def test_evaluate_recomputes_metrics(smoke_run):
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--reweight", "maybe"], "unknown reweighting 'maybe'"),
     (["--preset", "huge"], "invalid choice: 'huge'"),
-    (["--kde-sigma", "-1"], "KDE sigma must be positive"),
+    (["--kde-sigma", "-1"], "KDE sigma must be between 0.001 and 1000"),
     (["--ipc", "ten"], "invalid int value: 'ten'"),
     (["--source", "files", "--root", "/nonexistent/mnist"], "/nonexistent/mnist"),
 ])

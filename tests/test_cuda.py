@@ -8,6 +8,7 @@ from ddcore.config import preset
 from ddcore.methods.dm import real_chunk, real_means
 from ddcore.nets import ConvNet
 from ddcore.pipeline import execute_run
+from ddcore.records import SyntheticImages
 
 pytestmark = pytest.mark.cuda
 CUDA = torch.device("cuda")
@@ -17,10 +18,9 @@ CUDA = torch.device("cuda")
 def test_every_method_runs_end_to_end_on_cuda(tmp_path, method):
     cfg = preset("smoke", method).with_overrides(device="cuda", map_points=200)
     metrics = execute_run(runstore.create_run(tmp_path / method, cfg))
-    assert metrics["device"].startswith("cuda") and metrics["gpu"] == torch.cuda.get_device_name()
-    assert 0 <= metrics["test_acc_unbiased"] <= 100
-    images, _ = runstore.load_synthetic(tmp_path / method)
-    assert torch.isfinite(images).all()
+    assert metrics.device.startswith("cuda") and metrics.gpu == torch.cuda.get_device_name()
+    assert 0 <= metrics.test_acc_unbiased <= 100
+    assert torch.isfinite(SyntheticImages.load(tmp_path / method).images).all()
 
 
 def test_dm_takes_the_real_batch_whole_on_cuda_and_matches_the_cpu():

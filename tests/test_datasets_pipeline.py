@@ -11,6 +11,7 @@ from ddcore import runstore
 from ddcore.config import preset
 from ddcore.errors import DivergedError
 from ddcore.pipeline import execute_run
+from ddcore.records import THUMB_SIDE, EmbeddingMap, SyntheticImages
 
 FAST = dict(surrogate="untrained", iterations=2, eval_epochs=2, map_points=40, map_neighbors=5, source="files")
 
@@ -33,13 +34,17 @@ def test_a_whole_run_on_each_file_dataset(tmp_path, dataset: str, method: str, s
     cfg = preset("smoke", method).with_overrides(dataset=dataset, root=str(data), **FAST, **extra)
     run = runstore.create_run(tmp_path / "runs" / "run", cfg)
     metrics = execute_run(run)
-    images, labels = runstore.load_synthetic(run)
+    synthetic = SyntheticImages.load(run)
+    images, labels = synthetic.images, synthetic.labels
     assert images.shape == (classes * cfg.distill.ipc, 3, side, side)
     assert labels.tolist() == torch.arange(classes).repeat_interleave(cfg.distill.ipc).tolist()
-    assert metrics["num_train"] == (classes * 15 if dataset == "bffhq" else 60)
-    assert 0.0 <= metrics["test_acc_unbiased"] <= 100.0
-    embeddings = runstore.load_embeddings(run)
-    assert embeddings["syn_map"].shape == (len(labels), 2)
+    assert metrics.num_train == (classes * 15 if dataset == "bffhq" else 60)
+    assert 0.0 <= metrics.test_acc_unbiased <= 100.0
+    embeddings = EmbeddingMap.load(run)
+    assert embeddings.syn_map.shape == (len(labels), 2)
+    thumb_side = min(side, THUMB_SIDE)  # BFFHQ's 64x64 faces are kept as 32x32 thumbnails
+    assert embeddings.real_thumbs.shape == (len(embeddings.real_index), thumb_side, thumb_side, 3)
+    assert len(embeddings.classes) == classes
     assert runstore.read_status(run).state == "done"
 
 

@@ -6,28 +6,36 @@ import pytest
 from ddcore import jobs, runstore
 from ddcore.config import preset
 from ddcore.errors import ConfigError
+from ddcore.records import Metrics
 
 
 def test_worker_runs_queue_in_order_and_records_outcomes(tmp_path):
     smoke = preset("smoke").with_overrides(eval_epochs=2)
     ok = jobs.submit(tmp_path, smoke, "a-ok", start_worker=False)
     time.sleep(0.01)
-    diverges = jobs.submit(tmp_path, smoke.with_overrides(lr_img=1e38, momentum_img=0.9), "b-diverges",
-                           start_worker=False)
+    saturates = jobs.submit(tmp_path, smoke.with_overrides(lr_img=1e6, momentum_img=0.9), "b-saturates",
+                            start_worker=False)
     time.sleep(0.01)
-    cancelled = jobs.submit(tmp_path, smoke, "c-cancelled", start_worker=False)
+    fails = jobs.submit(tmp_path, smoke, "c-fails", start_worker=False)
+    # valid when queued, not when run: the worker's own check must fail it with the message
+    runstore.write_json(fails / "config.json", smoke.with_overrides(ipc=10_000).to_dict())
+    time.sleep(0.01)
+    cancelled = jobs.submit(tmp_path, smoke, "d-cancelled", start_worker=False)
     jobs.cancel(cancelled)
     assert runstore.read_status(cancelled).state == "cancelled"
 
-    assert jobs.run_worker(tmp_path, poll_seconds=0.05, idle_exit_seconds=0.2) == 2
+    assert jobs.run_worker(tmp_path, poll_seconds=0.05, idle_exit_seconds=0.2) == 3
 
-    assert runstore.read_status(ok).state == "done"
-    assert runstore.read_metrics(ok)["test_acc_unbiased"] >= 0
-    failed = runstore.read_status(diverges)
-    assert failed.state == "failed" and "diverged" in failed.message and "Traceback" not in failed.message
-    assert (ok / "synthetic.pt").exists() and not (diverges / "synthetic.pt").exists()
+    assert runstore.read_status(ok).state == "done" and not runstore.read_status(ok).warning
+    assert Metrics.load(ok).test_acc_unbiased >= 0
+    status, metrics = runstore.read_status(saturates), Metrics.load(saturates)
+    assert status.state == "done" and "saturated" in status.warning and "--lr-img 1e+06" in status.warning
+    assert metrics.warning == status.warning and metrics.saturated_share > 0.5
     # the second run reused the first one's surrogate
-    assert "surrogate loaded from cache" in "\n".join(runstore.read_log(diverges))
+    assert "surrogate loaded from cache" in "\n".join(runstore.read_log(saturates))
+    failed = runstore.read_status(fails)
+    assert failed.state == "failed" and "smallest class" in failed.message and "Traceback" not in failed.message
+    assert (ok / "synthetic.pt").exists() and not (fails / "synthetic.pt").exists()
     assert runstore.read_status(cancelled).state == "cancelled" and not (cancelled / "synthetic.pt").exists()
 
 

@@ -5,6 +5,7 @@ import torch
 from ddcore import runstore
 from ddcore.config import preset
 from ddcore.pipeline import execute_run
+from ddcore.records import Metrics, SyntheticImages
 
 
 def test_same_config_same_result_with_fresh_hit_and_corrupt_cache(tmp_path):
@@ -19,11 +20,11 @@ def test_same_config_same_result_with_fresh_hit_and_corrupt_cache(tmp_path):
     assert "loaded from cache" not in logs["first"]
     assert "loaded from cache" in logs["second"]
     assert "unreadable" in logs["third"] and "retraining" in logs["third"]
-    images = [runstore.load_synthetic(tmp_path / name)[0] for name in ("first", "second", "third")]
+    images = [SyntheticImages.load(tmp_path / name).images for name in ("first", "second", "third")]
     assert torch.equal(images[0], images[1]) and torch.equal(images[0], images[2])
     for metrics in (second, third):
-        assert metrics["test_acc_unbiased"] == first["test_acc_unbiased"]
-        assert metrics["weight_share_conflicting"] == first["weight_share_conflicting"]
+        assert metrics.test_acc_unbiased == first.test_acc_unbiased
+        assert metrics.weight_share_conflicting == first.weight_share_conflicting
 
 
 def test_a_run_records_its_precision_and_the_machine(tmp_path, monkeypatch):
@@ -32,10 +33,10 @@ def test_a_run_records_its_precision_and_the_machine(tmp_path, monkeypatch):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))  # an AVX2-only CPU: auto means fp32
     cfg = preset("smoke").with_overrides(eval_epochs=1, map_points=100, device="cpu")
     metrics = execute_run(runstore.create_run(tmp_path / "run", cfg))
-    assert metrics["precision"] == "fp32" and "lacks native bf16" in metrics["precision_reason"]
-    assert metrics["cpu_capability"] == hardware.cpu_capability() and metrics["threads"] == torch.get_num_threads()
-    assert metrics["gpu"] is None
-    assert runstore.read_metrics(tmp_path / "run")["precision"] == "fp32"
+    assert metrics.precision == "fp32" and "lacks native bf16" in metrics.precision_reason
+    assert metrics.cpu_capability == hardware.cpu_capability() and metrics.threads == torch.get_num_threads()
+    assert metrics.gpu is None
+    assert Metrics.load(tmp_path / "run").precision == "fp32"
     assert any("precision fp32" in line for line in runstore.read_log(tmp_path / "run"))
 
 
@@ -43,12 +44,12 @@ def test_oracle_and_random_subset_runs(tmp_path):
     cfg = preset("smoke").with_overrides(eval_epochs=1, map_points=100, device="cpu")
     oracle = execute_run(runstore.create_run(tmp_path / "oracle", cfg.with_overrides(reweight="oracle")))
     # 5% conflicting spread over 9 colours: the oracle gives every present colour group of a class the same total
-    assert oracle["weight_share_conflicting"] > 0.5 and oracle["count_share_conflicting"] < 0.1
+    assert oracle.weight_share_conflicting > 0.5 and oracle.count_share_conflicting < 0.1
     subset = execute_run(runstore.create_run(tmp_path / "subset", cfg.with_overrides(kind="random-subset", ipc=3)))
-    images, labels = runstore.load_synthetic(tmp_path / "subset")
-    assert images.shape[0] == 30 and labels.bincount().tolist() == [3] * 10
-    assert subset["weight_share_conflicting"] == subset["count_share_conflicting"]
-    assert "subset" in subset["seconds_per_stage"] and "distill" not in subset["seconds_per_stage"]
+    stored = SyntheticImages.load(tmp_path / "subset")
+    assert stored.images.shape[0] == 30 and stored.labels.bincount().tolist() == [3] * 10
+    assert subset.weight_share_conflicting == subset.count_share_conflicting
+    assert "subset" in subset.seconds_per_stage and "distill" not in subset.seconds_per_stage
     for metrics in (oracle, subset):
-        assert len(metrics["group_accuracy"]) == 10 and metrics["test_acc_worst_group"] is not None
-        assert metrics["deo_max"] >= metrics["deo_mean"] >= 0
+        assert len(metrics.group_accuracy) == 10 and metrics.test_acc_worst_group is not None
+        assert metrics.deo_max >= metrics.deo_mean >= 0

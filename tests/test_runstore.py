@@ -1,9 +1,9 @@
+import io
 import json
 import os
 import subprocess
 import sys
 import zipfile
-import io
 
 import pytest
 import torch
@@ -11,6 +11,7 @@ import torch
 from ddcore import runstore
 from ddcore.config import preset
 from ddcore.errors import ConfigError, DDError
+from ddcore.records import SyntheticImages
 
 
 def make(tmp_path, name="run-a"):
@@ -23,18 +24,33 @@ def test_create_and_read_back(tmp_path):
     status = runstore.read_status(run)
     assert status.state == "queued" and status.created > 0
     assert not list(run.glob(".*.tmp"))  # no temp files left behind
+    assert (tmp_path / runstore.MARKER).is_file(), "the root is marked as ddcore's"
 
 
-def test_refuses_existing_non_empty_folder(tmp_path):
+def test_refuses_an_existing_folder_and_replaces_only_through_a_staged_run(tmp_path):
     run = make(tmp_path)
     with pytest.raises(ConfigError, match="--overwrite"):
         runstore.create_run(run, preset("smoke"))
     with pytest.raises(ConfigError, match="still queued"):
-        runstore.create_run(run, preset("smoke"), overwrite=True)
+        runstore.stage_replacement(run, preset("smoke"))
     runstore.update_status(run, state="done")
     (run / "metrics.json").write_text("{}")
-    runstore.create_run(run, preset("quick"), overwrite=True)
+    staged = runstore.stage_replacement(run, preset("quick"))
+    assert staged.parent == run.parent and staged.name.startswith(".")
+    assert runstore.read_config(run).preset == "smoke" and (run / "metrics.json").exists(), "old run untouched"
+    assert [r.name for r in runstore.list_runs(tmp_path)] == ["run-a"], "the staged run is not listed"
+    runstore.replace_run(staged, run)
     assert runstore.read_config(run).preset == "quick" and not (run / "metrics.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [runstore.MARKER, "run-a"]
+
+
+def test_a_killed_replacement_is_replaced_by_the_next_one(tmp_path):
+    run = make(tmp_path)
+    runstore.update_status(run, state="done")
+    first = runstore.stage_replacement(run, preset("quick"))
+    runstore.update_status(first, state="running", pid=2**22 + 12345)  # died mid-run: no live .lock holder
+    second = runstore.stage_replacement(run, preset("quick"))
+    assert second == first and runstore.read_status(second).state == "queued"
 
 
 def test_invalid_names_rejected(tmp_path):
@@ -59,6 +75,7 @@ def test_listing_survives_damaged_folders(tmp_path):
     assert runs["good"].error is None and runs["good"].path == good
     for name in ("broken-json", "bad-state", "empty"):
         assert runs[name].error and "damaged" in runs[name].error
+    assert "exploded" in runs["bad-state"].error and runs["bad-state"].config == preset("smoke")
     assert runstore.list_runs(tmp_path / "missing") == []
 
 
@@ -71,6 +88,17 @@ def test_dead_process_reads_as_failed(tmp_path):
     assert status.state == "failed" and "died" in status.message
     runstore.update_status(run, state="running", pid=os.getpid())
     assert runstore.read_status(run).state == "running"
+
+
+def test_a_running_run_is_alive_exactly_while_its_lock_is_held(tmp_path):
+    run = make(tmp_path)
+    with runstore.running(run):
+        runstore.update_status(run, state="running", pid=os.getpid())
+        assert runstore.read_status(run).state == "running"
+        with pytest.raises(DDError, match="already being executed"), runstore.running(run):
+            pass
+    # the same pid is still alive, but nobody holds the lock: a reused pid cannot fake a live run
+    assert runstore.read_status(run).state == "failed"
 
 
 def test_cancel_queued_and_delete(tmp_path):
@@ -86,19 +114,23 @@ def test_cancel_queued_and_delete(tmp_path):
         runstore.delete_run(tmp_path / "not-a-run")
 
 
-def test_claim_is_exclusive(tmp_path):
+def test_claim_is_exclusive_and_a_dead_workers_claim_is_taken_over(tmp_path):
     run = make(tmp_path)
     assert runstore.claim(run) and not runstore.claim(run)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    (run / ".claim").write_text(str(proc.pid))
+    assert runstore.claim(run) and (run / ".claim").read_text() == str(os.getpid())
 
 
 def test_synthetic_round_trip_with_weights_only(tmp_path):
     run = make(tmp_path)
     images, labels = torch.rand(4, 3, 28, 28), torch.tensor([0, 0, 1, 1])
-    runstore.save_synthetic(run, images, labels)
+    SyntheticImages(images, labels).save(run)
     payload = torch.load(run / "synthetic.pt", weights_only=True)
     torch.testing.assert_close(payload["images"], images)
-    got_images, got_labels = runstore.load_synthetic(run)
-    assert got_labels.tolist() == [0, 0, 1, 1]
+    got = SyntheticImages.load(run)
+    assert got.labels.tolist() == [0, 0, 1, 1] and torch.equal(got.display(), images)
 
 
 def test_json_writes_are_atomic_and_strict(tmp_path):
@@ -133,3 +165,85 @@ def test_cache_usage_and_clear(tmp_path):
     assert cache.exists()
     runstore.update_status(run, state="done")
     assert runstore.clear_cache(tmp_path) == 600 and not cache.exists()
+
+
+def test_clear_cache_leaves_what_ddcore_did_not_write(tmp_path):
+    make(tmp_path)
+    cache = runstore.cache_dir(tmp_path)
+    (cache / "pip").mkdir(parents=True)
+    (cache / "pip" / "wheel").write_bytes(b"w" * 50)
+    (cache / "surrogate-0123.pt").write_bytes(b"x" * 100)
+    (cache / "experts-ff").mkdir()
+    (cache / "experts-ff" / "expert-000.pt").write_bytes(b"x" * 10)
+    (cache / "experts-ff" / "notes.txt").write_bytes(b"mine")  # a folder ddcore did not fill alone
+    assert [e.name for e in runstore.cache_usage(tmp_path)] == ["surrogate-0123.pt"]
+    assert runstore.clear_cache(tmp_path) == 100
+    assert (cache / "pip" / "wheel").read_bytes() == b"w" * 50 and (cache / "experts-ff" / "notes.txt").exists()
+
+
+def test_roots_expand_home_and_refuse_files_and_foreign_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert runstore.check_root("~/runs") == tmp_path / "runs" and not (tmp_path / "runs").exists()
+    assert runstore.init_root("~/runs") == tmp_path / "runs" and (tmp_path / "runs" / runstore.MARKER).is_file()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DDError, match="is a file, not a folder"):
+        runstore.check_root(tmp_path / "file")
+    (tmp_path / "models" / "bert").mkdir(parents=True)
+    (tmp_path / "models" / "bert" / "config.json").write_text('{"hidden_size": 768}')
+    (tmp_path / "models" / "bert" / "weights.bin").write_bytes(b"w")
+    with pytest.raises(DDError, match="not a ddcore runs folder"):
+        runstore.check_root(tmp_path / "models")
+    with pytest.raises(DDError, match="not a ddcore runs folder"):
+        runstore.create_run(tmp_path / "models" / "run", preset("smoke"))
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["bert"], "nothing written there"
+
+
+def test_an_unmarked_folder_of_runs_is_adopted(tmp_path):
+    make(tmp_path / "old")
+    (tmp_path / "old" / runstore.MARKER).unlink()  # a runs folder written before the marker existed
+    assert runstore.check_root(tmp_path / "old") == tmp_path / "old"
+    assert (tmp_path / "old" / runstore.MARKER).is_file()
+
+
+def test_delete_and_export_refuse_symlinks_and_foreign_files(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "config.json").write_text("{}")
+    (outside / "precious.txt").write_text("keep me")
+    root = tmp_path / "runs"
+    run = make(root)
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    for action in (runstore.delete_run, runstore.export_run):
+        with pytest.raises(DDError, match="symbolic link"):
+            action(root / "link")
+    assert (outside / "precious.txt").read_text() == "keep me"
+    (run / "precious.txt").write_text("mine")
+    runstore.update_status(run, state="done")
+    with pytest.raises(DDError, match="did not write.*precious.txt"):
+        runstore.delete_run(run)
+    assert (run / "precious.txt").exists() and (run / "config.json").exists()
+    (run / "precious.txt").unlink()
+    (run / "synthetic.pt").symlink_to(outside / "precious.txt")
+    with pytest.raises(DDError, match="did not write"):
+        runstore.export_run(run)
+    (run / "synthetic.pt").unlink()
+    runstore.delete_run(run)
+    assert not run.exists() and (outside / "precious.txt").read_text() == "keep me"
+    listing = {r.name: r for r in runstore.list_runs(root)}
+    assert "symbolic link" in listing["link"].error
+
+
+def test_runs_watch_rereads_only_what_changed(tmp_path):
+    for name in ("a", "b", "c"):
+        runstore.update_status(make(tmp_path, name), state="done")
+    watch = runstore.RunsWatch(tmp_path)
+    runs, changed = watch.refresh()
+    assert [r.name for r in runs] == ["c", "b", "a"] and changed and watch.reads == 3
+    runs, changed = watch.refresh()
+    assert not changed and watch.reads == 3, "nothing changed: nothing read"
+    runstore.update_status(tmp_path / "b", state="failed", message="boom")
+    runs, changed = watch.refresh()
+    assert changed and watch.reads == 4 and {r.name: r.status.state for r in runs}["b"] == "failed"
+    runstore.delete_run(tmp_path / "a")
+    runs, changed = watch.refresh()
+    assert changed and watch.reads == 4 and [r.name for r in runs] == ["c", "b"]

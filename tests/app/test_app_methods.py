@@ -13,15 +13,14 @@ from ddapp import metrics
 from ddcore import runstore
 from ddcore.config import METHODS, preset
 from ddcore.pipeline import execute_run
-from ddcore.runstore import RunInfo, Status
+from ddcore.runstore import Metrics, RunInfo, Status
 
 from test_app_pages import by_label
 
 
 def run_info(name: str, method: str, reweight: str, acc: float | None, ipc: int = 10) -> RunInfo:
     cfg = preset("smoke", method).with_overrides(reweight=reweight, ipc=ipc)
-    m = {} if acc is None else {"test_acc_unbiased": acc}
-    return RunInfo(name, Path("/nowhere") / name, cfg, Status(state="done"), m)
+    return RunInfo(name, Path("/nowhere") / name, cfg, Status(state="done"), Metrics(test_acc_unbiased=acc))
 
 
 def test_method_table_pairs_vanilla_and_reweighted_per_method() -> None:
@@ -71,7 +70,7 @@ def test_every_method_runs_from_the_distill_page(method: str, app, goto, tmp_pat
     assert queued.config.distill == replace(preset("smoke", method).distill, iterations=2)
     execute_run(queued.path)  # what the worker does with it
     (done,) = runstore.list_runs(tmp_path)
-    assert done.status.state == "done" and done.metrics["test_acc_unbiased"] is not None
+    assert done.status.state == "done" and done.metrics.test_acc_unbiased is not None
     at = goto(at, "app_pages/compare.py")
     assert method.upper() in " ".join(at.multiselect[0].value + [str(v) for v in at.dataframe[0].value["run"]])
 

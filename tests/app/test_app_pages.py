@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from ddcore import runstore
 from ddcore.config import preset
+from ddcore.records import EmbeddingMap
 from tests.datafiles import write_csv, write_png
 
 # every page file, so a new page is covered without touching this list
@@ -60,7 +61,7 @@ def test_embedding_map_shows_plot_synthetic_and_neighbours(app, goto, smoke_stor
     traces = json.loads(chart.proto.spec)["data"]
     assert [t["type"] for t in traces] == ["scattergl", "scattergl"]  # real samples, synthetic images
     assert "Density computed on: supcon surrogate embedding" in page_text(at)
-    neighbours = runstore.load_embeddings(smoke_store / "smoke-none")["syn_neighbors"].shape[1]
+    neighbours = EmbeddingMap.load(smoke_store / "smoke-none").syn_neighbors.shape[1]
     assert len(at.image) == 1 + neighbours  # the picked synthetic image, large, and its nearest real samples
     for mode in ("weight", "class", "bias attribute", "aligned / conflicting"):
         at.radio(key="map_colour").set_value(mode).run()
@@ -103,8 +104,8 @@ def _form(at: AppTest, **values) -> AppTest:
     ("values", "message"),
     [
         ({"Kernel bandwidth σ": "wide"}, "σ must be a number, or blank for the adaptive bandwidth"),
-        ({"Kernel bandwidth σ": "-0.2"}, "σ must be positive"),
-        ({"Temperature τ": 0.0}, "KDE tau must be positive"),
+        ({"Kernel bandwidth σ": "-0.2"}, "KDE sigma must be between 0.001 and 1000"),
+        ({"Temperature τ": 0.0}, "KDE tau must be between 0.001 and"),
     ],
 )
 def test_distill_form_rejects_bad_values_with_a_message(app, goto, tmp_path: Path, values, message) -> None:

@@ -13,12 +13,15 @@ from ddapp import bias, figures, forms, images, metrics, progress, runs
 from ddcore.config import preset
 from ddcore.data import Naming
 from ddcore.errors import ConfigError
-from ddcore.runstore import RunInfo, Status, load_embeddings
+from ddcore.records import EmbeddingMap, Metrics
+from ddcore.runstore import RunInfo, Status
+from tests.runfiles import fake_map
 
 SMOKE = preset("smoke")
 
 
 def run_info(name: str, cfg=SMOKE, state: str = "done", created: float = 0.0, metrics_: dict | None = None) -> RunInfo:
+    metrics_ = None if metrics_ is None else Metrics.from_json(metrics_)
     return RunInfo(name, Path("/nowhere") / name, cfg, Status(state=state, created=created), metrics_)
 
 
@@ -108,26 +111,9 @@ def test_accuracy_table_keeps_percent_and_converts_shares() -> None:
 # figures
 
 
-def fake_embeddings(n: int = 50, m: int = 4) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    label = np.arange(n) % 2
-    bias = label.copy()
-    bias[:4] = 1 - label[:4]  # four conflicting samples
-    weight = np.where(label == 0, 1.0 / 25, 1.0 / 25)
-    return {
-        "real_map": rng.normal(size=(n, 2)), "real_label": label, "real_bias": bias,
-        "real_log_density": rng.normal(size=n), "real_weight": weight, "train_label": label,
-        "syn_map": rng.normal(size=(m, 2)), "syn_label": np.arange(m) % 2,
-        "density_space": np.array("test space, sigma=0.1"),
-    }
-
-
-PALETTE = np.linspace(0, 1, 30).reshape(10, 3)
-
-
 @pytest.mark.parametrize("mode", figures.COLOUR_MODES)
 def test_embedding_map_traces(mode: str) -> None:
-    fig = figures.embedding_map(fake_embeddings(), mode, PALETTE)
+    fig = figures.embedding_map(fake_map(), mode)
     real = [t for t in fig.data if t.meta == figures.REAL]
     syn = [t for t in fig.data if t.meta == figures.SYNTHETIC]
     assert all(t.type == "scattergl" for t in fig.data) and len(syn) == 1 and len(syn[0].x) == 4
@@ -136,15 +122,15 @@ def test_embedding_map_traces(mode: str) -> None:
     assert len(real) == expected
     if mode == "log density":
         assert "test space" in real[0].marker.colorbar.title.text
-    assert len(figures.embedding_map(fake_embeddings(), mode, PALETTE, show_synthetic=False).data) == expected
+    assert len(figures.embedding_map(fake_map(), mode, show_synthetic=False).data) == expected
 
 
 def test_relative_weight_is_one_when_uniform() -> None:
-    np.testing.assert_allclose(figures.relative_weight(fake_embeddings()), 1.0)
+    np.testing.assert_allclose(figures.relative_weight(fake_map()), 1.0)
 
 
 def test_selected_rows_split_real_and_synthetic() -> None:
-    fig = figures.embedding_map(fake_embeddings(), "aligned / conflicting", PALETTE)
+    fig = figures.embedding_map(fake_map(), "aligned / conflicting")
     syn_curve = next(i for i, t in enumerate(fig.data) if t.meta == figures.SYNTHETIC)
     points = [
         {"curve_number": 0, "point_index": 0, "customdata": 7},
@@ -159,12 +145,12 @@ def test_selected_rows_split_real_and_synthetic() -> None:
 
 
 def test_embedding_map_on_a_real_run(smoke_store: Path) -> None:
-    emb = load_embeddings(smoke_store / "smoke-kde")
+    emb = EmbeddingMap.load(smoke_store / "smoke-kde")
     for mode in figures.COLOUR_MODES:
-        fig = figures.embedding_map(emb, mode, PALETTE)
-        assert sum(len(t.x) for t in fig.data if t.meta == figures.REAL) == len(emb["real_map"])
+        fig = figures.embedding_map(emb, mode)
+        assert sum(len(t.x) for t in fig.data if t.meta == figures.REAL) == len(emb.real_map)
     rel = figures.relative_weight(emb)
-    conflicting = emb["real_label"] != emb["real_bias"]
+    conflicting = emb.real_label != emb.real_bias
     assert rel[conflicting].mean() > rel[~conflicting].mean(), "reweighting favours the rare samples"
 
 
@@ -181,9 +167,11 @@ def test_compare_charts() -> None:
 
 def test_parse_sigma() -> None:
     assert forms.parse_sigma("  ") is None and forms.parse_sigma("0.2") == 0.2
-    for bad in ("abc", "0", "-1", "nan", "inf"):
-        with pytest.raises(ConfigError, match="σ must be"):
-            forms.parse_sigma(bad)
+    with pytest.raises(ConfigError, match="σ must be a number"):
+        forms.parse_sigma("abc")
+    for bad in ("0", "-1", "nan", "inf", "1e-30"):  # numbers: the core's one range check speaks
+        with pytest.raises(ConfigError, match="KDE sigma must be between 0.001 and 1000"):
+            forms.build_config(forms.DistillForm(sigma=bad))
 
 
 def test_build_config_applies_the_form() -> None:
@@ -216,19 +204,19 @@ def test_data_form_maps_the_path_and_the_ratio_per_dataset() -> None:
 
 
 def test_embedding_map_names_classes_and_values() -> None:
-    emb = {**fake_embeddings(), "aligned_bias": np.array([1, 0])}  # class 0's aligned value is 1, and back
-    naming = Naming(("cat", "dog"), ("indoor", "outdoor"), ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0)), (1, 0))
-    assert figures.conflicting(emb).sum() == 46  # the four samples with label != bias are now the aligned ones
-    fig = figures.embedding_map(emb, "bias attribute", np.array(naming.colours), naming=naming, attribute="place")
-    assert [t.name for t in fig.data if t.meta == figures.REAL] == ["place indoor", "place outdoor"]
-    assert fig.data[0].marker.color == "rgb(255,0,0)" and "· place indoor · aligned<br>" in fig.data[0].hovertext[0]
-    fig = figures.embedding_map(emb, "class", PALETTE, naming=naming)
+    names = (("cat", "dog"), ("indoor", "outdoor"), ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0)))
+    emb = fake_map(aligned=(1, 0), names=names)  # class 0's aligned value is 1, and back
+    assert emb.conflicting().sum() == 46  # the four samples with label != bias are now the aligned ones
+    fig = figures.embedding_map(emb, "bias attribute")
+    assert [t.name for t in fig.data if t.meta == figures.REAL] == ["colour indoor", "colour outdoor"]
+    assert fig.data[0].marker.color == "rgb(255,0,0)" and "· colour indoor · aligned<br>" in fig.data[0].hovertext[0]
+    fig = figures.embedding_map(emb, "class")
     assert [t.name for t in fig.data if t.meta == figures.REAL] == ["class cat", "class dog"]
-    assert figures.sample_text(None, "colour", 3, 4) == "class 3 · colour 4"
+    assert figures.sample_text(emb.naming, "place", 1, 0) == "class dog · place indoor"
 
 
 def test_build_config_reports_invalid_values() -> None:
-    with pytest.raises(ConfigError, match="tau must be positive"):
+    with pytest.raises(ConfigError, match="tau must be between"):
         forms.build_config(forms.DistillForm(tau=0.0))
     with pytest.raises(ConfigError, match="conflict ratio"):
         forms.build_config(forms.DistillForm(data=forms.DataForm(conflict_percent=150.0)))
@@ -274,9 +262,9 @@ def test_class_counts_with_names() -> None:
 
 
 def test_continuous_map_draws_rare_samples_on_top() -> None:
-    emb = fake_embeddings()
-    (real, _) = figures.embedding_map(emb, "log density", PALETTE).data
+    emb = fake_map()
+    (real, _) = figures.embedding_map(emb, "log density").data
     rows = np.asarray(real.customdata)
-    assert emb["real_log_density"][rows[-1]] == emb["real_log_density"].min()
-    np.testing.assert_allclose(np.asarray(real.marker.color), emb["real_log_density"][rows])
-    np.testing.assert_allclose(np.asarray(real.x), emb["real_map"][rows, 0])
+    assert emb.real_log_density[rows[-1]] == emb.real_log_density.min()
+    np.testing.assert_allclose(np.asarray(real.marker.color), emb.real_log_density[rows])
+    np.testing.assert_allclose(np.asarray(real.x), emb.real_map[rows, 0])

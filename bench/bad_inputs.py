@@ -1,0 +1,108 @@
+"""The sweep of bad inputs: each one through the CLI in this process, printed as a Markdown table
+of input, exit status and the line the user sees (temporary paths shown as TMP). One smoke run
+(the saturating image lr) is the only real work; everything else is refused before any starts.
+
+    python bench/bad_inputs.py
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddcore import runstore
+from ddcore.cli import main
+from ddcore.config import preset
+from ddcore.pipeline import execute_run
+from ddcore.records import EmbeddingMap
+
+RUN = ["distill", "--preset", "smoke", "--surrogate", "untrained", "--eval-epochs", "2"]
+OPTIONS = [
+    "--lr-img 1e300", "--lr-img inf", "--lr-img nan", "--lr-img 0", "--kde-sigma 1e-30", "--kde-sigma inf",
+    "--kde-sigma -1", "--kde-sigma abc", "--kde-tau 0", "--kde-tau 1e-40", "--conflict-ratio abc",
+    "--conflict-ratio nan", "--conflict-ratio 2", "--conflict-ratio none", "--ipc 0", "--ipc ten", "--ipc 100000",
+    "--iterations -1", "--seed -1", "--seed 99999999999", "--supcon-temperature 0", "--surrogate-lr inf",
+    "--surrogate-lr 1e9", "--eval-lr 1e9", "--momentum-img 1", "--map-min-dist 5", "--net-width 1000000",
+    "--image-size 1000", "--max-start-epoch abc", "--dsa-strategy color_spin", "--method nope",
+    "--dataset imagenet", "--source files --root /nonexistent/mnist",
+]
+
+
+def cli(*args: str) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+    lines = [line for line in err.getvalue().splitlines() if line.startswith(("error:", "warning:"))]
+    return code, lines[-1] if lines else "(nothing)"
+
+
+def main_() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        done = runstore.create_run(t / "runs" / "done", preset("smoke").with_overrides(surrogate="untrained",
+                                                                                        eval_epochs=2))
+        execute_run(done)
+        (t / "models" / "bert").mkdir(parents=True)
+        (t / "models" / "bert" / "config.json").write_text('{"hidden_size": 768}')
+        (t / "h" / ".cache" / "pip").mkdir(parents=True)
+        (t / "h" / ".cache" / "pip" / "x").write_bytes(os.urandom(1024))
+        (t / "a-file").write_text("x")
+        (t / "runs" / "notes").mkdir()
+        (t / "runs" / "notes" / "todo.txt").write_text("mine")
+        damaged = {}
+        for name, damage in (("truncated", "synthetic.pt"), ("pickle", "synthetic.pt"), ("wrong-type", "metrics.json"),
+                             ("progress-abc", "status.json"), ("object-map", "embeddings.npz")):
+            run = t / "runs" / name
+            shutil.copytree(done, run)
+            damaged[name] = run
+        data = (done / "synthetic.pt").read_bytes()
+        (damaged["truncated"] / "synthetic.pt").write_bytes(data[: len(data) // 2])
+        torch.save({"images": contextlib.nullcontext(), "labels": torch.zeros(1)}, damaged["pickle"] / "synthetic.pt")
+        (damaged["wrong-type"] / "metrics.json").write_text(json.dumps({"test_acc_unbiased": "abc"}))
+        (damaged["progress-abc"] / "status.json").write_text(json.dumps({"state": "done", "progress": "abc"}))
+        np.savez(damaged["object-map"] / "embeddings.npz", real_map=np.array([{"x": 1}], dtype=object))
+
+        cases: list[tuple[str, list[str]]] = [(f"distill {o}", [*RUN, "--out", str(t / "new"), *o.split()])
+                                              for o in OPTIONS]
+        cases += [
+            ("distill --lr-img 1e6 (runs, saturates)", [*RUN, "--lr-img", "1e6", "--out", str(t / "runs" / "hot")]),
+            ("distill --out <existing run>", [*RUN, "--out", str(done)]),
+            ("distill --out <existing run> --overwrite --lr-img inf", [*RUN, "--out", str(done), "--overwrite",
+                                                                       "--lr-img", "inf"]),
+            ("distill --out <folder with a file of mine> --overwrite", [*RUN, "--out", str(t / "runs" / "notes"),
+                                                                        "--overwrite"]),
+            ("distill --out <a model folder>/run", [*RUN, "--out", str(t / "models" / "run")]),
+            ("list --runs /", ["list", "--runs", "/"]),
+            ("list --runs <a file>", ["list", "--runs", str(t / "a-file")]),
+            ("cache --clear --runs <a folder holding .cache/pip>", ["cache", "--clear", "--runs", str(t / "h")]),
+            ("evaluate <a model folder>", ["evaluate", str(t / "models" / "bert")]),
+            ("evaluate <run with truncated synthetic.pt>", ["evaluate", str(damaged["truncated"])]),
+            ("evaluate <run with a pickle in synthetic.pt>", ["evaluate", str(damaged["pickle"])]),
+        ]
+        print("| input | exit | what the user sees |")
+        print("|---|---|---|")
+        for label, args in cases:
+            code, line = cli(*args)
+            print(f"| `{label}` | {code} | {line.replace(tmp, 'TMP').replace('|', '/')} |", flush=True)
+        rows = {r.name: r for r in runstore.list_runs(t / "runs")}
+        for name, what in (("wrong-type", 'metrics.json {"test_acc_unbiased": "abc"}'),
+                           ("progress-abc", 'status.json {"progress": "abc"}')):
+            print(f"| `list` row of a run with {what} | 0 | {rows[name].error.replace(tmp, 'TMP')} |")
+        try:
+            EmbeddingMap.load(damaged["object-map"])
+        except Exception as exc:  # noqa: BLE001 - printing what the Embedding map page shows
+            print(f"| Embedding map page, embeddings.npz with an object array | - | {str(exc).replace(tmp, 'TMP')} |")
+
+
+if __name__ == "__main__":
+    main_()

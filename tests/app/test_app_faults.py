@@ -1,0 +1,141 @@
+"""The app over what a crash or a careless user leaves behind: every page over a runs folder holding
+every kind of damaged run, a runs folder that is not ddcore's, a restart with runs in every
+state, and a jobs panel that reads nothing when nothing changed."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ddapp import ui
+from ddcore import jobs, runstore
+from ddcore.config import preset
+from tests.runfiles import damaged_store, dead_pid
+
+from test_app_pages import PAGES, by_label, page_text
+
+SYNTHETIC_DAMAGE = ("synthetic-truncated", "synthetic-pickle", "synthetic-missing")
+MAP_DAMAGE = ("map-object-arrays", "map-truncated", "map-wrong-shape", "map-index-out-of-range")
+
+
+@pytest.fixture
+def damaged(store_copy: Path, tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    return store_copy, outside, damaged_store(store_copy, store_copy / "smoke-kde", outside)
+
+
+def test_every_page_renders_over_every_kind_of_damaged_run(app, goto, damaged) -> None:
+    root, outside, says = damaged
+    at = app(root)
+    for page in PAGES:
+        goto(at, page)
+        assert "Traceback" not in page_text(at)
+    at = goto(at, "app_pages/runs.py")
+    listing = at.dataframe[0].value.set_index("name")
+    assert set(says) <= set(listing.index)
+    # the listing reads the small files; damaged images and maps are found by the pages that load them
+    for name, fragment in ((n, f) for n, f in says.items() if n not in SYNTHETIC_DAMAGE + MAP_DAMAGE):
+        at.selectbox(key="runs_run").set_value(name).run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+        assert any(fragment in e.value for e in at.error), (name, [e.value for e in at.error])
+    assert (outside / "canary").read_text() == "alive", "the pickle was never executed"
+
+
+def test_damaged_images_and_maps_are_a_message_on_their_pages(app, goto, damaged) -> None:
+    root, _, says = damaged
+    at = goto(app(root), "app_pages/embedding_map.py")
+    for name in SYNTHETIC_DAMAGE + MAP_DAMAGE:
+        at.selectbox(key="map_run").set_value(name).run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+        assert any(says[name] in e.value for e in at.error), (name, [e.value for e in at.error])
+        if name in SYNTHETIC_DAMAGE:  # the map itself is fine and still shown
+            assert at.get("plotly_chart")
+    at = goto(at, "app_pages/synthetic_images.py")
+    for name in SYNTHETIC_DAMAGE:
+        at.selectbox(key="syn_left").set_value(name).run()
+        assert not at.exception and any(says[name] in e.value for e in at.error), name
+
+
+def test_a_symlinked_run_is_neither_deleted_nor_exported(app, goto, damaged) -> None:
+    root, outside, _ = damaged
+    (outside / "config.json").write_text(json.dumps(preset("smoke").to_dict()))
+    at = goto(app(root), "app_pages/runs.py")
+    at.selectbox(key="runs_run").set_value("symlinked").run()
+    assert by_label(at.get("download_button"), "Export zip").proto.disabled
+    by_label(at.button, "Delete…").click().run()
+    by_label(at.button, "Yes, delete").click().run()
+    assert not at.exception and any("symbolic link" in e.value and "nothing was deleted" in e.value for e in at.error)
+    assert (root / "symlinked").is_symlink() and sorted(p.name for p in outside.iterdir()) == ["canary", "config.json"]
+
+
+@pytest.mark.parametrize("kind", ["foreign", "file", "home"])
+def test_a_runs_folder_ddcore_did_not_make_is_one_line_on_every_page(app, goto, tmp_path, monkeypatch, kind) -> None:
+    models = tmp_path / "models"
+    (models / "bert").mkdir(parents=True)
+    (models / "bert" / "config.json").write_text('{"hidden_size": 768}')
+    (models / ".cache" / "pip").mkdir(parents=True)
+    (models / ".cache" / "pip" / "wheel").write_bytes(b"w")
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    typed, message = {"foreign": (str(models), "is not a ddcore runs folder"),
+                      "file": (str(tmp_path / "a-file"), "is a file, not a folder"),
+                      "home": ("~/models", f"{models} is not a ddcore runs folder")}[kind]
+    at = app(tmp_path / "unused")
+    at.text_input(key="runs_root").set_value(typed).run()
+    for page in PAGES:
+        goto(at, page)
+        if not page.endswith("bias_explorer.py"):  # the only page that needs no runs
+            assert [e.value for e in at.error] == [next(e.value for e in at.error if message in e.value)]
+    assert sorted(str(p.relative_to(models)) for p in models.rglob("*")) == [
+        ".cache", ".cache/pip", ".cache/pip/wheel", "bert", "bert/config.json"], "nothing written or deleted there"
+    assert not (tmp_path / "~").exists() and not (tmp_path / "unused").exists()
+
+
+def test_app_restart_with_runs_in_every_state(app, goto, smoke_store, tmp_path, monkeypatch) -> None:
+    root = runstore.init_root(tmp_path / "runs")
+    shutil.copytree(smoke_store / "smoke-kde", root / "done")
+    shutil.copytree(smoke_store / "smoke-none", root / "done-warned")
+    runstore.update_status(root / "done-warned", warning="the synthetic images saturated: 97% of their pixels")
+    cfg = preset("smoke")
+    runstore.create_run(root / "queued", cfg)
+    for name, changes in (("failed", dict(state="failed", message="IPC 500 is larger than the smallest class")),
+                          ("cancelled", dict(state="cancelled", message="cancelled by the user")),
+                          ("running-dead", dict(state="running", stage="distill", pid=dead_pid())),
+                          ("running-alive", dict(state="running", stage="distill"))):
+        runstore.update_status(runstore.create_run(root / name, cfg), **changes)
+    (root / "damaged").mkdir()
+    (root / "damaged" / "status.json").write_text('{"progress": "abc"}')
+    started = []
+    monkeypatch.setattr(jobs, "ensure_worker", started.append)
+    with runstore.running(root / "running-alive"):  # a job still executing in another process
+        at = goto(app(root), "app_pages/distill.py")
+        assert started and started[0] == root, "the queued run got a worker (the last one is gone)"
+        assert any("IPC 500" in e.value for e in at.error)
+        assert any("saturated" in w.value for w in at.warning)
+        for page in PAGES:
+            goto(at, page)
+        at = goto(at, "app_pages/runs.py")
+        states = at.dataframe[0].value.set_index("name")["state"].to_dict()
+        assert states == {"done": "done", "done-warned": "done", "queued": "queued", "failed": "failed",
+                          "cancelled": "cancelled", "running-dead": "failed", "running-alive": "running",
+                          "damaged": "damaged"}
+        at.selectbox(key="runs_run").set_value("running-dead").run()
+        assert any("died" in e.value for e in at.error) and not by_label(at.button, "Delete…").disabled
+        at.selectbox(key="runs_run").set_value("running-alive").run()
+        assert by_label(at.button, "Delete…").disabled
+
+
+def test_the_jobs_panel_rereads_only_what_changed_and_polls_only_while_jobs_run(app, goto, store_copy) -> None:
+    at = goto(app(store_copy), "app_pages/distill.py")
+    watch = at.session_state["_runs_watch"]
+    assert watch.reads == 3 and ui.poll_interval(runstore.list_runs(store_copy)) is None
+    at.run()
+    assert not at.exception and watch.reads == 3, "nothing changed: no run was read again"
+    runstore.create_run(store_copy / "new", preset("smoke"))
+    at.run()
+    assert watch.reads == 4 and ui.poll_interval(runstore.list_runs(store_copy)) == ui.POLL_SECONDS
+    assert [b.label for b in at.button].count("Cancel") == 1
