@@ -1,4 +1,4 @@
-"""`python -m ddcore {distill,baseline,evaluate,list,worker}`.
+"""`python -m ddcore {distill,baseline,evaluate,list,cache,worker,sweep}`.
 
 Every config field is an option named after it (`--kde-tau`, `--eval-models`, ...), applied on
 top of the chosen preset. Bad input exits with status 2 and one line saying what is wrong.
@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from . import runstore
 from .config import FLAT_FIELDS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
 from .errors import Cancelled, ConfigError, DDError
+from .sweeps import cli as sweep_cli
 
 _TOP_LEVEL = {"preset", "kind"}  # set by the command itself, not by override flags
 
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="execute queued runs (the app starts this for you)")
     p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
     p.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    sweep_cli.add_parser(sub, _Parser)
     return parser
 
 
@@ -214,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "cache":
             print(format_cache(Path(args.runs), args.clear))
             return 0
+        if args.command == "sweep":
+            return sweep_cli.main(args)
         from .jobs import run_worker
 
         run_worker(Path(args.runs), idle_exit_seconds=args.idle_exit)

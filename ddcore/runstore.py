@@ -21,6 +21,8 @@ Layout of `<root>/<name>/` (every file is written atomically: temp file + rename
                      absent in older runs, where it was c);
                      `density_space`: a 0-d string saying what the density was computed on
     cancel           present when the user asked the job to stop
+    sweep.json       present when the run is a cell of a sweep: {"sweep", "key", "index", "axes", "seed"}
+                     (read and written by ddcore.sweeps.store only)
     .claim           present once a worker has taken the run
 
 `<root>/.cache/` holds work that runs share and that is safe to delete (it is recomputed when
