@@ -57,7 +57,7 @@ def format_table(root: Path, name: str, as_csv: bool, long: bool) -> str:
     if long:
         return table.to_csv() if as_csv else table.to_markdown()
     agg = results.aggregate(table)
-    return agg.to_csv() if as_csv else results.aggregate_markdown(agg)
+    return agg.to_csv() if as_csv else results.summary(agg).to_markdown()
 
 
 def main(args: argparse.Namespace) -> int:

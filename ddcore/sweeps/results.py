@@ -117,10 +117,9 @@ def aggregate(long: Table) -> Table:
     return Table((*describe, "seeds done", "seeds", *metric_columns), tuple(rows))
 
 
-def aggregate_markdown(agg: Table) -> str:
-    """The aggregate as a reader wants it: one 'mean ± std' column per metric."""
+def summary(agg: Table) -> Table:
+    """The aggregate as a reader wants it: text, one 'mean ± std' column per metric."""
     describe = agg.columns[: agg.columns.index("seeds done")]
-    columns = (*describe, "seeds", *METRICS)
     rows = []
     for r in agg.records():
         stats = []
@@ -128,5 +127,4 @@ def aggregate_markdown(agg: Table) -> str:
             mean, std = r[f"{m} mean"], r[f"{m} std"]
             stats.append("" if mean is None else fmt(m, mean) + ("" if std is None else f" ± {fmt(m, std)}"))
         rows.append((*(fmt(c, r[c]) for c in describe), f"{r['seeds done']}/{r['seeds']}", *stats))
-    return Table(columns, tuple(rows)).to_markdown()
-
+    return Table((*describe, "seeds", *METRICS), tuple(rows))
