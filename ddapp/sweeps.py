@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from ddcore.errors import ConfigError
 from ddcore.sweeps import results
-from ddcore.sweeps.spec import SweepSpec, parse_spec
+from ddcore.sweeps.spec import SweepSpec, expand, parse_spec
 from ddcore.sweeps.store import CellRecord
 
 VARIANT_AXES = {"vanilla": ("distill", "none"), "reweighted": ("distill", "kde"), "full data": ("baseline", None)}
@@ -44,7 +44,7 @@ def _numbers(text: str, what: str, convert: type) -> list[Any]:
 
 
 def grid_spec(form: GridForm) -> SweepSpec:
-    """The form as a spec, checked by the same parser as a TOML file (so the same one-line errors)."""
+    """The form as a spec, parsed and validated like a TOML file (so with the same one-line errors)."""
     if not form.variants:
         raise ConfigError("choose at least one of vanilla, reweighted, full data")
     if not form.methods or not form.datasets:
@@ -65,7 +65,9 @@ def grid_spec(form: GridForm) -> SweepSpec:
         axes["method"] = list(form.methods)
     else:
         data["method"] = form.methods[0]
-    return parse_spec(data, "the grid")
+    spec = parse_spec(data, "the grid")
+    expand(spec)  # every cell's values, checked before the page says anything is queued
+    return spec
 
 
 def setting_label(cell: CellRecord) -> str:
@@ -94,16 +96,22 @@ def frame(table: results.Table) -> pd.DataFrame:
 def _varying(agg: pd.DataFrame, exclude: Sequence[str]) -> list[str]:
     """Describing columns (other than `exclude`) that take more than one value."""
     describe = list(agg.columns[: list(agg.columns).index("seeds done")])
-    return [c for c in describe if c not in exclude and agg[c].astype(str).nunique() > 1]
+    return [c for c in describe if c not in exclude and agg[c].dropna().astype(str).nunique() > 1]
 
 
 def _panels(agg: pd.DataFrame, exclude: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
-    """One (subtitle, rows) panel per combination of the other varying settings."""
+    """One (subtitle, rows) panel per combination of the other varying settings. A row without a
+    value for one of them (the full-data baseline has no IPC or method) belongs to every panel."""
     others = _varying(agg, exclude)
     if not others:
         return [("", agg)]
-    return [(" · ".join(f"{c} {results.fmt(c, v)}" for c, v in zip(others, key)), rows)
-            for key, rows in agg.groupby(others, dropna=False, sort=False)]
+    panels = []
+    for key in agg[others].dropna().drop_duplicates().itertuples(index=False):
+        mask = pd.Series(True, index=agg.index)
+        for column, value in zip(others, key):
+            mask &= (agg[column] == value) | agg[column].isna()
+        panels.append((" · ".join(f"{c} {results.fmt(c, v)}" for c, v in zip(others, key)), agg[mask]))
+    return panels
 
 
 def _line_name(row: pd.Series) -> str:
