@@ -24,7 +24,8 @@ st.markdown(
 st.subheader("Start a sweep")
 g = sweeps.GridForm()
 spec, submit = None, False
-if st.radio("Cells from", ("a shipped spec", "a grid built here"), horizontal=True, key="sweep_source") == "a shipped spec":
+source = st.radio("Cells from", ("a shipped spec", "a grid built here"), horizontal=True, key="sweep_source")
+if source == "a shipped spec":
     path = st.selectbox("Spec", shipped_specs(), format_func=lambda p: p.stem, key="sweep_spec")
     try:
         spec = load_spec(path)
@@ -49,9 +50,11 @@ else:
         datasets = c5.multiselect("Datasets", DATASETS, default=list(g.datasets),
                                   format_func=lambda n: DATASET_SPECS[n].title)
         variants = c6.multiselect("Runs", tuple(sweeps.VARIANT_AXES), default=list(g.variants),
-                                  help="Vanilla and reweighted distillation; the full-data baseline once per data setting.")
+                                  help="Vanilla and reweighted distillation; the full-data baseline once per "
+                                       "data setting.")
         c7, c8 = st.columns(2)
-        ratios = c7.text_input("Bias-conflicting samples (%)", value=g.ratios, help="Comma-separated, e.g. 0.5, 1, 2, 5")
+        ratios = c7.text_input("Bias-conflicting samples (%)", value=g.ratios,
+                               help="Comma-separated, e.g. 0.5, 1, 2, 5")
         ipcs = c8.text_input("Images per class (IPC)", value=g.ipcs, help="Comma-separated, e.g. 1, 10, 50")
         submit = st.form_submit_button("Run this grid", type="primary")
     if submit:

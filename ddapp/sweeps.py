@@ -162,8 +162,8 @@ def bandwidth_figures(agg: pd.DataFrame) -> list[go.Figure]:
             text=[[("" if pd.isna(v) else f"{v:.1f}") for v in row] for row in grid.values], texttemplate="%{text}",
             colorbar=dict(title="unbiased %"),
         ))
-        fig.update_layout(title="Unbiased accuracy over bandwidth σ x temperature τ" + (f" · {subtitle}" if subtitle else ""),
-                          xaxis_title="kernel bandwidth σ", yaxis_title="temperature τ", height=420)
+        title = "Unbiased accuracy over bandwidth σ x temperature τ" + (f" · {subtitle}" if subtitle else "")
+        fig.update_layout(title=title, xaxis_title="kernel bandwidth σ", yaxis_title="temperature τ", height=420)
         figures.append(fig)
     return figures
 

@@ -1,14 +1,13 @@
 import os
+from pathlib import Path
 
-# Set before numba loads: unset, UMAP's first fit resets torch's thread count to numba's default
-# (all cores), and results depend on the thread count (the sweep tests compare two backends' runs)
+import pytest
+import torch
+
+# Numba reads this when UMAP first loads it (later, in a test). Unset, UMAP's first fit resets
+# torch's thread count to numba's default (all cores), and results depend on the thread count
+# (the sweep tests compare two backends' runs)
 os.environ.setdefault("NUMBA_NUM_THREADS", str(min(2, os.cpu_count() or 1)))
-
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 

@@ -132,32 +132,32 @@ def _dead_pid() -> int:
 
 def test_resume_skips_done_cells_and_requeues_failed_cancelled_and_stale(tmp_path: Path) -> None:
     root = tmp_path / "runs"
-    # the second learning rate diverges: a real failure
-    spec = load_spec(write(tmp_path, 'name = "res"\npreset = "smoke"\n[overrides]\nmomentum_img = 0.9\n'
-                                     'eval_epochs = 2\n[axes]\nlr_img = [1.0, 1e38]\n'))
-    ok, bad = expand(spec)
+    # the distill cell's image lr diverges (a real failure); the baseline cell does not read it
+    spec = load_spec(write(tmp_path, 'name = "res"\npreset = "smoke"\n[overrides]\nlr_img = 1e38\n'
+                                     'momentum_img = 0.9\n[axes]\nkind = ["distill", "baseline"]\n'))
+    bad, ok = expand(spec)
     launch = run_sweep(root, spec, LocalBackend(start_worker=False))
     assert (launch.done, launch.active, launch.queued) == (0, 0, 2)
     assert [c.state for c in store.sweep_cells(root, "res")] == ["queued", "queued"]
     assert run_sweep(root, spec, LocalBackend(start_worker=False)).active == 2  # in progress: left alone
     jobs.run_worker(root, poll_seconds=0.05, idle_exit_seconds=0.2)
     cells = store.sweep_cells(root, "res")
-    assert [c.state for c in cells] == ["done", "failed"] and "diverged" in cells[1].status.message
+    assert [c.state for c in cells] == ["failed", "done"] and "diverged" in cells[0].status.message
     assert all(runstore.read_run(c.path).error is None for c in cells)  # ordinary run folders
     done_files = sorted(p.name for p in (root / ok.name).iterdir())
 
     launch = run_sweep(root, spec, LocalBackend(start_worker=False))
     assert (launch.done, launch.active, launch.queued) == (1, 0, 1)
-    assert [c.state for c in store.sweep_cells(root, "res")] == ["done", "queued"]
+    assert [c.state for c in store.sweep_cells(root, "res")] == ["queued", "done"]
     assert sorted(p.name for p in (root / ok.name).iterdir()) == done_files  # the finished cell is untouched
 
     assert main(["sweep", "cancel", "res", "--runs", str(root)]) == 0
-    assert [c.state for c in store.sweep_cells(root, "res")] == ["done", "cancelled"]
+    assert [c.state for c in store.sweep_cells(root, "res")] == ["cancelled", "done"]
     assert run_sweep(root, spec, LocalBackend(start_worker=False)).queued == 1
 
     # a queued cell held by a Ray driver that died reads back as failed, and is queued again
     runstore.update_status(root / bad.name, pid=_dead_pid())
-    stale = store.sweep_cells(root, "res")[1]
+    stale = store.sweep_cells(root, "res")[0]
     assert stale.state == "failed" and stale.status.message == store.STALE_MESSAGE
     assert run_sweep(root, spec, LocalBackend(start_worker=False)).queued == 1
     assert runstore.read_status(root / bad.name).pid is None
@@ -184,7 +184,8 @@ def test_table_from_a_finished_smoke_sweep(smoke_sweep: Path) -> None:
     assert len(agg.rows) == 6
     for a in agg.records():
         assert (a["seeds done"], a["seeds"]) == (2, 2)
-        members = [r["unbiased"] for r in rows if (r["conflict_ratio"], r["variant"]) == (a["conflict_ratio"], a["variant"])]
+        setting = (a["conflict_ratio"], a["variant"])
+        members = [r["unbiased"] for r in rows if (r["conflict_ratio"], r["variant"]) == setting]
         assert a["unbiased mean"] == pytest.approx(statistics.fmean(members))
         assert a["unbiased std"] == pytest.approx(statistics.stdev(members))
 

@@ -22,9 +22,10 @@ import socket
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .. import jobs, runstore
 from ..config import RunConfig
@@ -39,10 +40,10 @@ class Backend(Protocol):
     name: str
 
     def check(self, spec: SweepSpec, cells: tuple[Cell, ...]) -> None:
-        """Raise (ConfigError / DatasetError, one line) before anything is written."""
+        """Get ready to run these cells, or raise (one line) before anything on disk changes."""
 
     def launch(self, root: Path, spec: SweepSpec, cells: tuple[Cell, ...]) -> None:
-        """Queue or run the cells (none of which has a folder yet) under root, tagged with spec.name."""
+        """Queue or run the checked cells (none of which has a folder now) under root, tagged with spec.name."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,8 @@ def run_sweep(root: Path, spec: SweepSpec, backend: Backend) -> Launch:
     """Expand and check every cell, then hand the ones not done or in progress to the backend.
     Failed and cancelled cells are queued again; finished ones are kept (resume)."""
     root = Path(root)
-    cells = expand(spec)
-    backend.check(spec, cells)
-    plan = store.plan(root, cells)
+    plan = store.plan(root, expand(spec))
+    backend.check(spec, plan.todo)
     for cell in plan.done + plan.active:  # a folder made just before a crash may lack its tag
         if store.read_tag(root / cell.name) is None:
             store.write_tag(root / cell.name, spec.name, cell)
@@ -141,9 +141,13 @@ class RayBackend:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.cpus_per_cell, self.gpus_per_cell = cpus_per_cell, gpus_per_cell
         self.num_cpus, self.poll_seconds, self.echo = num_cpus, poll_seconds, echo
+        self._ray: Any = None  # the ray module once `check` has connected
+        self._started = False  # whether `check` started Ray (then `launch` shuts it down)
 
     def check(self, spec: SweepSpec, cells: tuple[Cell, ...]) -> None:
-        pass  # the data may exist only on the workers: each task checks its own cell (preflight)
+        """Connect (the data may exist only on the workers: each task checks its own cell)."""
+        if cells:
+            self._ray, self._started = self._connect()
 
     def _connect(self) -> tuple[Any, bool]:
         """(the ray module, whether this call started Ray and so shuts it down afterwards)."""
@@ -164,12 +168,11 @@ class RayBackend:
     def launch(self, root: Path, spec: SweepSpec, cells: tuple[Cell, ...]) -> None:
         if not cells:
             return
-        ray, started = self._connect()
         try:
-            _Driver(ray, self, Path(root), spec.name).run(cells)
+            _Driver(self._ray, self, Path(root), spec.name).run(cells)
         finally:
-            if started:
-                ray.shutdown()
+            if self._started:
+                self._ray.shutdown()
 
 
 class _Driver:

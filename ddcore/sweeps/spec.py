@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import FLAT_FIELDS, METHODS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
+from ..config import METHODS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
 from ..errors import ConfigError
 
 # the repository's shipped specs (absent when ddcore is installed without its checkout)
@@ -231,7 +231,8 @@ def config_key(cfg: RunConfig) -> str:
 def cell_name(sweep: str, cfg: RunConfig, key: str) -> str:
     """Readable and unique: what the cell is, then its config hash (the part that matters)."""
     ratio = "asis" if cfg.data.conflict_ratio is None else f"{cfg.data.conflict_ratio:g}"
-    what = "baseline" if cfg.kind == "baseline" else f"{cfg.distill.method}-{cfg.reweight.reweight}-ipc{cfg.distill.ipc}"
+    d = cfg.distill
+    what = "baseline" if cfg.kind == "baseline" else f"{d.method}-{cfg.reweight.reweight}-ipc{d.ipc}"
     name = f"{sweep}-{cfg.data.dataset}-r{ratio}-{what}-s{cfg.seed}-{key[:8]}"
     return name if len(name) <= 100 else f"{sweep}-{key}"
 
