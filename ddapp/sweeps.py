@@ -72,7 +72,8 @@ def grid_spec(form: GridForm) -> SweepSpec:
 
 def setting_label(cell: CellRecord) -> str:
     """A cell's axis values without its seed, e.g. 'conflict_ratio 0.05 · reweight kde'."""
-    return " · ".join(f"{k} {results.fmt(k, v)}" for k, v in cell.tag.axes) or "(one setting)"
+    parts = [f"{k} {results.fmt(k, results.rule_text(k, v))}" for k, v in cell.tag.axes]
+    return " · ".join(parts) or "(one setting)"
 
 
 def progress_matrix(cells: Sequence[CellRecord]) -> pd.DataFrame:
@@ -126,7 +127,7 @@ def _line_figure(agg: pd.DataFrame, x: str, title: str, x_title: str, scale: flo
         for name, line in rows.groupby("line", sort=False):
             line = line.sort_values(x)
             fig.add_trace(go.Scatter(
-                x=line[x] * scale, y=line["unbiased mean"], name=name, mode="lines+markers",
+                x=pd.to_numeric(line[x], errors="coerce") * scale,  # 'as-is' ratios have no place on the axis y=line["unbiased mean"], name=name, mode="lines+markers",
                 error_y=dict(type="data", array=line["unbiased std"].fillna(0).tolist(), visible=True),
                 line=dict(dash="dot" if name == "full data" else "solid"),
             ))
@@ -151,9 +152,10 @@ def bandwidth_figures(agg: pd.DataFrame) -> list[go.Figure]:
     rule's column is placed and labelled by the bandwidth it actually used (its mean over cells)."""
     figures = []
     for subtitle, rows in _panels(agg[agg["variant"] == "reweighted"], ("kde_sigma", "kde_tau")):
-        used = rows.loc[rows["kde_sigma"].isna(), "sigma_used mean"].mean()
-        rows = rows.assign(x_value=rows["kde_sigma"].fillna(used),
-                           x_label=[f"auto (σ = {used:.3g})" if pd.isna(s) else f"{s:g}" for s in rows["kde_sigma"]])
+        auto = rows["kde_sigma"] == "auto"
+        used = rows.loc[auto, "sigma_used mean"].mean()
+        rows = rows.assign(x_value=pd.to_numeric(rows["kde_sigma"].where(~auto, used)),
+                           x_label=[f"auto (σ = {used:.3g})" if a else f"{s:g}" for a, s in zip(auto, rows["kde_sigma"])])
         columns = rows.drop_duplicates("x_label").sort_values("x_value")["x_label"].tolist()
         grid = rows.pivot_table(index="kde_tau", columns="x_label", values="unbiased mean", aggfunc="first")
         grid = grid.reindex(columns=columns).sort_index()

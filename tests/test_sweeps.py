@@ -72,6 +72,18 @@ def test_values_take_the_fields_types(tmp_path: Path) -> None:
     assert {c.config.reweight.kde_sigma for c in expand(spec)} == {None, 0.1}
 
 
+def test_tables_name_the_default_rule_and_leave_what_does_not_apply_blank(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, 'name = "rule"\npreset = "smoke"\n[axes]\nkde_sigma = ["auto", 0.1]\n'
+                                     'kind = ["distill", "baseline"]\n'))
+    run_sweep(tmp_path / "runs", spec, LocalBackend(start_worker=False))  # queued: no worker runs them
+    long = results.long_table(store.sweep_cells(tmp_path / "runs", "rule"))
+    assert [(r["variant"], r["kde_sigma"], r["state"]) for r in long.records()] == [
+        ("reweighted", "auto", "queued"), ("full data", None, "queued"), ("reweighted", 0.1, "queued")]
+    assert [line.split(",")[6] for line in long.to_csv().splitlines()[1:]] == ["2", "", "2"]  # ipc
+    summary = results.summary(results.aggregate(long)).to_markdown()
+    assert "| reweighted | 2 | auto | 0/1 |" in summary and "| full data |  |  | 0/1 |" in summary
+
+
 BAD_SPECS = [
     ('[axes]\nkde_tua = [1.0]\n', "axes.kde_tua: unknown field 'kde_tua' (did you mean 'kde_tau'?)"),
     ('[axes]\nipc = []\n', "axes.ipc: empty axis"),

@@ -45,7 +45,7 @@ def format_status(root: Path, name: str) -> str:
     for cell in cells:
         m = store.cell_metrics(cell.path) if cell.state == "done" else None
         acc = "" if m is None or m.unbiased is None else f"{m.unbiased:.1f}"
-        axes = " ".join(f"{k}={results.fmt(k, v)}" for k, v in cell.tag.axes)
+        axes = " ".join(f"{k}={results.fmt(k, results.rule_text(k, v))}" for k, v in cell.tag.axes)
         note = cell.error or (cell.status.message if cell.state in ("failed", "cancelled") else cell.status.stage)
         rows.append((cell.state, str(cell.tag.seed), axes, acc, cell.name + (f"  ({note[:70]})" if note else "")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

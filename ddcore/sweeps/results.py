@@ -44,11 +44,16 @@ class Table:
         return "\n".join(lines) + "\n"
 
 
+def rule_text(name: str, value: Any) -> Any:
+    """An optional field's None as the rule it stands for: 'auto' (kde_sigma: the adaptive
+    bandwidth), or 'as-is' for conflict_ratio (the files' own share)."""
+    return ("as-is" if name == "conflict_ratio" else "auto") if value is None else value
+
+
 def fmt(column: str, value: Any) -> str:
-    """A value as a reader sees it: 'auto' for the adaptive bandwidth, 'as-is' for the files' own
-    conflict ratio, one decimal for percentages."""
+    """A value as a reader sees it: blank where it does not apply, one decimal for percentages."""
     if value is None:
-        return {"kde_sigma": "auto", "conflict_ratio": "as-is"}.get(column, "")
+        return ""
     if isinstance(value, float):
         return f"{value:.1f}" if column.split(" ")[0] in PERCENT else f"{value:.4g}"
     return str(value)
@@ -61,13 +66,14 @@ def variant(cfg: RunConfig) -> str:
 
 
 def field_value(cfg: RunConfig, name: str) -> Any:
-    """A config field by its flat name; None where a baseline does not read it."""
+    """A config field by its flat name (an optional one's default rule as text); None where a
+    baseline does not read it."""
     if name == "variant":
         return variant(cfg)
     if cfg.kind == "baseline" and name in BASELINE_IGNORES:
         return None
     section = FLAT_FIELDS[name]
-    return getattr(getattr(cfg, section), name) if section else getattr(cfg, name)
+    return rule_text(name, getattr(getattr(cfg, section), name) if section else getattr(cfg, name))
 
 
 def describing_columns(cells: list[CellRecord]) -> tuple[str, ...]:
@@ -84,7 +90,8 @@ def long_table(cells: list[CellRecord]) -> Table:
     rows = []
     for cell in cells:
         if cell.config is None:  # a damaged folder: only its name and axes are known
-            rows.append((cell.name, "damaged", *(dict(cell.tag.axes).get(c) for c in describe), cell.tag.seed,
+            axes = {k: rule_text(k, v) for k, v in cell.tag.axes}
+            rows.append((cell.name, "damaged", *(axes.get(c) for c in describe), cell.tag.seed,
                          *([None] * len(METRICS))))
             continue
         m = cell_metrics(cell.path) if cell.state == "done" else None

@@ -105,7 +105,7 @@ def test_progress_matrix_shows_each_cell_state(smoke_sweep: Path, tmp_path: Path
 
 def test_bandwidth_heat_map_places_the_adaptive_rule_by_the_bandwidth_it_used() -> None:
     rows = [("cmnist", 0.05, "dm", "reweighted", 10, sigma, tau, 1, 1, acc, None, used)
-            for sigma, used, acc in ((None, 0.15, 90.0), (0.1, 0.1, 80.0), (0.2, 0.2, 85.0))
+            for sigma, used, acc in (("auto", 0.15, 90.0), (0.1, 0.1, 80.0), (0.2, 0.2, 85.0))
             for tau, acc in ((1.0, acc), (2.0, acc - 5))]
     columns = ["dataset", "conflict_ratio", "method", "variant", "ipc", "kde_sigma", "kde_tau", "seeds done",
                "seeds", "unbiased mean", "unbiased std", "sigma_used mean"]
