@@ -123,11 +123,12 @@ def _line_figure(agg: pd.DataFrame, x: str, title: str, x_title: str, scale: flo
     figures = []
     for subtitle, rows in _panels(agg, (x, "method", "variant")):
         fig = go.Figure()
-        rows = rows.assign(line=rows.apply(_line_name, axis=1))
-        for name, line in rows.groupby("line", sort=False):
-            line = line.sort_values(x)
+        # an 'as-is' conflict ratio has no place on a numeric axis: that point is left out
+        rows = rows.assign(line=rows.apply(_line_name, axis=1), x=pd.to_numeric(rows[x], errors="coerce") * scale)
+        for name, line in rows.dropna(subset="x").groupby("line", sort=False):
+            line = line.sort_values("x")
             fig.add_trace(go.Scatter(
-                x=pd.to_numeric(line[x], errors="coerce") * scale,  # 'as-is' ratios have no place on the axis y=line["unbiased mean"], name=name, mode="lines+markers",
+                x=line["x"], y=line["unbiased mean"], name=name, mode="lines+markers",
                 error_y=dict(type="data", array=line["unbiased std"].fillna(0).tolist(), visible=True),
                 line=dict(dash="dot" if name == "full data" else "solid"),
             ))
