@@ -155,8 +155,8 @@ def bandwidth_figures(agg: pd.DataFrame) -> list[go.Figure]:
     for subtitle, rows in _panels(agg[agg["variant"] == "reweighted"], ("kde_sigma", "kde_tau")):
         auto = rows["kde_sigma"] == "auto"
         used = rows.loc[auto, "sigma_used mean"].mean()
-        rows = rows.assign(x_value=pd.to_numeric(rows["kde_sigma"].where(~auto, used)),
-                           x_label=[f"auto (σ = {used:.3g})" if a else f"{s:g}" for a, s in zip(auto, rows["kde_sigma"])])
+        labels = [f"auto (σ = {used:.3g})" if a else f"{s:g}" for a, s in zip(auto, rows["kde_sigma"])]
+        rows = rows.assign(x_value=pd.to_numeric(rows["kde_sigma"].where(~auto, used)), x_label=labels)
         columns = rows.drop_duplicates("x_label").sort_values("x_value")["x_label"].tolist()
         grid = rows.pivot_table(index="kde_tau", columns="x_label", values="unbiased mean", aggfunc="first")
         grid = grid.reindex(columns=columns).sort_index()
