@@ -17,6 +17,7 @@ PAGES = [
     st.Page("app_pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
     st.Page("app_pages/synthetic_images.py", title="Synthetic images", icon=":material/grid_view:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/bar_chart:"),
+    st.Page("app_pages/sweeps.py", title="Sweeps", icon=":material/grid_on:"),
     st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:"),
 ]
 

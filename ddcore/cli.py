@@ -1,4 +1,4 @@
-"""`python -m ddcore {distill,baseline,random-subset,evaluate,list,cache,worker}`.
+"""`python -m ddcore {distill,baseline,random-subset,evaluate,list,cache,worker,sweep}`.
 
 Every config field is an option named after it (`--kde-tau`, `--eval-models`, ...), applied on
 top of the chosen preset. Bad input exits with status 2 and one line saying what is wrong.
@@ -16,6 +16,7 @@ from .config import FLAT_FIELDS, PRESETS, SECTION_TYPES, RunConfig, preset, vali
 from .errors import Cancelled, ConfigError, DDError
 from .hardware import configure_threads
 from .records import Metrics, SyntheticImages
+from .sweeps import cli as sweep_cli
 
 _TOP_LEVEL = {"preset", "kind"}  # set by the command itself, not by override flags
 
@@ -235,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="execute queued runs (the app starts this for you)")
     p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
     p.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    sweep_cli.add_parser(sub, _Parser)
     return parser
 
 
@@ -252,6 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "cache":
             print(format_cache(runstore.check_root(args.runs), args.clear))
             return 0
+        if args.command == "sweep":
+            return sweep_cli.main(args)
         from .jobs import run_worker
 
         run_worker(runstore.init_root(args.runs), idle_exit_seconds=args.idle_exit)

@@ -56,11 +56,15 @@ def fit_map(features: torch.Tensor, neighbors: int, min_dist: float, seed: int) 
 
     k = min(neighbors, len(features) - 1)
     dist, idx = knn(features, features, k + 1, exclude_self=True)
+    threads = torch.get_num_threads()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap warns that a fixed seed disables parallelism
         reducer = umap.UMAP(n_neighbors=k + 1, min_dist=min_dist, random_state=seed,
                             precomputed_knn=(idx.cpu().numpy(), dist.cpu().numpy(), None))
         coords = reducer.fit_transform(features.cpu().numpy())
+    # numba's first parallel call sets the process's OpenMP thread count, which torch shares:
+    # later stages (and runs, in a worker) keep the count they were given, so results do not move
+    torch.set_num_threads(threads)
     return coords.astype(np.float32), idx
 
 

@@ -64,9 +64,12 @@ def usable_cpus() -> int:
 
 def configure_threads() -> int:
     """Give torch every usable CPU, unless the user chose with OMP_NUM_THREADS; returns the count.
-    Called by the CLI and the worker, which run one job at a time."""
+    Called by the CLI and the worker, which run one job at a time. Numba (UMAP) gets the same count
+    before it loads: its first parallel call otherwise resets torch's thread count to its own
+    default, and results depend on the thread count."""
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(usable_cpus())
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(torch.get_num_threads()))
     return torch.get_num_threads()
 
 

@@ -23,6 +23,8 @@ before the marker existed is adopted when it holds nothing else). Layout of `<ro
                      thumbnails), syn_*, train_*, aligned_bias, the class and bias-value names and
                      colours, the density space in words, "version"
     cancel           present when the user asked the job to stop
+    sweep.json       present when the run is a cell of a sweep: {"sweep", "key", "index", "axes", "seed"}
+                     (read and written by ddcore.sweeps.store only)
     .claim           present once a worker has taken the run (holds the worker's pid)
     .lock            held (flock) by the process executing the run
 
@@ -59,7 +61,7 @@ MARKER = ".ddcore-runs"
 CACHE_DIR = ".cache"
 WORKER_FILES = (".worker.lock", ".worker.log")
 RUN_FILES = frozenset({"config.json", "status.json", "log.txt", "synthetic.pt", "synthetic.png", "metrics.json",
-                       "embeddings.npz", "cancel", ".claim", ".lock"})
+                       "embeddings.npz", "sweep.json", "cancel", ".claim", ".lock"})
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")  # records.atomic_write's temp files
 _CACHE_RE = re.compile(r"^(surrogate-[0-9a-f]+\.pt|experts-[0-9a-f]+)$")

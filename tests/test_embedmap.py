@@ -48,3 +48,13 @@ def test_fit_map_separates_clusters():
     ca, cb = coords[:60].mean(0), coords[60:].mean(0)
     spread = max(coords[:60].std(0).max(), coords[60:].std(0).max())
     assert np.linalg.norm(ca - cb) > 3 * spread
+
+
+def test_a_map_leaves_torchs_thread_count_alone():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        embedmap.fit_map(torch.rand(60, 8, generator=torch.Generator().manual_seed(0)), 5, 0.1, 0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,137 @@
+"""A sweep's results: the long table (one row per cell) and its aggregate over seeds, as CSV or
+markdown. Accuracies and the conflicting weight share are in percent."""
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import FLAT_FIELDS, RunConfig
+from .spec import BASELINE_IGNORES
+from .store import CellRecord, cell_metrics
+
+# what every row says about its cell, axes or not: the data, the method and how it was weighted
+CORE = ("dataset", "conflict_ratio", "method", "variant", "ipc")
+# `variant` stands for both: vanilla / reweighted distillation, or the full-data baseline
+FOLDED = {"kind", "reweight"}
+# the first four in percent; sigma_used: the bandwidth the KDE used (the adaptive rule's value
+# where kde_sigma is "auto")
+METRICS = ("unbiased", "aligned", "conflicting", "conflicting_weight_share", "sigma_used", "seconds")
+PERCENT = METRICS[:4]
+VARIANTS = ("vanilla", "reweighted", "full data")
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows([["" if v is None else v for v in row] for row in self.rows])
+        return out.getvalue()
+
+    def to_markdown(self) -> str:
+        lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines += ["| " + " | ".join(fmt(c, v) for c, v in zip(self.columns, row)) + " |" for row in self.rows]
+        return "\n".join(lines) + "\n"
+
+
+def rule_text(name: str, value: Any) -> Any:
+    """An optional field's None as the rule it stands for: 'auto' (kde_sigma: the adaptive
+    bandwidth), or 'as-is' for conflict_ratio (the files' own share)."""
+    return ("as-is" if name == "conflict_ratio" else "auto") if value is None else value
+
+
+def fmt(column: str, value: Any) -> str:
+    """A value as a reader sees it: blank where it does not apply, one decimal for percentages."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.1f}" if column.split(" ")[0] in PERCENT else f"{value:.4g}"
+    return str(value)
+
+
+def variant(cfg: RunConfig) -> str:
+    if cfg.kind == "baseline":
+        return "full data"
+    return "reweighted" if cfg.reweight.reweight == "kde" else "vanilla"
+
+
+def field_value(cfg: RunConfig, name: str) -> Any:
+    """A config field by its flat name (an optional one's default rule as text); None where a
+    baseline does not read it."""
+    if name == "variant":
+        return variant(cfg)
+    if cfg.kind == "baseline" and name in BASELINE_IGNORES:
+        return None
+    section = FLAT_FIELDS[name]
+    return rule_text(name, getattr(getattr(cfg, section), name) if section else getattr(cfg, name))
+
+
+def describing_columns(cells: list[CellRecord]) -> tuple[str, ...]:
+    """CORE, then every other axis of the sweep in spec order."""
+    extra: list[str] = []
+    for cell in cells:
+        extra += [k for k, _ in cell.tag.axes if k not in CORE and k not in FOLDED and k not in extra]
+    return (*CORE, *extra)
+
+
+def long_table(cells: list[CellRecord]) -> Table:
+    """One row per cell: what it is, its seed and state, its metrics (blank until done)."""
+    describe = describing_columns(cells)
+    rows = []
+    for cell in cells:
+        if cell.config is None:  # a damaged folder: only its name and axes are known
+            axes = {k: rule_text(k, v) for k, v in cell.tag.axes}
+            rows.append((cell.name, "damaged", *(axes.get(c) for c in describe), cell.tag.seed,
+                         *([None] * len(METRICS))))
+            continue
+        m = cell_metrics(cell.path) if cell.state == "done" else None
+        values = [None] * len(METRICS) if m is None else [
+            m.unbiased, m.aligned, m.conflicting,
+            None if m.weight_share_conflicting is None else 100.0 * m.weight_share_conflicting,
+            m.kde_sigma, m.seconds,
+        ]
+        rows.append((cell.name, cell.state, *(field_value(cell.config, c) for c in describe), cell.config.seed,
+                     *values))
+    return Table(("cell", "state", *describe, "seed", *METRICS), tuple(rows))
+
+
+def aggregate(long: Table) -> Table:
+    """Mean and sample std over the seeds of each setting (done cells only; std needs two)."""
+    describe = long.columns[2: long.columns.index("seed")]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in long.records():
+        groups.setdefault(tuple(row[c] for c in describe), []).append(row)
+    rows = []
+    for key, members in groups.items():
+        done = [r for r in members if r["state"] == "done"]
+        stats: list[Any] = []
+        for metric in METRICS:
+            values = [r[metric] for r in done if r[metric] is not None]
+            stats += [statistics.fmean(values) if values else None,
+                      statistics.stdev(values) if len(values) > 1 else None]
+        rows.append((*key, len(done), len(members), *stats))
+    metric_columns = tuple(c for m in METRICS for c in (f"{m} mean", f"{m} std"))
+    return Table((*describe, "seeds done", "seeds", *metric_columns), tuple(rows))
+
+
+def summary(agg: Table) -> Table:
+    """The aggregate as a reader wants it: text, one 'mean ± std' column per metric."""
+    describe = agg.columns[: agg.columns.index("seeds done")]
+    rows = []
+    for r in agg.records():
+        stats = []
+        for m in METRICS:
+            mean, std = r[f"{m} mean"], r[f"{m} std"]
+            stats.append("" if mean is None else fmt(m, mean) + ("" if std is None else f" ± {fmt(m, std)}"))
+        rows.append((*(fmt(c, r[c]) for c in describe), f"{r['seeds done']}/{r['seeds']}", *stats))
+    return Table((*describe, "seeds", *METRICS), tuple(rows))
