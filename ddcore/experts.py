@@ -27,7 +27,7 @@ from . import augment, runstore
 from .data import BiasedTensors
 from .nets import ConvNet
 
-CACHE_FORMAT = 2  # bump when the stored layout or the training procedure changes (2: per-image DSA)
+CACHE_FORMAT = 3  # bump when the stored layout or the training procedure changes (3: normalised inputs)
 
 # progress(done, total): expert epochs finished
 ExpertProgress = Callable[[int, int], None]

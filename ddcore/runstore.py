@@ -12,7 +12,7 @@ before the marker existed is adopted when it holds nothing else). Layout of `<ro
                       "version"}
     log.txt          human-readable log, appended line by line
     synthetic.pt     records.SyntheticImages: {"images": float32 [C*IPC, 3, H, W] normalised by
-                     "mean"/"std" (float32 [3]; today 0 and 1, i.e. images in [0, 1]), "labels":
+                     "mean"/"std" (float32 [3]: the training split's; runs before normalisation: 0 and 1), "labels":
                      int64 [C*IPC], "version"}; plain tensors: torch.load(..., weights_only=True)
     synthetic.png    grid of the synthetic images, one row per class
     metrics.json     records.Metrics, flat: test_acc_{unbiased,aligned,conflicting}[_std] in percent

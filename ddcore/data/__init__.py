@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from . import bffhq, cifar, colored, csvdata
 from .base import (
     BiasedTensors,
+    Normalization,
     assign_bias_test,
     assign_bias_train,
     clear_caches,
@@ -50,6 +51,7 @@ __all__ = [
     "CorruptedCIFAR10",
     "DatasetSpec",
     "Naming",
+    "Normalization",
     "Summary",
     "assign_bias_test",
     "assign_bias_train",
