@@ -17,6 +17,7 @@ from .hardware import BF16_METHODS, BF16_MODES
 
 DATASETS = ("cmnist", "bg-cmnist", "bg-fmnist", "cifar10c-0", "cifar10c-1", "bffhq", "csv")  # ddcore.data.DATASET_SPECS
 SOURCES = ("bundled", "files")
+EVALUATE_ON = ("test", "validation")
 MAX_IMAGE_SIZE = 256  # a whole split is held as float32 [N, 3, S, S]: 50,000 CIFAR images at 256 are 39 GB
 METHODS = ("dm", "dc", "dsa", "mtt")
 GRADIENT_MATCHING = ("dc", "dsa")
@@ -44,6 +45,10 @@ class DataConfig:
     severity: int | None = None  # 1..5: colour jitter (coloured MNIST) or CIFAR-10-C level; None: the benchmark's (4; CIFAR 5)
     image_size: int | None = None  # resize images to this side; None: the dataset's own (bffhq: 64)
     csv_path: str | None = None  # dataset csv: the CSV of path,label,bias[,split] (paths relative to it)
+    # "validation": hold out every 10th training image of each class, train on the rest and evaluate
+    # on the held-out images with the test split's unbiased protocol; for choosing settings
+    # without ever looking at the test split
+    evaluate_on: str = "test"
 
 
 @dataclass(frozen=True)
@@ -303,6 +308,7 @@ def validate_data(d: DataConfig) -> DataConfig:
     --download, the CSV) is checked by ddcore.data.check_config. Returns `d` unchanged."""
     _choice("dataset", d.dataset, DATASETS)
     _choice("source", d.source, SOURCES)
+    _choice("evaluation split (--evaluate-on)", d.evaluate_on, EVALUATE_ON)
     if d.conflict_ratio is not None and not (
         isinstance(d.conflict_ratio, (int, float)) and 0.0 <= d.conflict_ratio <= 1.0
     ):

@@ -171,6 +171,29 @@ def assign_bias_test(labels: torch.Tensor, num_classes: int, generator: torch.Ge
 
 
 # ---------------------------------------------------------------------------------------------
+# the validation split (--evaluate-on validation) of datasets that make their own bias
+
+HOLDOUT_EVERY = 10
+
+
+def holdout_mask(labels: torch.Tensor) -> torch.Tensor:
+    """bool [N]: every HOLDOUT_EVERY-th image of each class, in file order (the same for every
+    seed): the validation images, held out of the training split."""
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for c in labels.unique():
+        idx = (labels == c).nonzero().squeeze(1)
+        mask[idx[HOLDOUT_EVERY - 1::HOLDOUT_EVERY]] = True
+    return mask
+
+
+def validation_part(labels: torch.Tensor, train: bool) -> torch.Tensor:
+    """Which images of the training files a validation run uses: the rest to train on (`train`),
+    the held-out ones to evaluate on."""
+    held = holdout_mask(labels)
+    return ~held if train else held
+
+
+# ---------------------------------------------------------------------------------------------
 # the conflict-ratio rule for datasets whose bias comes with the files (BFFHQ, CSV)
 
 
