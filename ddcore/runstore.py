@@ -33,7 +33,7 @@ entries, or one that is a symbolic link, is refused with a message.
 
 `<root>/.cache/` holds work that runs share and that is safe to delete (it is recomputed when
 missing): `surrogate-<key>.pt` (the surrogate encoder of a data/seed/settings key) and
-`experts-<key>/expert-NNN.pt` (MTT's expert trajectories, ddcore.experts).
+`experts-<key>/expert-NNN.pt` (MTT's expert trajectories, ddcore.methods.experts).
 `<root>/.worker.lock` and `.worker.log` belong to the job worker (ddcore.jobs).
 
 A run that dies without reaching "done" reads back as failed: a "running" status whose `.lock`
