@@ -212,8 +212,9 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
                "oracle": lambda: density.oracle_weights(train.labels, train.bias),
                "none": lambda: density.uniform_weights(train.labels)}[r.reweight]()
     weight_share, count_share = density.conflict_shares(weights, train.conflicting)
+    balance = density.group_balance(weights, train.labels, train.bias)
     runstore.append_log(run_dir, f"KDE sigma {sigma:.4g}; conflicting samples: {100 * count_share:.2f}% of the "
-                                 f"count, {100 * weight_share:.2f}% of the weight")
+                                 f"count, {100 * weight_share:.2f}% of the weight; group balance {balance:.3f}")
 
     reporter.stage("distill")
     cache = runstore.cache_dir(run_dir.parent)
@@ -230,7 +231,8 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
     metrics: dict[str, Any] = evaluate_set(images, syn.labels, test, cfg,
                                            cfg.eval.eval_epochs, cfg.seed, reporter.progress)
     metrics.update(
-        weight_share_conflicting=weight_share, count_share_conflicting=count_share, kde_sigma=sigma,
+        weight_share_conflicting=weight_share, count_share_conflicting=count_share, weight_group_balance=balance,
+        kde_sigma=sigma,
         kde_sigma_rule="fixed" if r.kde_sigma else "auto", final_loss=syn.losses[-1] if syn.losses else None,
         device=str(device), num_train=len(train.labels), num_test=len(test.labels), **syn.info,
         precision=precision.name, precision_reason=precision.reason, **_machine(device),
