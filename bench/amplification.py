@@ -98,8 +98,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for dataset, cfg, rows, wall in done:
         data = "bundled sample" if cfg.data.source == "bundled" else f"files ({cfg.data.root or cfg.data.csv_path})"
-        print(f"| {dataset} | {data}, {rows['vanilla'].num_train:,} train | {cell(rows['full-data'])} | "
-              f"{cell(rows['vanilla'])} | {cell(rows['reweighted'])} | {verdict(rows['full-data'], rows['vanilla'])} | "
+        print(f"| {dataset} | {data}, {rows['vanilla'].num_train:,} train | {cell(rows['full data'])} | "
+              f"{cell(rows['vanilla'])} | {cell(rows['reweighted'])} | {verdict(rows['full data'], rows['vanilla'])} | "
               f"{wall:.0f} |")
     if done:
         print("\nUnbiased test accuracy in percent, mean ± std over the evaluation models; gap = aligned minus "

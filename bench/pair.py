@@ -1,7 +1,9 @@
-"""Vanilla vs reweighted distillation (and the full-data baseline) for one setting; prints a
-markdown table of accuracies, weight shares and per-stage seconds.
+"""Vanilla vs reweighted distillation (and, on request, the oracle, a random subset and the
+full-data baseline) for one setting; prints a markdown table of accuracies, weight shares, group
+balance and per-stage seconds.
 
     python bench/pair.py --preset quick                       # bundled data, CPU
+    python bench/pair.py --preset quick --oracle --subset --baseline
     python bench/pair.py --preset paper --source files --root ../shared/data --ipc 50 --device cuda
 
 Extra `--name value` pairs are passed to every run as config overrides (e.g. --weighting mean).
@@ -10,58 +12,86 @@ Runs go to bench/runs/ (ignored by git) and are ordinary run folders.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
 import torch
 
-from ddcore import runstore
+from ddcore import hardware, runstore
 from ddcore.cli import parse_overrides
 from ddcore.config import RunConfig, preset
 from ddcore.pipeline import execute_run, preflight
 from ddcore.records import Metrics
 
-Row = tuple[str, Metrics, float, Path]  # (vanilla|reweighted|full-data, metrics, wall seconds, run folder)
+Row = tuple[str, Metrics, float, Path]  # (label, metrics, wall seconds, run folder)
+
+# label -> how the run differs from the base config
+VARIANTS = {"vanilla": {"reweight": "none"}, "reweighted": {"reweight": "kde"}, "oracle": {"reweight": "oracle"},
+            "random subset": {"kind": "random-subset"}, "full data": {"kind": "baseline"}}
 
 
-def run_pair(base: RunConfig, name: str, baseline: bool) -> list[Row]:
-    """Run `base` vanilla, then reweighted (then the full-data baseline), one after the other in
-    this process, each in its own folder bench/runs/<time>-<name>-<label>."""
+def run_set(base: RunConfig, name: str, labels: list[str]) -> list[Row]:
+    """Run `base` as each variant in `labels`, one after the other in this process, each in its
+    own folder bench/runs/<time>-<name>-<label>."""
     out = Path(__file__).parent / "runs"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    kinds = [("vanilla", base.with_overrides(reweight="none")), ("reweighted", base.with_overrides(reweight="kde"))]
-    if baseline:
-        kinds.append(("full-data", base.with_overrides(kind="baseline")))
     rows = []
-    for label, cfg in kinds:
-        run_dir = runstore.create_run(out / f"{stamp}-{name}-{label}", preflight(cfg))
+    for label in labels:
+        cfg = base.with_overrides(**VARIANTS[label])
+        run_dir = runstore.create_run(out / f"{stamp}-{name}-{label.replace(' ', '-')}", preflight(cfg))
         t0 = time.time()
         metrics = execute_run(run_dir)
         rows.append((label, metrics, time.time() - t0, run_dir))
     return rows
 
 
+def run_pair(base: RunConfig, name: str, baseline: bool) -> list[Row]:
+    """Vanilla, then reweighted (then the full-data baseline)."""
+    return run_set(base, name, ["vanilla", "reweighted"] + (["full data"] if baseline else []))
+
+
+def machine_line(rows: list[Row]) -> str:
+    m = rows[0][1]
+    where = m.gpu or f"CPU capability {hardware.cpu_capability()}, {torch.get_num_threads()} threads"
+    return f"{time.strftime('%Y-%m-%d')} | device {m.device} ({where}) | torch {torch.__version__}"
+
+
+def pct(mean: float | None, std: float | None = None) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
+
+
+HEADER = ("| run | unbiased | aligned | conflicting | worst group | conflicting weight share | group balance | "
+          "wall s | seconds per stage |\n|---|---|---|---|---|---|---|---|---|")
+
+
+def table_row(label: str, m: Metrics, wall: float) -> str:
+    stages = ", ".join(f"{k} {v:.0f}" for k, v in m.seconds_per_stage.items())
+    balance = "" if m.weight_group_balance is None else f"{m.weight_group_balance:.2f}"
+    return (f"| {label} | {pct(m.test_acc_unbiased, m.test_acc_unbiased_std)} | {pct(m.test_acc_aligned)} | "
+            f"{pct(m.test_acc_conflicting)} | {pct(m.test_acc_worst_group)} | "
+            f"{100 * m.weight_share_conflicting:.1f}% (count {100 * m.count_share_conflicting:.1f}%) | {balance} | "
+            f"{wall:.0f} | {stages} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--preset", default="quick")
     p.add_argument("--baseline", action="store_true", help="also train on the whole biased training set")
+    p.add_argument("--oracle", action="store_true", help="also reweight by the bias labels (the upper reference)")
+    p.add_argument("--subset", action="store_true", help="also IPC real images per class, no distillation")
     p.add_argument("--tag", default="")
     args, rest = p.parse_known_args()
     overrides = parse_overrides(rest)
+    hardware.configure_threads()
     base = preset(args.preset, overrides.get("method", "dm")).with_overrides(**overrides)
-    rows = run_pair(base, f"{args.preset}{args.tag}", args.baseline)
-    print(f"\n{time.strftime('%Y-%m-%d')} | preset {args.preset} | overrides {overrides or '-'} | "
-          f"device {rows[0][1].device} | torch {torch.__version__} | {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads\n")
-    print("| run | unbiased | aligned | conflicting | conflicting weight share | wall s | seconds per stage |")
-    print("|---|---|---|---|---|---|---|")
-    for label, m, wall, run_dir in rows:
-        stages = ", ".join(f"{k} {v:.0f}" for k, v in m.seconds_per_stage.items())
-        print(f"| {label} | {m.test_acc_unbiased:.1f} ± {m.test_acc_unbiased_std:.1f} | "
-              f"{m.test_acc_aligned:.1f} | {m.test_acc_conflicting:.1f} | "
-              f"{100 * m.weight_share_conflicting:.1f}% (count {100 * m.count_share_conflicting:.1f}%) | "
-              f"{wall:.0f} | {stages} |")
+    labels = ["vanilla", "reweighted"] + ["oracle"] * args.oracle + ["random subset"] * args.subset
+    rows = run_set(base, f"{args.preset}{args.tag}", labels + ["full data"] * args.baseline)
+    print(f"\n{machine_line(rows)} | preset {args.preset} | overrides {overrides or '-'}\n")
+    print(HEADER)
+    for label, m, wall, _ in rows:
+        print(table_row(label, m, wall))
 
 
 if __name__ == "__main__":
