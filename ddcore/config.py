@@ -62,6 +62,10 @@ class ReweightConfig:
     reweight: str = "kde"
     surrogate: str = "supcon"
     surrogate_epochs: int = 4
+    # at most this many SGD steps in all (None: no cap). The KDE needs a surrogate that still sees
+    # the bias: trained longer (4 epochs of full MNIST are 940 steps) it learns shape, the
+    # bias-conflicting samples join their class's cluster and lose their weight (bench/RESULTS.md)
+    surrogate_steps: int | None = 60
     surrogate_lr: float = 0.05
     surrogate_batch: int = 256
     surrogate_width: int = 64
@@ -296,6 +300,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     _choice("surrogate objective", r.surrogate, SURROGATE_OBJECTIVES)
     _choice("weighting", r.weighting, WEIGHTINGS)
     positive("surrogate epochs", r.surrogate_epochs, 0)
+    if r.surrogate_steps is not None:
+        positive("surrogate steps", r.surrogate_steps)
     positive("surrogate batch", r.surrogate_batch, 2)
     positive("surrogate width", r.surrogate_width)
     between("surrogate width", r.surrogate_width, 1, 4096)

@@ -169,7 +169,8 @@ def _surrogate(cfg: RunConfig, train: BiasedTensors, cache_dir: Path, reporter: 
     settings and seed (the vanilla and reweighted run of a pair train the same one)."""
     r = cfg.reweight
     spec = SurrogateSpec(r.surrogate, r.surrogate_epochs, r.surrogate_lr, r.surrogate_batch,
-                         r.surrogate_width, cfg.net.net_depth, cfg.net.net_norm, r.supcon_temperature)
+                         r.surrogate_width, cfg.net.net_depth, cfg.net.net_norm, r.supcon_temperature,
+                         r.surrogate_steps)
     key = json.dumps({"format": SURROGATE_FORMAT, "data": asdict(cfg.data), "spec": asdict(spec), "seed": cfg.seed},
                      sort_keys=True)
     path = cache_dir / f"surrogate-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"

@@ -60,6 +60,7 @@ class SurrogateSpec:
     depth: int
     norm: str
     temperature: float
+    max_steps: int | None = None  # stop after this many steps in all, mid-epoch if need be
 
 
 def build_surrogate(spec: SurrogateSpec, num_classes: int, image_shape: tuple[int, int, int],
@@ -88,13 +89,17 @@ def train_surrogate(
     opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, weight_decay=5e-4)
     steps_per_epoch = max(1, len(images) // spec.batch)
     total = spec.epochs * steps_per_epoch
+    if spec.max_steps is not None:
+        total = min(total, spec.max_steps)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
     supcon = SupConLoss(spec.temperature)
     model.train()
     step = 0
     for _ in range(spec.epochs):
+        if step == total:
+            break
         order = torch.randperm(len(images), generator=generator, device=generator.device).to(device)
-        for b in range(steps_per_epoch):
+        for b in range(min(steps_per_epoch, total - step)):
             idx = order[b * spec.batch:(b + 1) * spec.batch]
             x, y = images[idx], labels[idx]
             if spec.objective == "supcon":

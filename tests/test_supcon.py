@@ -61,3 +61,17 @@ def test_explicit_errors():
         SupConLoss()(torch.randn(4, 2, 8), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="two vectors"):
         SupConLoss()(torch.randn(1, 1, 8), torch.zeros(1, dtype=torch.long))
+
+
+def test_the_surrogate_stops_at_its_step_budget():
+    from ddcore.surrogate import SurrogateSpec, train_surrogate
+
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(40, 3, 8, 8, generator=g), torch.arange(4).repeat(10)
+    calls = []
+    for max_steps, expected in ((7, 7), (None, 30), (100, 30)):  # 3 epochs of 10 steps, capped or not
+        calls.clear()
+        spec = SurrogateSpec("supcon", 3, 0.05, 4, 8, 2, "instance", 0.1, max_steps)
+        train_surrogate(images, labels, 4, spec, torch.Generator().manual_seed(1), torch.Generator().manual_seed(2),
+                        lambda done, total, loss: calls.append((done, total)))
+        assert calls[-1] == (expected, expected) and len(calls) == expected
