@@ -101,6 +101,6 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
 SPEC = MethodSpec(
     "dm", "DM", "distribution matching: cheap iterations, each a fresh random network",
     distill_dm,
-    presets={"paper": {}, "quick": {"iterations": 300, "batch_real": 64}, "smoke": {"iterations": 10, "batch_real": 16}},
+    presets={"paper": {}, "quick": {"iterations": 300, "batch_real": 64, "lr_img": 10.0}, "smoke": {"iterations": 10, "batch_real": 16}},
     autocast=True,
 )
