@@ -3,7 +3,14 @@ import streamlit as st
 
 from ddapp import forms, ui
 from ddcore import jobs
-from ddcore.config import DEBIAS_METHODS, DEVICES, METHODS, PRESETS, SURROGATE_OBJECTIVES, preset
+from ddcore.config import (
+    DEBIAS_METHODS,
+    DEVICES,
+    METHODS,
+    PRESETS,
+    SURROGATE_OBJECTIVES,
+    preset,
+)
 from ddcore.errors import DDError
 
 PRESET_HELP = (
