@@ -94,9 +94,9 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     cross-entropy, or with the debiasing method cfg.eval.eval_debias names."""
     spec = debias.spec_from(cfg.eval.eval_debias, cfg.eval)
     if spec is None:
-        return _fit(images, labels, num_classes, cfg, epochs, seed, progress)
+        return fit(images, labels, num_classes, cfg, epochs, seed, progress)
     if spec.method == "lff":
-        return _fit(images, labels, num_classes, cfg, epochs, seed, progress, lff=spec)
+        return fit(images, labels, num_classes, cfg, epochs, seed, progress, lff=spec)
     # JTT: the identification model is this very training stopped after T epochs
     stop = debias.identification_epochs(epochs, math.ceil(len(images) / cfg.eval.eval_batch), spec.jtt_id_steps)
     total = stop + epochs
@@ -104,12 +104,12 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     def phase(offset: int) -> Progress | None:
         return None if progress is None else lambda done, _, loss: progress(offset + done, total, loss)
 
-    identifier = _fit(images, labels, num_classes, cfg, epochs, seed, phase(0), stop=stop)
+    identifier = fit(images, labels, num_classes, cfg, epochs, seed, phase(0), stop=stop)
     index = debias.upsample(debias.misclassified(identifier, images, labels), spec.jtt_upweight)
-    return _fit(images, labels, num_classes, cfg, epochs, seed, phase(stop), index=index)
+    return fit(images, labels, num_classes, cfg, epochs, seed, phase(stop), index=index)
 
 
-def _fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: RunConfig, epochs: int, seed: int,
+def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: RunConfig, epochs: int, seed: int,
          progress: Progress | None = None, stop: int | None = None, index: torch.Tensor | None = None,
          lff: debias.DebiasSpec | None = None) -> ConvNet:
     """The evaluation's training loop: `epochs` epochs of SGD (lr x 0.1 at half), or only the first

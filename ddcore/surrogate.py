@@ -92,18 +92,18 @@ def train_surrogate(
     if spec.debiasing is not None and spec.objective != "ce":
         raise ValueError(f"a debiased surrogate is a cross-entropy one, not {spec.objective}")
     if spec.objective == "untrained" or spec.epochs == 0 or spec.debiasing is None:
-        return _fit(images, labels, num_classes, spec, generator, aug_generator, progress)
+        return fit(images, labels, num_classes, spec, generator, aug_generator, progress)
     if spec.debiasing.method == "lff":
-        return _fit(images, labels, num_classes, spec, generator, aug_generator, progress, lff=spec.debiasing)
+        return fit(images, labels, num_classes, spec, generator, aug_generator, progress, lff=spec.debiasing)
     # JTT: the identification model is a cross-entropy surrogate stopped after T of its epochs
     stop = debias.identification_epochs(spec.epochs, max(1, len(images) // spec.batch), spec.debiasing.jtt_id_steps)
-    identifier = _fit(images, labels, num_classes, spec, generator, aug_generator, stop=stop)
+    identifier = fit(images, labels, num_classes, spec, generator, aug_generator, stop=stop)
     wrong = debias.misclassified(identifier.encoder, images, labels)
     index = debias.upsample(wrong, spec.debiasing.jtt_upweight)
-    return _fit(images, labels, num_classes, spec, generator, aug_generator, progress, index=index)
+    return fit(images, labels, num_classes, spec, generator, aug_generator, progress, index=index)
 
 
-def _fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, spec: SurrogateSpec,
+def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, spec: SurrogateSpec,
          generator: torch.Generator, aug_generator: torch.Generator, progress: Progress | None = None,
          stop: int | None = None, index: torch.Tensor | None = None,
          lff: debias.DebiasSpec | None = None) -> Surrogate:
