@@ -9,7 +9,6 @@ groups (1.0 = every group present in a class gets the same total weight).
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
@@ -21,18 +20,6 @@ from ddcore.pipeline import resolve_device
 from ddcore.surrogate import SurrogateSpec, train_surrogate
 
 SCALES = (0.1, 0.25, 0.5, 1.0, 2.0)
-
-
-def group_balance(weights: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor) -> float:
-    """Mean over classes of the normalised entropy of the total weight per colour group."""
-    scores = []
-    for c in labels.unique():
-        m = labels == c
-        totals = torch.bincount(bias[m], weights=weights[m].double())
-        totals = totals[torch.bincount(bias[m]) > 0]
-        p = totals / totals.sum()
-        scores.append(float(-(p * p.log()).sum() / math.log(len(p))) if len(p) > 1 else 1.0)
-    return sum(scores) / len(scores)
 
 
 def main() -> None:
@@ -63,7 +50,7 @@ def main() -> None:
             for scale in SCALES:
                 w = density.density_weights(density.kde_log_density(z, train.labels, scale * median), train.labels, 1.0)
                 share, _ = density.conflict_shares(w, train.conflicting)
-                cells.append(f"{100 * share:.0f}% / {group_balance(w, train.labels, train.bias):.2f}")
+                cells.append(f"{100 * share:.0f}% / {density.group_balance(w, train.labels, train.bias):.2f}")
             print(f"| {ratio:g} | {objective} | {median:.3f} | " + " | ".join(cells) + " |", flush=True)
 
 

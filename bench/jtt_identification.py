@@ -19,7 +19,7 @@ import torch
 from ddcore import debias, evaluate, hardware, runstore, surrogate
 from ddcore.cli import parse_overrides
 from ddcore.config import preset
-from ddcore.data import load_biased
+from ddcore.data import Normalization, load_biased
 from ddcore.records import SyntheticImages
 
 
@@ -40,7 +40,8 @@ def main() -> None:
     args, rest = p.parse_known_args()
     hardware.configure_threads()
     cfg = preset(args.preset).with_overrides(**parse_overrides(rest))
-    train = load_biased(cfg.data, train=True, seed=cfg.seed)
+    raw = load_biased(cfg.data, train=True, seed=cfg.seed)
+    train = raw.normalized(Normalization.of(raw.images))  # the space every stage trains in (ddcore.pipeline)
     x, y, conflicting = train.images, train.labels, train.conflicting
     r = cfg.reweight
     spec = surrogate.SurrogateSpec("ce", r.surrogate_epochs, r.surrogate_lr, r.surrogate_batch, r.surrogate_width,
@@ -60,7 +61,7 @@ def main() -> None:
     if args.run:
         run_cfg = runstore.read_config(args.run)
         syn = SyntheticImages.load(args.run)
-        images, labels = syn.display(), syn.labels
+        images, labels = syn.images, syn.labels  # as stored and evaluated: in the run's normalised space
         per_epoch = -(-len(labels) // run_cfg.eval.eval_batch)
         for s in args.steps:
             t = -(-s // per_epoch)

@@ -154,7 +154,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import load_biased
+    from .data import Normalization, load_biased
     from .evaluate import evaluate_set
     from .pipeline import TEST_SEED, resolve_device
 
@@ -165,9 +165,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     cfg = validate(runstore.read_config(run_dir).with_overrides(**overrides))
     synthetic = SyntheticImages.load(run_dir)
     device = resolve_device(cfg.device)
-    test = load_biased(cfg.data, train=False, seed=TEST_SEED).to(device)
+    # the test split in the space the synthetic set was distilled in (older runs: [0, 1], mean 0, std 1)
+    norm = Normalization(synthetic.mean, synthetic.std)
+    test = load_biased(cfg.data, train=False, seed=TEST_SEED).normalized(norm).to(device)
     listener = _progress_listener()
-    result = evaluate_set(synthetic.display().to(device), synthetic.labels.to(device), test, cfg,
+    result = evaluate_set(synthetic.images.to(device), synthetic.labels.to(device), test, cfg,
                           cfg.eval.eval_epochs, cfg.seed, lambda d, t, l: listener("evaluate", d, t, l))
     old = Metrics.load(run_dir)
     metrics = runstore.save_metrics(run_dir, {**(old.to_json() if old else {}), **result,

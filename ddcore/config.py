@@ -13,13 +13,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import ConfigError
-from .hardware import BF16_METHODS, BF16_MODES
+from .hardware import BF16_MODES
 
 DATASETS = ("cmnist", "bg-cmnist", "bg-fmnist", "cifar10c-0", "cifar10c-1", "bffhq", "csv")  # ddcore.data.DATASET_SPECS
 SOURCES = ("bundled", "files")
+EVALUATE_ON = ("test", "validation")
 MAX_IMAGE_SIZE = 256  # a whole split is held as float32 [N, 3, S, S]: 50,000 CIFAR images at 256 are 39 GB
 METHODS = ("dm", "dc", "dsa", "mtt")
-GRADIENT_MATCHING = ("dc", "dsa")
 REWEIGHT_MODES = ("kde", "none", "oracle")  # oracle: equal weight per (class, bias) group from the bias labels
 SURROGATE_OBJECTIVES = ("supcon", "ce", "untrained")
 DEBIAS_METHODS = ("none", "lff", "jtt")  # ddcore.debias: Learning from Failure, Just Train Twice
@@ -45,6 +45,10 @@ class DataConfig:
     severity: int | None = None  # 1..5: colour jitter (coloured MNIST) or CIFAR-10-C level; None: the benchmark's (4; CIFAR 5)
     image_size: int | None = None  # resize images to this side; None: the dataset's own (bffhq: 64)
     csv_path: str | None = None  # dataset csv: the CSV of path,label,bias[,split] (paths relative to it)
+    # "validation": hold out every 10th training image of each class, train on the rest and evaluate
+    # on the held-out images with the test split's unbiased protocol; for choosing settings
+    # without ever looking at the test split
+    evaluate_on: str = "test"
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ class DistillConfig:
     outer_loop: int | None = None  # DC/DSA: matching steps per network; None: by IPC (ddcore.methods.dc)
     inner_loop: int | None = None  # DC/DSA: network epochs on the synthetic set between matching steps; None: by IPC
     batch_train: int = 256  # DC/DSA: the batch of those network epochs
-    # MTT (ddcore.methods.mtt, ddcore.experts); None: the MNIST recipe's value for the IPC
+    # MTT (ddcore.methods.mtt, ddcore.methods.experts); None: the MNIST recipe's value for the IPC
     num_experts: int = 20  # expert trajectories trained (and cached) per run configuration
     expert_lr: float = 0.01  # the experts' SGD lr, and the student's initial (learned) lr
     expert_batch: int = 256
@@ -193,36 +197,15 @@ FLAT_FIELDS: dict[str, str] = {
 assert len(FLAT_FIELDS) == sum(len(fields(t)) for t in SECTION_TYPES.values()) + 4, "field names must be unique"
 
 
-def _distill_preset(name: str, method: str) -> DistillConfig:
-    """The distillation section of preset `name` for `method`. DC/DSA `quick`: IPC 10 keeps the
-    reference's (10, 50) loops, so an iteration costs ~10 s on 2 cores (width 32, 64 real images
-    per class), ~100 DM iterations; 12 fit the ~3 minute run. MTT's values were chosen by the
-    measurements in bench/RESULTS.md (no published MNIST recipe exists)."""
-    if method in GRADIENT_MATCHING:
-        iterations, batch = {"paper": (1000, 256), "quick": (12, 64), "smoke": (10, 16)}[name]
-        return DistillConfig(method, lr_img=0.1, iterations=iterations, batch_real=batch)
-    if method == "mtt":
-        if name == "paper":
-            return DistillConfig(method, iterations=5000, lr_img=100.0)
-        if name == "quick":
-            return DistillConfig(method, iterations=120, lr_img=100.0, num_experts=4, syn_steps=12,
-                                 max_start_epoch=4)
-        return DistillConfig(method, iterations=10, lr_img=100.0, num_experts=2, syn_steps=3, max_start_epoch=2,
-                             expert_epochs=1, expert_batch=64)
-    if name == "paper":
-        return DistillConfig(method)
-    if name == "quick":
-        return DistillConfig(method, iterations=300, batch_real=64)
-    return DistillConfig(method, iterations=10, batch_real=16)
-
-
 def preset(name: str, method: str = "dm") -> RunConfig:
     """The three presets for `method`. `paper` is the reference protocol (a GPU job); `quick` is
     designed for 2 CPU cores and a ~3 minute run; `smoke` exercises every stage in seconds for
-    tests. Each method family has its own distillation values (`_distill_preset`)."""
+    tests. Each method's distillation values come from its `MethodSpec` (ddcore.methods)."""
+    from .methods import get_method_spec  # the methods import this module
+
     _choice("method", method, METHODS)
     _choice("preset", name, PRESETS)
-    distill = _distill_preset(name, method)
+    distill = DistillConfig(method, **get_method_spec(method).presets[name])
     if name == "paper":  # the full datasets under --root, or $DDBIAS_DATA
         return RunConfig(DataConfig(source="files", root=os.environ.get(DATA_ENV)), distill=distill, preset="paper")
     if name == "quick":
@@ -251,7 +234,7 @@ def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
         raise ConfigError(f"unknown {name} '{value}'; choose one of {', '.join(options)}")
 
 
-def _positive(name: str, value: float, minimum: float = 1) -> None:
+def positive(name: str, value: float, minimum: float = 1) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= minimum):
         raise ConfigError(f"{name} must be at least {minimum}, got {value!r}")
 
@@ -267,7 +250,7 @@ MAX_UPWEIGHT = 1000  # JTT copies each misclassified sample this often at most: 
 MAX_SEED = 2**31 - 1  # seeds are offset per model and stage, and UMAP takes at most 2**32 - 1
 
 
-def _between(what: str, value: Any, lo: float, hi: float, above: bool = False, note: str = "", flag: str = "") -> None:
+def between(what: str, value: Any, lo: float, hi: float, above: bool = False, note: str = "", flag: str = "") -> None:
     """value in [lo, hi] ((lo, hi] with `above`), else one line saying so."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not (number and (value > lo if above else value >= lo) and value <= hi):
@@ -284,43 +267,19 @@ def _finite(cfg: RunConfig) -> None:
                 raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, got {value!r}")
 
 
-def _validate_gradient_matching(s: DistillConfig, augments: bool) -> None:
-    _between("network lr", s.lr_net, 0, MAX_NET_LR, above=True, flag="--lr-net")
-    for name, loops in (("outer loop", s.outer_loop), ("inner loop", s.inner_loop)):
-        if loops is not None:
-            _positive(name, loops)
-    _positive("inner-loop batch (--batch-train)", s.batch_train)
-    if s.method == "dsa" and not augments:
-        raise ConfigError("method dsa needs an augmentation strategy (--dsa-strategy); "
-                          "gradient matching without augmentation is method dc")
-
-
-def _validate_mtt(s: DistillConfig) -> None:
-    _positive("number of experts", s.num_experts)
-    _positive("expert batch", s.expert_batch)
-    _positive("expert parallelism", s.expert_parallel, 0)
-    _positive("expert epochs", s.expert_epochs)
-    for name, value in (("max start epoch", s.max_start_epoch), ("synthetic steps", s.syn_steps),
-                        ("synthetic batch", s.batch_syn)):
-        if value is not None:
-            _positive(name, value)
-    _between("expert lr", s.expert_lr, 0, MAX_NET_LR, above=True, flag="--expert-lr")
-    _between("the learned lr's lr (--lr-lr)", s.lr_lr, 0, 1)
-
-
 def _validate_debias(r: ReweightConfig, e: EvalConfig) -> None:
     _choice("evaluation debiasing", e.eval_debias, DEBIAS_METHODS)
     _choice("surrogate debiasing", r.surrogate_debias, DEBIAS_METHODS)
     if r.surrogate_debias != "none" and r.surrogate != "ce":
         raise ConfigError(f"--surrogate-debias {r.surrogate_debias} trains a cross-entropy classifier; use it with "
                           f"--surrogate ce, not {r.surrogate}")
-    _between("GCE q", e.gce_q, 0, 1, above=True, note=" (near 0: cross-entropy; 1: mean absolute error)",
+    between("GCE q", e.gce_q, 0, 1, above=True, note=" (near 0: cross-entropy; 1: mean absolute error)",
              flag="--gce-q")
     if not (isinstance(e.lff_ema, (int, float)) and not isinstance(e.lff_ema, bool) and 0 <= e.lff_ema < 1):
         raise ConfigError(f"LfF's moving-average factor (--lff-ema) must be in [0, 1), got {e.lff_ema!r}")
     if isinstance(e.jtt_upweight, bool) or not isinstance(e.jtt_upweight, int):
         raise ConfigError(f"JTT's upweight (--jtt-upweight) must be a whole number, got {e.jtt_upweight!r}")
-    _between("JTT's upweight", e.jtt_upweight, 1, MAX_UPWEIGHT, note=" (1: no upweighting)", flag="--jtt-upweight")
+    between("JTT's upweight", e.jtt_upweight, 1, MAX_UPWEIGHT, note=" (1: no upweighting)", flag="--jtt-upweight")
     if isinstance(e.jtt_id_steps, bool) or not isinstance(e.jtt_id_steps, int) or e.jtt_id_steps < 1:
         raise ConfigError(f"JTT's identification steps (--jtt-id-steps) must be a whole number of at least 1, "
                           f"got {e.jtt_id_steps!r}")
@@ -331,6 +290,7 @@ def validate_data(d: DataConfig) -> DataConfig:
     --download, the CSV) is checked by ddcore.data.check_config. Returns `d` unchanged."""
     _choice("dataset", d.dataset, DATASETS)
     _choice("source", d.source, SOURCES)
+    _choice("evaluation split (--evaluate-on)", d.evaluate_on, EVALUATE_ON)
     if d.conflict_ratio is not None and not (
         isinstance(d.conflict_ratio, (int, float)) and 0.0 <= d.conflict_ratio <= 1.0
     ):
@@ -347,58 +307,58 @@ def validate_data(d: DataConfig) -> DataConfig:
 
 def validate(cfg: RunConfig) -> RunConfig:
     """Check every value that can be checked without loading data; return `cfg` unchanged.
-    (IPC against the smallest class is checked once the data is loaded.)"""
+    (IPC against the smallest class is checked once the data is loaded.) Each method adds its
+    own checks through its `MethodSpec` (ddcore.methods)."""
+    from .methods import get_method_spec  # the methods import this module
+
     d, n, r, s, e, m = cfg.data, cfg.net, cfg.reweight, cfg.distill, cfg.eval, cfg.map
     validate_data(d)
     if d.image_size is not None and isinstance(n.net_depth, int) and d.image_size < 2 ** n.net_depth:
         raise ConfigError(f"image size {d.image_size} is too small for a depth-{n.net_depth} ConvNet (each block "
                           f"halves the image); use at least --image-size {2 ** n.net_depth}")
     _choice("norm", n.net_norm, NORMS)
-    _positive("net width", n.net_width)
-    _between("net width", n.net_width, 1, 4096)
-    _positive("net depth", n.net_depth)
+    positive("net width", n.net_width)
+    between("net width", n.net_width, 1, 4096)
+    positive("net depth", n.net_depth)
     _choice("reweighting", r.reweight, REWEIGHT_MODES)
     _choice("surrogate objective", r.surrogate, SURROGATE_OBJECTIVES)
     _choice("weighting", r.weighting, WEIGHTINGS)
-    _positive("surrogate epochs", r.surrogate_epochs, 0)
-    _positive("surrogate batch", r.surrogate_batch, 2)
-    _positive("surrogate width", r.surrogate_width)
-    _between("surrogate width", r.surrogate_width, 1, 4096)
-    _between("surrogate lr", r.surrogate_lr, 0, MAX_NET_LR, above=True, flag="--surrogate-lr")
-    _between("SupCon temperature", r.supcon_temperature, 1e-3, 100)
+    positive("surrogate epochs", r.surrogate_epochs, 0)
+    positive("surrogate batch", r.surrogate_batch, 2)
+    positive("surrogate width", r.surrogate_width)
+    between("surrogate width", r.surrogate_width, 1, 4096)
+    between("surrogate lr", r.surrogate_lr, 0, MAX_NET_LR, above=True, flag="--surrogate-lr")
+    between("SupCon temperature", r.supcon_temperature, 1e-3, 100)
     if r.kde_sigma is not None:
-        _between("KDE sigma", r.kde_sigma, *SIGMA_RANGE, note=" (the embeddings are L2-normalised, so distances lie "
+        between("KDE sigma", r.kde_sigma, *SIGMA_RANGE, note=" (the embeddings are L2-normalised, so distances lie "
                  "in 0..2), or unset for the adaptive rule")
-    _between("KDE tau", r.kde_tau, 1e-3, 1e6, note=" (1: inverse density; large: uniform)")
+    between("KDE tau", r.kde_tau, 1e-3, 1e6, note=" (1: inverse density; large: uniform)")
     _choice("method", s.method, METHODS)
-    _positive("IPC", s.ipc)
+    positive("IPC", s.ipc)
     _choice("init", s.init, INITS)
-    _positive("iterations", s.iterations, 0)
-    _positive("real batch", s.batch_real)
-    _between("image lr", s.lr_img, 0, MAX_IMAGE_LR, above=True, flag="--lr-img")
+    positive("iterations", s.iterations, 0)
+    positive("real batch", s.batch_real)
+    between("image lr", s.lr_img, 0, MAX_IMAGE_LR, above=True, flag="--lr-img")
     if not (isinstance(s.momentum_img, (int, float)) and 0 <= s.momentum_img < 1):
         raise ConfigError(f"image momentum must be in [0, 1), got {s.momentum_img!r}")
-    augments = s.dsa_strategy not in ("", "none")
-    for op in s.dsa_strategy.split("_") if augments and s.dsa_strategy is not None else []:
+    for op in s.dsa_strategy.split("_") if s.dsa_strategy not in (None, "", "none") else []:
         _choice("DSA op", op, DSA_OPS)
-    if s.method in GRADIENT_MATCHING:
-        _validate_gradient_matching(s, augments)
-    if s.method == "mtt":
-        _validate_mtt(s)
+    spec = get_method_spec(s.method)
+    spec.check(s)
     _choice("bf16 mode", s.bf16, BF16_MODES)
-    if s.bf16 == "true" and s.method not in BF16_METHODS:
-        raise ConfigError(f"bf16 autocast is implemented for method dm only, not {s.method}; use --bf16 auto")
-    if s.compile and s.method != "dm":
-        raise ConfigError(f"--compile is implemented for method dm only, not {s.method}")
-    _positive("evaluation models", e.eval_models)
-    _positive("evaluation epochs", e.eval_epochs, 0)
-    _positive("evaluation batch", e.eval_batch)
-    _positive("baseline epochs", e.baseline_epochs)
-    _between("evaluation lr", e.eval_lr, 0, MAX_NET_LR, above=True, flag="--eval-lr")
+    if s.bf16 == "true" and not spec.autocast:
+        raise ConfigError(f"bf16 autocast is not implemented for method {s.method}; use --bf16 auto")
+    if s.compile and not spec.autocast:
+        raise ConfigError(f"--compile is not implemented for method {s.method}")
+    positive("evaluation models", e.eval_models)
+    positive("evaluation epochs", e.eval_epochs, 0)
+    positive("evaluation batch", e.eval_batch)
+    positive("baseline epochs", e.baseline_epochs)
+    between("evaluation lr", e.eval_lr, 0, MAX_NET_LR, above=True, flag="--eval-lr")
     _validate_debias(r, e)
-    _positive("map points", m.map_points, 10)
-    _positive("map neighbours", m.map_neighbors, 2)
-    _between("map minimum distance", m.map_min_dist, 0, 1, note=" (UMAP's spread is 1)", flag="--map-min-dist")
+    positive("map points", m.map_points, 10)
+    positive("map neighbours", m.map_neighbors, 2)
+    between("map minimum distance", m.map_min_dist, 0, 1, note=" (UMAP's spread is 1)", flag="--map-min-dist")
     _choice("preset", cfg.preset, PRESETS)
     if cfg.preset == "paper" and d.source == "bundled":
         raise ConfigError(f"the paper preset runs on the full datasets, not the bundled 4,000-image sample: pass "

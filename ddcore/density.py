@@ -89,6 +89,20 @@ def oracle_weights(labels: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return 1.0 / (groups_per_class[labels] * size[group]).float()
 
 
+def group_balance(weights: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor) -> float:
+    """How evenly the weight spreads over each class's (class, bias value) groups: the mean over
+    classes of the normalised entropy of the group totals. 1.0: every group present in a class
+    gets the same total weight (what `oracle_weights` gives); near 0: one group takes it all."""
+    scores = []
+    for c in labels.unique():
+        m = labels == c
+        present = torch.bincount(bias[m]) > 0
+        totals = torch.bincount(bias[m], weights=weights[m].double())[present]
+        p = totals / totals.sum()
+        scores.append(float(-(p * p.clamp_min(1e-300).log()).sum() / math.log(len(p))) if len(p) > 1 else 1.0)
+    return sum(scores) / len(scores)
+
+
 def conflict_shares(weights: torch.Tensor, conflicting: torch.Tensor) -> tuple[float, float]:
     """(share of the total weight on bias-conflicting samples, their share of the count)."""
     weight_share = float(weights[conflicting].sum() / weights.sum())

@@ -22,7 +22,6 @@ import torch
 
 BF16_MODES = ("auto", "true", "false")
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-BF16_METHODS = ("dm",)  # methods whose loop autocasts; the others always run fp32
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,9 @@ def configure_threads() -> int:
 
 def resolve_precision(setting: str, device: torch.device, method: str, cache_dir: Path | None = None) -> Precision:
     """Turn a validated `--bf16 auto|true|false` into a decision for this device and method."""
-    if method not in BF16_METHODS:
+    from .methods import get_method_spec
+
+    if not get_method_spec(method).autocast:
         return Precision(False, f"{method} runs in fp32")
     if setting != "auto":
         return Precision(setting == "true", f"--bf16 {setting}")

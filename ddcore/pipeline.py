@@ -24,7 +24,7 @@ import torch
 
 from . import debias, density, embedmap, hardware, runstore
 from .config import RunConfig, preset, validate
-from .data import BiasedTensors, describe, get_spec, image_grid, load_biased, train_summary
+from .data import BiasedTensors, Normalization, describe, get_spec, image_grid, load_biased, train_summary
 from .errors import Cancelled, ConfigError, DDError
 from .evaluate import evaluate_set
 from .methods import DistillJob, get_method
@@ -36,7 +36,7 @@ from .surrogate import Surrogate, SurrogateSpec, build_surrogate, train_surrogat
 # scored on the very same test images
 TEST_SEED = 0
 
-SURROGATE_FORMAT = 2  # part of the surrogate cache key: bump when its training changes (2: per-image views)
+SURROGATE_FORMAT = 3  # part of the surrogate cache key: bump when its training changes (3: normalised inputs)
 
 # listener(stage, done, total, loss): lets the CLI draw progress bars; the run folder is the record
 Listener = Callable[[str, int, int, float | None], None]
@@ -154,11 +154,14 @@ def preflight(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def _load(cfg: RunConfig, device: torch.device) -> tuple[BiasedTensors, BiasedTensors]:
+def _load(cfg: RunConfig, device: torch.device) -> tuple[BiasedTensors, BiasedTensors, Normalization]:
+    """Both splits, standardised with the training split's statistics (the space every later
+    stage works in), on `device`."""
     preflight(cfg)
     train = load_biased(cfg.data, train=True, seed=cfg.seed)
     test = load_biased(cfg.data, train=False, seed=TEST_SEED)
-    return train.to(device), test.to(device)
+    norm = Normalization.of(train.images)
+    return train.normalized(norm).to(device), test.normalized(norm).to(device), norm
 
 
 def _surrogate(cfg: RunConfig, train: BiasedTensors, cache_dir: Path, reporter: Reporter) -> Surrogate:
@@ -197,7 +200,7 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
     device = resolve_device(cfg.device)
     r = cfg.reweight
     reporter.stage("data")
-    train, test = _load(cfg, device)
+    train, test, norm = _load(cfg, device)
 
     reporter.stage("surrogate")
     surrogate = _surrogate(cfg, train, runstore.cache_dir(run_dir.parent), reporter)
@@ -210,8 +213,9 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
                "oracle": lambda: density.oracle_weights(train.labels, train.bias),
                "none": lambda: density.uniform_weights(train.labels)}[r.reweight]()
     weight_share, count_share = density.conflict_shares(weights, train.conflicting)
+    balance = density.group_balance(weights, train.labels, train.bias)
     runstore.append_log(run_dir, f"KDE sigma {sigma:.4g}; conflicting samples: {100 * count_share:.2f}% of the "
-                                 f"count, {100 * weight_share:.2f}% of the weight")
+                                 f"count, {100 * weight_share:.2f}% of the weight; group balance {balance:.3f}")
 
     reporter.stage("distill")
     cache = runstore.cache_dir(run_dir.parent)
@@ -220,16 +224,16 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
                                  f"CPU capability {hardware.cpu_capability()}")
     job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress, reporter.stage, cache, precision)
     syn = get_method(cfg.distill.method)(job)
-    saturated = saturated_share(syn.images)
-    images = syn.images.clamp(0, 1)  # what is saved, shown, evaluated and mapped: valid images
-    SyntheticImages(images.detach().float().cpu(), syn.labels.detach().long().cpu()).save(run_dir)
-    runstore.write_bytes(run_dir / "synthetic.png", _png(images, cfg.distill.ipc))
+    images = syn.images.detach()  # evaluated and mapped as distilled (normalised, unclamped), as the reference does
+    saturated = saturated_share(norm.invert(images))
+    _save_synthetic(run_dir, images, syn.labels, norm, cfg.distill.ipc)
 
     reporter.stage("evaluate")
     metrics: dict[str, Any] = evaluate_set(images, syn.labels, test, cfg,
                                            cfg.eval.eval_epochs, cfg.seed, reporter.progress)
     metrics.update(
-        weight_share_conflicting=weight_share, count_share_conflicting=count_share, kde_sigma=sigma,
+        weight_share_conflicting=weight_share, count_share_conflicting=count_share, weight_group_balance=balance,
+        kde_sigma=sigma,
         kde_sigma_rule="fixed" if r.kde_sigma else "auto", final_loss=syn.losses[-1] if syn.losses else None,
         device=str(device), num_train=len(train.labels), num_test=len(test.labels), **syn.info,
         precision=precision.name, precision_reason=precision.reason, **_machine(device),
@@ -240,14 +244,15 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
 
     reporter.stage("map")
     syn_features = surrogate.embed(images)
-    _save_map(cfg, run_dir, train, features, log_density, weights, syn_features, syn.labels, sigma)
+    _save_map(cfg, run_dir, train, norm, features, log_density, weights, syn_features, syn.labels, sigma)
 
     metrics.update(seconds_total=time.time() - t0, seconds_per_stage=reporter.finish())
     return runstore.save_metrics(run_dir, metrics)
 
 
-def _save_map(cfg: RunConfig, run_dir: Path, train: BiasedTensors, features: torch.Tensor, log_density: torch.Tensor,
-              weights: torch.Tensor, syn_features: torch.Tensor, syn_labels: torch.Tensor, sigma: float) -> None:
+def _save_map(cfg: RunConfig, run_dir: Path, train: BiasedTensors, norm: Normalization, features: torch.Tensor,
+              log_density: torch.Tensor, weights: torch.Tensor, syn_features: torch.Tensor, syn_labels: torch.Tensor,
+              sigma: float) -> None:
     subset = embedmap.stratified_subset(train.labels.cpu(), cfg.map.map_points, torch.Generator().manual_seed(cfg.seed))
     sub = subset.to(features.device)
     coords, _ = embedmap.fit_map(features[sub], cfg.map.map_neighbors, cfg.map.map_min_dist, cfg.seed)
@@ -270,7 +275,7 @@ def _save_map(cfg: RunConfig, run_dir: Path, train: BiasedTensors, features: tor
         real_log_density=np_(log_density[sub], "float32"), real_density=np_(log_density[sub].exp(), "float32"),
         real_weight=np_(weights[sub], "float32"), real_label=np_(train.labels[sub], "int64"),
         real_bias=np_(train.bias[sub], "int64"), real_map=coords.astype("float32"),
-        real_thumbs=thumbnails(train.images[sub]),
+        real_thumbs=thumbnails(norm.invert(train.images[sub]).clamp(0, 1)),
         syn_features=np_(syn_features, "float32"), syn_log_density=np_(syn_log_density, "float32"),
         syn_label=np_(syn_labels, "int64"), syn_map=syn_coords.astype("float32"),
         syn_neighbors=syn_neighbors.astype("int64"),
@@ -286,7 +291,7 @@ def _baseline(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
     t0 = time.time()
     device = resolve_device(cfg.device)
     reporter.stage("data")
-    train, test = _load(cfg, device)
+    train, test, _ = _load(cfg, device)
     reporter.stage("evaluate")
     metrics: dict[str, Any] = evaluate_set(train.images, train.labels, test, cfg, cfg.eval.baseline_epochs,
                                            cfg.seed, reporter.progress)
@@ -308,14 +313,13 @@ def _random_subset(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[st
     t0 = time.time()
     device = resolve_device(cfg.device)
     reporter.stage("data")
-    train, test = _load(cfg, device)
+    train, test, norm = _load(cfg, device)
     reporter.stage("subset")
     table, w = class_table(train.labels, density.uniform_weights(train.labels), train.num_classes)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     images = init_synthetic(train.images, table, w, cfg.distill.ipc, generator, "real").flatten(0, 1)
     labels = torch.arange(train.num_classes, device=device).repeat_interleave(cfg.distill.ipc)
-    SyntheticImages(images.detach().float().cpu(), labels.cpu()).save(run_dir)
-    runstore.write_bytes(run_dir / "synthetic.png", _png(images, cfg.distill.ipc))
+    _save_synthetic(run_dir, images, labels, norm, cfg.distill.ipc)
     reporter.stage("evaluate")
     metrics: dict[str, Any] = evaluate_set(images, labels, test, cfg, cfg.eval.eval_epochs, cfg.seed, reporter.progress)
     _, count_share = density.conflict_shares(density.uniform_weights(train.labels), train.conflicting)
@@ -325,10 +329,13 @@ def _random_subset(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[st
     return runstore.save_metrics(run_dir, metrics)
 
 
-def _png(images: torch.Tensor, per_row: int) -> bytes:
+def _save_synthetic(run_dir: Path, images: torch.Tensor, labels: torch.Tensor, norm: Normalization, ipc: int) -> None:
+    """synthetic.pt (normalised, with the statistics) and synthetic.png (as displayed)."""
+    record = SyntheticImages(images.detach().float().cpu(), labels.detach().long().cpu(), norm.mean, norm.std)
+    record.save(run_dir)
     buf = io.BytesIO()
-    image_grid(images.cpu(), nrow=per_row).save(buf, format="PNG")
-    return buf.getvalue()
+    image_grid(record.display(), nrow=ipc).save(buf, format="PNG")
+    runstore.write_bytes(run_dir / "synthetic.png", buf.getvalue())
 
 
 # Methods push some pixels past [0, 1] (a quick DM run leaves 0.1% beyond by more than 0.5, the
@@ -339,7 +346,8 @@ SATURATION_SHARE = 0.5
 
 
 def saturated_share(images: torch.Tensor) -> float:
-    """The share of pixels beyond [0, 1] by more than SATURATION_MARGIN (clamped when saved)."""
+    """The share of pixels (of de-normalised images) beyond [0, 1] by more than SATURATION_MARGIN:
+    what no display can show."""
     return float(((images - images.clamp(0, 1)).abs() > SATURATION_MARGIN).float().mean())
 
 
@@ -347,6 +355,6 @@ def saturation_warning(share: float, cfg: RunConfig) -> str:
     if share <= SATURATION_SHARE:
         return ""
     usual = preset(cfg.preset, cfg.distill.method).distill.lr_img
-    return (f"the synthetic images saturated: {share:.0%} of their pixels were pushed far outside [0, 1] and "
-            f"clamped, so the result is unreliable; the image lr --lr-img {cfg.distill.lr_img:g} is probably "
+    return (f"the synthetic images saturated: {share:.0%} of their pixels lie far outside the range [0, 1] an "
+            f"image can show, so the result is unreliable; the image lr --lr-img {cfg.distill.lr_img:g} is probably "
             f"too high (the {cfg.preset} preset uses {usual:g} for {cfg.distill.method})")

@@ -283,6 +283,7 @@ class Metrics(JsonRecord):
     group_accuracy: tuple[tuple[float | None, ...], ...] = ()  # [class][bias value], None: no such test sample
     weight_share_conflicting: float | None = _share()
     count_share_conflicting: float | None = _share()
+    weight_group_balance: float | None = _share()  # 1.0: every (class, bias value) group has the same total weight
     kde_sigma: float | None = _range(0.0, None)
     kde_sigma_rule: str | None = None  # "auto" or "fixed"
     final_loss: float | None = None

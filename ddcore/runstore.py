@@ -12,7 +12,7 @@ before the marker existed is adopted when it holds nothing else). Layout of `<ro
                       "version"}
     log.txt          human-readable log, appended line by line
     synthetic.pt     records.SyntheticImages: {"images": float32 [C*IPC, 3, H, W] normalised by
-                     "mean"/"std" (float32 [3]; today 0 and 1, i.e. images in [0, 1]), "labels":
+                     "mean"/"std" (float32 [3]: the training split's; runs before normalisation: 0 and 1), "labels":
                      int64 [C*IPC], "version"}; plain tensors: torch.load(..., weights_only=True)
     synthetic.png    grid of the synthetic images, one row per class
     metrics.json     records.Metrics, flat: test_acc_{unbiased,aligned,conflicting}[_std] in percent
@@ -33,7 +33,7 @@ entries, or one that is a symbolic link, is refused with a message.
 
 `<root>/.cache/` holds work that runs share and that is safe to delete (it is recomputed when
 missing): `surrogate-<key>.pt` (the surrogate encoder of a data/seed/settings key) and
-`experts-<key>/expert-NNN.pt` (MTT's expert trajectories, ddcore.experts).
+`experts-<key>/expert-NNN.pt` (MTT's expert trajectories, ddcore.methods.experts).
 `<root>/.worker.lock` and `.worker.log` belong to the job worker (ddcore.jobs).
 
 A run that dies without reaching "done" reads back as failed: a "running" status whose `.lock`

@@ -29,6 +29,7 @@ from ddcore.data import (
     load_grey_digits,
     num_conflicting,
 )
+from ddcore.data import train_summary
 from ddcore.data.base import BuildCache
 from ddcore.errors import ConfigError, DatasetError
 
@@ -389,3 +390,30 @@ def test_image_grid() -> None:
     assert image_grid(images[:3, :1], nrow=8, pad=0).size == (3 * 28, 28)  # grey input, fewer than nrow
     with pytest.raises(ValueError):
         image_grid(torch.rand(0, 3, 28, 28), nrow=4)
+
+
+def test_validation_split_holds_out_every_tenth_training_digit():
+    cfg = DataConfig(evaluate_on="validation")
+    train = load_biased(cfg, True, 0)
+    val = load_biased(cfg, False, 0)
+    full = load_biased(DataConfig(), True, 0)
+    assert torch.bincount(train.labels).tolist() == [360] * 10 and torch.bincount(val.labels).tolist() == [40] * 10
+    assert train_summary(cfg).class_counts.tolist() == [360] * 10
+    # the held-out digits are training digits, never seen in training: compare where each digit's
+    # strokes are (colour-free: every palette colour has a channel well above 0)
+    def strokes(t):
+        return {tuple(r.tolist()) for r in (t.images.amax(dim=1).flatten(1) > 1e-6)}
+
+    full_rows, train_rows, val_rows = strokes(full), strokes(train), strokes(val)
+    assert all(r in full_rows for r in val_rows) and not any(r in train_rows for r in val_rows)
+    # evaluated as the test split is: colours uniform over the classes, so ~10% aligned
+    assert 0.05 < float((~val.conflicting).float().mean()) < 0.2
+    assert abs(float(train.conflicting.float().mean()) - 0.05) < 0.01  # training keeps its bias
+
+
+def test_validation_split_is_refused_where_the_bias_comes_with_the_files():
+    with pytest.raises(ConfigError, match="no validation split"):
+        load_biased(DataConfig(dataset="csv", source="files", csv_path="x.csv", conflict_ratio=None,
+                               evaluate_on="validation"), True, 0)
+    with pytest.raises(ConfigError, match="evaluate-on"):
+        load_biased(DataConfig(evaluate_on="train"), True, 0)

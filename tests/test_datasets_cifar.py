@@ -132,3 +132,16 @@ def test_missing_files_and_wrong_root(tmp_path, monkeypatch) -> None:
         load_biased(cifar_cfg(tmp_path / "none", download=True), True, 0)
     with pytest.raises(ConfigError, match="cifar10c-1 has no bundled sample; pass --source files --root DIR"):
         load_biased(DataConfig(dataset="cifar10c-1"), True, 0)
+
+
+def test_validation_split_comes_from_the_training_batches(cifar_root) -> None:
+    root, made = cifar_root
+    cfg = cifar_cfg(root, evaluate_on="validation")
+    train, val = load_biased(cfg, True, 0), load_biased(cfg, False, 0)
+    assert torch.bincount(train.labels).tolist() == [9] * 10 and torch.bincount(val.labels).tolist() == [1] * 10
+    assert train_summary(cfg).class_counts.tolist() == [9] * 10
+    # the held-out image of each class is its 10th training image (file order)
+    labels = made[True][1]
+    tenth = [int(np.flatnonzero(labels == c)[9]) for c in range(10)]
+    plain = CorruptedCIFAR10(str(root), False, corruption_type=0, severity=5, seed=0, validation=True)
+    assert plain.labels.tolist() == labels[tenth].tolist()

@@ -163,3 +163,18 @@ def test_inner_loop_visits_every_synthetic_image_once_per_epoch():
     epochs = [sum(net.seen[i:i + 3], []) for i in (0, 3, 6)]
     assert all(sorted(e) == list(range(10)) for e in epochs)  # every image exactly once per epoch
     assert len({tuple(e) for e in epochs}) > 1  # reshuffled each epoch
+
+
+def test_every_method_is_one_registry_entry_with_its_presets_and_checks():
+    from ddcore.config import METHODS
+    from ddcore.methods import METHOD_SPECS, get_method, get_method_spec
+
+    assert tuple(METHOD_SPECS) == METHODS
+    for name, spec in METHOD_SPECS.items():
+        assert spec.name == name and get_method(name) is spec.run and set(spec.presets) == {"smoke", "quick", "paper"}
+        for preset_name, values in spec.presets.items():  # a preset is the spec's values on the defaults
+            d = preset(preset_name, name).distill
+            assert all(getattr(d, k) == v for k, v in values.items())
+    assert [n for n, s in METHOD_SPECS.items() if s.autocast] == ["dm"]
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        get_method_spec("nope")

@@ -98,3 +98,16 @@ def test_oracle_weights_equalise_the_group_totals_exactly():
         for b in groups:  # equal within a group
             members = w[(labels == c) & (bias == b)]
             assert torch.allclose(members, members[0].expand_as(members))
+
+
+def test_group_balance_is_one_for_the_oracle_and_low_for_uniform_weights_on_biased_data():
+    from ddcore.density import group_balance, oracle_weights, uniform_weights
+
+    labels = torch.tensor([0] * 20 + [1] * 20)
+    bias = torch.tensor([0] * 18 + [1, 2] + [1] * 19 + [0])  # 90% / 95% aligned
+    assert group_balance(oracle_weights(labels, bias), labels, bias) == pytest.approx(1.0)
+    uniform = group_balance(uniform_weights(labels), labels, bias)
+    # class 0: totals 0.9, 0.05, 0.05 over 3 groups; class 1: 0.95, 0.05 over 2
+    by_hand = [-(0.9 * math.log(0.9) + 2 * 0.05 * math.log(0.05)) / math.log(3),
+               -(0.95 * math.log(0.95) + 0.05 * math.log(0.05)) / math.log(2)]
+    assert uniform == pytest.approx(sum(by_hand) / 2)

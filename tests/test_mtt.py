@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddcore import augment, experts, runstore
+from ddcore import augment, runstore
+from ddcore.methods import experts
 from ddcore.cli import main
 from ddcore.config import preset, validate
 from ddcore.density import uniform_weights

@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from . import bffhq, cifar, colored, csvdata
 from .base import (
     BiasedTensors,
+    Normalization,
     assign_bias_test,
     assign_bias_train,
     clear_caches,
@@ -50,6 +51,7 @@ __all__ = [
     "CorruptedCIFAR10",
     "DatasetSpec",
     "Naming",
+    "Normalization",
     "Summary",
     "assign_bias_test",
     "assign_bias_train",
@@ -98,6 +100,10 @@ def check_config(cfg: DataConfig) -> DatasetSpec:
                           f"{bias_from_files} take none (the data as its files come)")
     if spec.path_option == "--csv-path" and cfg.root is not None:
         raise ConfigError(f"dataset {spec.name} reads --csv-path FILE; --root is not used by it")
+    if cfg.evaluate_on == "validation" and not spec.validation:
+        able = ", ".join(s.name for s in DATASET_SPECS.values() if s.validation)
+        raise ConfigError(f"{spec.name} has no validation split here (its bias comes with its files); "
+                          f"--evaluate-on validation works for {able}")
     if spec.path_option != "--csv-path" and cfg.csv_path is not None:
         raise ConfigError(f"--csv-path is for --dataset csv only, not {spec.name}")
     return spec

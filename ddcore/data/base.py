@@ -59,6 +59,44 @@ class BiasedTensors:
         return BiasedTensors(self.images.to(device), self.labels.to(device), self.bias.to(device), self.num_classes,
                              self.aligned_bias.to(device))
 
+    def normalized(self, norm: "Normalization") -> "BiasedTensors":
+        """The same split with its images standardised by `norm`."""
+        return BiasedTensors(norm.apply(self.images), self.labels, self.bias, self.num_classes, self.aligned_bias)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel standardisation x -> (x - mean) / std, as the reference trains on. A run uses
+    its training split's own statistics, applies them to the test split too, and stores them with
+    the synthetic set, which lives (unclamped) in this space; `invert` gives displayable images."""
+
+    mean: torch.Tensor  # float32 [3]
+    std: torch.Tensor  # float32 [3], positive
+
+    @classmethod
+    def of(cls, images: torch.Tensor, chunk: int = 4096) -> "Normalization":
+        """The statistics of images [N, 3, H, W] (accumulated in float64, in chunks)."""
+        total = torch.zeros(3, dtype=torch.float64)
+        squares = torch.zeros(3, dtype=torch.float64)
+        for s in range(0, len(images), chunk):
+            x = images[s:s + chunk].double().cpu()
+            total += x.sum(dim=(0, 2, 3))
+            squares += x.pow(2).sum(dim=(0, 2, 3))
+        n = images.shape[0] * images.shape[2] * images.shape[3]
+        mean = total / n
+        std = (squares / n - mean.pow(2)).clamp_min(0).sqrt().clamp_min(1e-3)  # a constant channel stays finite
+        return cls(mean.float(), std.float())
+
+    @classmethod
+    def identity(cls) -> "Normalization":
+        return cls(torch.zeros(3), torch.ones(3))
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x)[:, None, None]) / self.std.to(x)[:, None, None]
+
+    def invert(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std.to(x)[:, None, None] + self.mean.to(x)[:, None, None]
+
 
 # ---------------------------------------------------------------------------------------------
 # bias assignment (datasets that make their own bias: coloured MNIST variants, Corrupted CIFAR-10)
@@ -130,6 +168,29 @@ def assign_bias_test(labels: torch.Tensor, num_classes: int, generator: torch.Ge
         idx = (labels == c).nonzero().squeeze(1)
         bias[idx[torch.randperm(len(idx), generator=generator)]] = _spread(values, len(idx), generator)
     return bias
+
+
+# ---------------------------------------------------------------------------------------------
+# the validation split (--evaluate-on validation) of datasets that make their own bias
+
+HOLDOUT_EVERY = 10
+
+
+def holdout_mask(labels: torch.Tensor) -> torch.Tensor:
+    """bool [N]: every HOLDOUT_EVERY-th image of each class, in file order (the same for every
+    seed): the validation images, held out of the training split."""
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for c in labels.unique():
+        idx = (labels == c).nonzero().squeeze(1)
+        mask[idx[HOLDOUT_EVERY - 1::HOLDOUT_EVERY]] = True
+    return mask
+
+
+def validation_part(labels: torch.Tensor, train: bool) -> torch.Tensor:
+    """Which images of the training files a validation run uses: the rest to train on (`train`),
+    the held-out ones to evaluate on."""
+    held = holdout_mask(labels)
+    return ~held if train else held
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from .base import (
     resize,
     to_float,
     to_uint8,
+    validation_part,
 )
 from .corruptions import CORRUPTION_TYPES, corrupt
 from .spec import DatasetSpec, Naming, Summary, distinct_colours, shown_root
@@ -49,8 +50,8 @@ CORRUPT_CHUNK = 1000
 # invalidation rules. The pair (vanilla + reweighted) and the test split hit these.
 _Raw = tuple[torch.Tensor, torch.Tensor]  # uint8 [N, 3, 32, 32], int64 [N]
 _raw: BuildCache[tuple[str, bool], _Raw] = BuildCache(2)  # (absolute root, train) -> CIFAR-10 as read
-# (root, train, type, ratio (None for test), severity, seed) -> (corrupted uint8 images, bias)
-_built: BuildCache[tuple[str, bool, int, float | None, int, int], tuple[torch.Tensor, torch.Tensor]] = BuildCache(3)
+# (root, train, type, ratio (None for test), severity, seed, validation) -> (corrupted uint8 images, bias)
+_built: BuildCache[tuple[str, bool, int, float | None, int, int, bool], tuple[torch.Tensor, torch.Tensor]] = BuildCache(3)
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -167,6 +168,8 @@ class CorruptedCIFAR10(BiasedDataset):
         severity: CIFAR-10-C level 1..5 (the LfF benchmark's "severity 4" is level 5).
         image_size: resize the corrupted 32x32 images to this side (None: keep 32).
         seed: fixes the corruption assignment and the corruptions' randomness.
+        validation: both splits come from the training batches: `train` the images not held out
+            (ddcore.data.base.holdout_mask), else the held-out ones, corrupted as the test split is.
     """
 
     def __init__(
@@ -181,6 +184,7 @@ class CorruptedCIFAR10(BiasedDataset):
         severity: int = 4,
         image_size: int | None = None,
         seed: int = 0,
+        validation: bool = False,
     ) -> None:
         super().__init__(root, transform=transform)
         check_conflict_ratio(conflict_ratio)
@@ -190,9 +194,12 @@ class CorruptedCIFAR10(BiasedDataset):
             raise ConfigError(f"severity must be 1..5, got {severity!r}")
         self.train, self.corruption_type, self.conflict_ratio = train, corruption_type, conflict_ratio
         self.severity, self.seed = severity, seed
-        raw, labels = load_cifar10(root, train, download)
+        raw, labels = load_cifar10(root, train or validation, download)
+        if validation:
+            part = validation_part(labels, train)
+            raw, labels = raw[part], labels[part]
         key = (os.path.abspath(os.path.expanduser(str(root))), train, corruption_type,
-               conflict_ratio if train else None, severity, seed)
+               conflict_ratio if train else None, severity, seed, validation)
         images, bias = _built.get(key, lambda: build_corrupted(raw, labels, train, corruption_type, conflict_ratio,
                                                                severity, torch.Generator().manual_seed(seed)))
         self.images = to_float(images) if image_size in (None, images.shape[-1]) else resize(images, image_size)
@@ -224,11 +231,13 @@ def _spec(corruption_type: int, kinds: str) -> DatasetSpec:
         severity = BENCHMARK_LEVEL if cfg.severity is None else cfg.severity
         return CorruptedCIFAR10(cfg.root, train, download=cfg.download, corruption_type=corruption_type,
                                 conflict_ratio=cfg.conflict_ratio, severity=severity, image_size=cfg.image_size,
-                                seed=seed).tensors()
+                                seed=seed, validation=cfg.evaluate_on == "validation").tensors()
 
     def summary(cfg: DataConfig) -> Summary:
         # reads (and caches) the training batches, which the run then reuses; nothing is corrupted
         _, labels = load_cifar10(cfg.root, True, cfg.download)
+        if cfg.evaluate_on == "validation":
+            labels = labels[validation_part(labels, True)]
         side = cfg.image_size or 32
         return Summary(torch.bincount(labels, minlength=len(CLASSES)), (side, side))
 
@@ -237,7 +246,7 @@ def _spec(corruption_type: int, kinds: str) -> DatasetSpec:
         name=f"cifar10c-{corruption_type}", title=f"Corrupted CIFAR-10, type {corruption_type} ({kinds})",
         bias_attribute="corruption", native_size=32, bundled=False, downloadable=True, bias_from_files=False,
         path_option="--root", load=load, summary=summary, files_help=lambda cfg: files_help_text(cfg.root),
-        naming=Naming(CLASSES, names, distinct_colours(len(names)), tuple(range(len(CLASSES)))),
+        naming=Naming(CLASSES, names, distinct_colours(len(names)), tuple(range(len(CLASSES)))), validation=True,
     )
 
 

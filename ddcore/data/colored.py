@@ -14,7 +14,8 @@ import torch
 
 from ..config import DataConfig
 from ..errors import ConfigError
-from .base import BiasedDataset, BiasedTensors, assign_bias_test, assign_bias_train, check_conflict_ratio, resize
+from .base import (BiasedDataset, BiasedTensors, assign_bias_test, assign_bias_train, check_conflict_ratio, resize,
+                   validation_part)
 from .mnist import KINDS, load_grey_digits
 from .spec import DatasetSpec, Naming, Summary, shown_root
 
@@ -112,6 +113,8 @@ class _ColouredGrey(BiasedDataset):
         background: colour the background instead of the object; None: the class's default.
         image_size: resize the 28x28 images to this side first (None: keep 28).
         seed: fixes bias assignment and colour jitter.
+        validation: both splits come from the training files: `train` the images not held out
+            (ddcore.data.base.holdout_mask), else the held-out ones, coloured as the test split is.
     """
 
     kind: ClassVar[str]
@@ -131,20 +134,24 @@ class _ColouredGrey(BiasedDataset):
         background: bool | None = None,
         image_size: int | None = None,
         seed: int = 0,
+        validation: bool = False,
     ) -> None:
         super().__init__(root, transform=transform)
         check_conflict_ratio(conflict_ratio)
         check_severity(severity)
-        self.train, self.source, self.seed = train, source or self.default_source, seed
+        self.train, self.source, self.seed, self.validation = train, source or self.default_source, seed, validation
         self.conflict_ratio, self.severity = conflict_ratio, severity
         self.background = self.default_background if background is None else background
-        grey, labels = load_grey_digits(self.source, root, train, download, kind=self.kind)
+        grey, labels = load_grey_digits(self.source, root, train or validation, download, kind=self.kind)
+        if validation:
+            part = validation_part(labels, train)
+            grey, labels = grey[part], labels[part]
         data = make_biased(grey, labels, train, conflict_ratio, severity, self.background,
                            torch.Generator().manual_seed(seed), image_size)
         self.images, self.labels, self.bias, self.num_classes = data.images, data.labels, data.bias, data.num_classes
 
     def extra_repr(self) -> str:
-        split = "Train (biased)" if self.train else "Test (unbiased)"
+        split = "Train (biased)" if self.train else ("Validation" if self.validation else "Test") + " (unbiased)"
         where = "background" if self.background else "foreground"
         return (
             f"Split: {split}\nSource: {self.source}\nColour: {where}, severity {self.severity}\n"
@@ -179,7 +186,8 @@ def _loader(cls: type[_ColouredGrey], background: bool) -> Callable[[DataConfig,
     # severity None: the LfF benchmark's, 4 (colour jitter std 0.005)
     def load(cfg: DataConfig, train: bool, seed: int) -> BiasedTensors:
         return cls(cfg.root, train, download=cfg.download, source=cfg.source, conflict_ratio=cfg.conflict_ratio,
-                   severity=4 if cfg.severity is None else cfg.severity, background=background, image_size=cfg.image_size, seed=seed).tensors()
+                   severity=4 if cfg.severity is None else cfg.severity, background=background,
+                   image_size=cfg.image_size, seed=seed, validation=cfg.evaluate_on == "validation").tensors()
 
     return load
 
@@ -188,6 +196,8 @@ def _summary(kind: str) -> Callable[[DataConfig], Summary]:
     def summary(cfg: DataConfig) -> Summary:
         # the decoded digits stay cached, so the run that follows pays nothing more for them
         _, labels = load_grey_digits(cfg.source, cfg.root, True, cfg.download, kind=kind)
+        if cfg.evaluate_on == "validation":
+            labels = labels[validation_part(labels, True)]
         side = cfg.image_size or 28
         return Summary(torch.bincount(labels, minlength=10), (side, side))
 
@@ -218,7 +228,7 @@ def _spec(name: str, title: str, cls: type[_ColouredGrey], background: bool, cla
         name=name, title=title, bias_attribute="colour", native_size=28, bundled=bundled, downloadable=True,
         bias_from_files=False, path_option="--root", load=_loader(cls, background), summary=_summary(cls.kind),
         files_help=_files_help(cls.kind, bundled),
-        naming=Naming(classes, tuple(f"colour {i}" for i in range(10)), _COLOURS, tuple(range(10))),
+        naming=Naming(classes, tuple(f"colour {i}" for i in range(10)), _COLOURS, tuple(range(10))), validation=True,
         **({"dsa_strategy": "color_crop_cutout_scale_rotate"} if cls.kind == "mnist" else {}),
     )
 

@@ -78,6 +78,7 @@ class DatasetSpec:
     # the DSA strategy a run uses unless --dsa-strategy says otherwise: natural images flip (the
     # reference's default), digits do not (a mirrored digit is not a digit)
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    validation: bool = False  # --evaluate-on validation is possible (the loader holds images out of its training files)
 
     def describe(self, cfg: DataConfig) -> Naming:
         if self.naming is not None:

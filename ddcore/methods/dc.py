@@ -20,10 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import augment
+from ..config import MAX_NET_LR, DistillConfig, between, positive
 from ..data import dsa_strategy
+from ..errors import ConfigError
 from ..nets import ConvNet
 from .base import DistillJob, LossLog, SyntheticSet
 from .sampling import RealSampler
+from .spec import MethodSpec
 
 # (outer, inner) loops of the reference protocol by IPC (its get_loops). Any other IPC takes the
 # schedule of the nearest listed IPC (ties: the smaller one), e.g. 2 -> IPC 1's, 100 -> IPC 50's.
@@ -121,3 +124,27 @@ def distill_dc(job: DistillJob) -> SyntheticSet:
         log.step(it, loss_sum / outer, syn)
 
     return SyntheticSet(syn.detach().flatten(0, 1), syn_labels, log.logged)
+
+
+def check(d: DistillConfig) -> None:
+    between("network lr", d.lr_net, 0, MAX_NET_LR, above=True, flag="--lr-net")
+    for name, loops in (("outer loop", d.outer_loop), ("inner loop", d.inner_loop)):
+        if loops is not None:
+            positive(name, loops)
+    positive("inner-loop batch (--batch-train)", d.batch_train)
+    if d.method == "dsa" and d.dsa_strategy in ("", "none"):
+        raise ConfigError("method dsa needs an augmentation strategy (--dsa-strategy); "
+                          "gradient matching without augmentation is method dc")
+
+
+# Quick: IPC 10 keeps the reference's (10, 50) loops, so an iteration costs ~10 s on 2 cores
+# (width 32, 64 real images per class), ~100 DM iterations; 12 fit the ~3 minute run.
+PRESETS = {"paper": {"lr_img": 0.1, "iterations": 1000, "batch_real": 256},
+           "quick": {"lr_img": 0.1, "iterations": 12, "batch_real": 64},
+           "smoke": {"lr_img": 0.1, "iterations": 10, "batch_real": 16}}
+SPECS = (
+    MethodSpec("dc", "DC", "gradient matching: per class, the real and synthetic gradients of a network trained "
+               "on the synthetic set in an inner loop", distill_dc, PRESETS, check),
+    MethodSpec("dsa", "DSA", "gradient matching with Siamese augmentation of the real and synthetic batches",
+               distill_dc, PRESETS, check),
+)

@@ -22,6 +22,7 @@ from ..data import dsa_strategy
 from ..nets import ConvNet
 from .base import DistillJob, LossLog, SyntheticSet
 from .sampling import RealSampler
+from .spec import MethodSpec
 
 # A CPU embeds the real batch in chunks whose first activation map stays within this many bytes:
 # one forward over all 2,560 paper-size images (1 GB of activations) ran slower than small
@@ -95,3 +96,11 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
 
     labels = torch.arange(C, device=device).repeat_interleave(ipc)
     return SyntheticSet(syn.detach().flatten(0, 1), labels, log.logged)
+
+
+SPEC = MethodSpec(
+    "dm", "DM", "distribution matching: cheap iterations, each a fresh random network",
+    distill_dm,
+    presets={"paper": {}, "quick": {"iterations": 300, "batch_real": 64}, "smoke": {"iterations": 10, "batch_real": 16}},
+    autocast=True,
+)

@@ -1,6 +1,6 @@
 """Matching training trajectories (MTT, Cazenavette et al., 2022) with reweighted experts.
 
-The experts (ddcore.experts) are ConvNets trained on the real data; when the run reweights, they
+The experts (ddcore.methods.experts) are ConvNets trained on the real data; when the run reweights, they
 train on batches drawn by weight (or with a weighted loss), so their trajectories already carry
 the correction. Each iteration picks an expert and a start epoch s < max_start_epoch, starts a
 student at the expert's parameters theta_s, takes `syn_steps` SGD steps on (augmented) synthetic
@@ -20,12 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from .. import augment, experts
+from .. import augment
+from ..config import MAX_NET_LR, DistillConfig, between, positive
 from ..data import dsa_strategy
 from ..errors import DivergedError
 from ..nets import ConvNet
+from . import experts
 from .base import DistillJob, LossLog, SyntheticSet
 from .sampling import RealSampler
+from .spec import MethodSpec
 
 # (syn_steps, max_start_epoch) by IPC for MNIST-sized data, chosen by the measurements in
 # bench/RESULTS.md; any other IPC takes the nearest listed IPC's values (ties: the smaller one)
@@ -114,3 +117,28 @@ def distill_mtt(job: DistillJob) -> SyntheticSet:
     info = {"learned_lr": float(lr.detach()), "experts_loaded": report.loaded, "experts_trained": report.trained,
             "experts_rebuilt": report.rebuilt}
     return SyntheticSet(syn.detach().flatten(0, 1), labels, log.logged, info)
+
+
+def check(d: DistillConfig) -> None:
+    positive("number of experts", d.num_experts)
+    positive("expert batch", d.expert_batch)
+    positive("expert parallelism", d.expert_parallel, 0)
+    positive("expert epochs", d.expert_epochs)
+    for name, value in (("max start epoch", d.max_start_epoch), ("synthetic steps", d.syn_steps),
+                        ("synthetic batch", d.batch_syn)):
+        if value is not None:
+            positive(name, value)
+    between("expert lr", d.expert_lr, 0, MAX_NET_LR, above=True, flag="--expert-lr")
+    between("the learned lr's lr (--lr-lr)", d.lr_lr, 0, 1)
+
+
+# chosen by the measurements in bench/RESULTS.md (no published MNIST recipe exists)
+SPEC = MethodSpec(
+    "mtt", "MTT", "trajectory matching against expert networks trained on the (reweighted) real data first, cached "
+    "and reused by later runs", distill_mtt,
+    presets={"paper": {"iterations": 5000, "lr_img": 100.0},
+             "quick": {"iterations": 120, "lr_img": 100.0, "num_experts": 4, "syn_steps": 12, "max_start_epoch": 4},
+             "smoke": {"iterations": 10, "lr_img": 100.0, "num_experts": 2, "syn_steps": 3, "max_start_epoch": 2,
+                       "expert_epochs": 1, "expert_batch": 64}},
+    check=check,
+)

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from . import augment, runstore
-from .data import BiasedTensors
-from .nets import ConvNet
+from .. import augment, runstore
+from ..data import BiasedTensors
+from ..nets import ConvNet
 
-CACHE_FORMAT = 2  # bump when the stored layout or the training procedure changes (2: per-image DSA)
+CACHE_FORMAT = 3  # bump when the stored layout or the training procedure changes (3: normalised inputs)
 
 # progress(done, total): expert epochs finished
 ExpertProgress = Callable[[int, int], None]
