@@ -19,6 +19,8 @@ from ddcore.errors import ConfigError
 from ddcore.evaluate import train_classifier
 from ddcore.pipeline import execute_run
 from ddcore.records import Metrics
+from ddcore.sweeps import results, store
+from ddcore.sweeps.backends import LocalBackend, run_sweep
 from ddcore.sweeps.spec import expand, parse_spec
 
 
@@ -166,10 +168,14 @@ def test_cli_takes_the_options_and_refuses_bad_ones(tmp_path, capsys) -> None:
     assert Metrics.load(out).eval_debias == "lff" and runstore.read_config(out).eval.eval_debias == "none"
 
 
-def test_eval_debias_is_a_sweep_axis_and_reaches_the_baseline() -> None:
+def test_eval_debias_is_a_sweep_axis_and_reaches_the_baseline(tmp_path) -> None:
     spec = parse_spec({"name": "debias", "preset": "smoke",
                        "axes": {"eval_debias": ["none", "lff", "jtt"], "kind": ["distill", "baseline"]}})
     cells = expand(spec)
     assert len(cells) == 6 and len({c.name for c in cells}) == 6
     assert sorted((c.config.kind, c.config.eval.eval_debias) for c in cells) == sorted(
         (k, m) for k in ("distill", "baseline") for m in ("none", "lff", "jtt"))
+    run_sweep(tmp_path, spec, LocalBackend(start_worker=False))  # queued only: the table names the axis
+    table = results.long_table(store.sweep_cells(tmp_path, "debias"))
+    assert sorted((r["variant"], r["eval_debias"]) for r in table.records()) == sorted(
+        (v, m) for v in ("reweighted", "full data") for m in ("none", "lff", "jtt"))
