@@ -3,7 +3,14 @@ import streamlit as st
 
 from ddapp import forms, ui
 from ddcore import jobs
-from ddcore.config import DEVICES, METHODS, PRESETS, SURROGATE_OBJECTIVES, preset
+from ddcore.config import (
+    DEBIAS_METHODS,
+    DEVICES,
+    METHODS,
+    PRESETS,
+    SURROGATE_OBJECTIVES,
+    preset,
+)
 from ddcore.errors import DDError
 
 PRESET_HELP = (
@@ -16,6 +23,18 @@ METHOD_HELP = (
     "Siamese augmentation · MTT: trajectory matching against expert networks trained on the (reweighted) "
     "real data first, cached and reused by later runs. An iteration of DC/DSA trains a fresh network in an "
     "inner loop and one of MTT unrolls many training steps, so the presets give them far fewer iterations."
+)
+
+DEBIAS_LABELS = {"none": "none", "lff": "Learning from Failure", "jtt": "Just Train Twice"}
+EVAL_DEBIAS_HELP = (
+    "Train the models that score the synthetic set with a debiasing method that needs no bias labels "
+    "(the paper's Table 3: debiasing afterwards instead of during distillation). LfF trains a biased model "
+    "beside each one and upweights the samples it fails on; JTT trains once, then again with its mistakes "
+    "upsampled. Hyperparameters: --gce-q, --lff-ema, --jtt-upweight, --jtt-id-steps (ddcore/debias.py)."
+)
+SURROGATE_DEBIAS_HELP = (
+    "Train the surrogate whose embedding the density is estimated on with LfF or JTT (the paper's Table 4). "
+    "Both are cross-entropy methods: pick the cross-entropy surrogate objective with them."
 )
 
 ui.warm_worker()
@@ -47,6 +66,12 @@ with st.form("distill"):
     tau = c6.number_input("Temperature τ", min_value=0.0, value=d.tau, step=0.5, help="1: inverse density; large: uniform.")
     surrogate = c7.selectbox("Surrogate objective", SURROGATE_OBJECTIVES)
     reweight = c8.checkbox("Reweight (single run)", value=d.reweight)
+    with st.expander("Advanced"):
+        a1, a2 = st.columns(2)
+        eval_debias = a1.selectbox("Debias the evaluation models", DEBIAS_METHODS, format_func=DEBIAS_LABELS.get,
+                                   help=EVAL_DEBIAS_HELP)
+        surrogate_debias = a2.selectbox("Debias the surrogate", DEBIAS_METHODS, format_func=DEBIAS_LABELS.get,
+                                        help=SURROGATE_DEBIAS_HELP)
     b1, b2 = st.columns([1, 3])
     both = b1.form_submit_button("Run vanilla + reweighted", type="primary")
     single = b2.form_submit_button("Run single")
@@ -55,6 +80,7 @@ if both or single:
     form = forms.DistillForm(
         preset=preset_name, data=data, method=method, ipc=int(ipc), reweight=reweight, sigma=sigma, tau=tau,
         surrogate=surrogate, iterations=int(iterations), seed=int(seed), device=device,
+        eval_debias=eval_debias, surrogate_debias=surrogate_debias,
     )
     try:
         configs = forms.build_pair(form) if both else (forms.build_config(form),)

@@ -39,6 +39,8 @@ class DistillForm:
     iterations: int | None = None  # None: the preset's count
     seed: int = 0
     device: str = "auto"
+    eval_debias: str = "none"  # the Advanced section: ddcore.debias for the evaluation models
+    surrogate_debias: str = "none"  # and for the (cross-entropy) surrogate
 
 
 def parse_sigma(text: str) -> float | None:
@@ -92,6 +94,8 @@ def build_config(form: DistillForm, reweight: bool | None = None) -> RunConfig:
         surrogate=form.surrogate,
         seed=int(form.seed),
         device=form.device,
+        eval_debias=form.eval_debias,
+        surrogate_debias=form.surrogate_debias,
     )
     if form.iterations is not None:
         overrides["iterations"] = int(form.iterations)

@@ -16,6 +16,9 @@ def data_label(cfg: RunConfig) -> str:
     return f"{cfg.data.dataset} {'as distributed' if ratio is None else f'{ratio:.1%}'}"
 
 
+DEBIAS_NAMES = {"lff": "LfF", "jtt": "JTT"}  # ddcore.debias, as the papers write them
+
+
 def label(run: RunInfo, with_name: bool = True) -> str:
     """A short, readable description used in pickers, legends and tables; pickers need the
     unique folder name appended, chart legends read better without it."""
@@ -28,6 +31,12 @@ def label(run: RunInfo, with_name: bool = True) -> str:
     else:
         rw = "reweighted" if cfg.reweight.reweight == "kde" else "vanilla"
         text = f"{rw} {cfg.distill.method.upper()} · IPC {cfg.distill.ipc} · {data} · seed {cfg.seed}"
+        if cfg.reweight.reweight == "kde" and cfg.reweight.surrogate_debias != "none":
+            text += f" · {DEBIAS_NAMES.get(cfg.reweight.surrogate_debias, cfg.reweight.surrogate_debias)} surrogate"
+    # `ddcore evaluate` may have re-evaluated with another method than config.json names
+    evaluated = (run.metrics.eval_debias if run.metrics else None) or cfg.eval.eval_debias
+    if evaluated != "none":
+        text += f" · {DEBIAS_NAMES.get(evaluated, evaluated)} evaluation"
     return f"{text} · {run.name}" if with_name else text
 
 

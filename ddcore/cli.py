@@ -173,7 +173,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                           cfg.eval.eval_epochs, cfg.seed, lambda d, t, l: listener("evaluate", d, t, l))
     old = Metrics.load(run_dir)
     metrics = runstore.save_metrics(run_dir, {**(old.to_json() if old else {}), **result,
-                                              "eval_models": cfg.eval.eval_models, "eval_epochs": cfg.eval.eval_epochs})
+                                              "eval_models": cfg.eval.eval_models, "eval_epochs": cfg.eval.eval_epochs,
+                                              "eval_debias": cfg.eval.eval_debias})
     print(summary_line(metrics))
     return 0
 

@@ -22,6 +22,7 @@ MAX_IMAGE_SIZE = 256  # a whole split is held as float32 [N, 3, S, S]: 50,000 CI
 METHODS = ("dm", "dc", "dsa", "mtt")
 REWEIGHT_MODES = ("kde", "none", "oracle")  # oracle: equal weight per (class, bias) group from the bias labels
 SURROGATE_OBJECTIVES = ("supcon", "ce", "untrained")
+DEBIAS_METHODS = ("none", "lff", "jtt")  # ddcore.debias: Learning from Failure, Just Train Twice
 WEIGHTINGS = ("sample", "mean")
 NORMS = ("instance", "none")
 DEVICES = ("auto", "cpu", "cuda")
@@ -73,6 +74,7 @@ class ReweightConfig:
     kde_sigma: float | None = None  # None: the adaptive rule in ddcore.density.auto_bandwidth
     kde_tau: float = 1.0
     weighting: str = "sample"  # how weights enter DM: weighted sampling or weighted mean
+    surrogate_debias: str = "none"  # train the (cross-entropy) surrogate with LfF or JTT (ddcore.debias)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,13 @@ class EvalConfig:
     eval_batch: int = 256
     eval_dsa: bool = True
     baseline_epochs: int = 20  # full-data baseline: epochs over the whole biased training set
+    # debiased training of the evaluation models (ddcore.debias); the hyperparameters below serve
+    # --surrogate-debias too
+    eval_debias: str = "none"
+    gce_q: float = 0.7  # LfF: the biased model's generalised cross-entropy exponent
+    lff_ema: float = 0.7  # LfF: moving-average factor of each sample's losses
+    jtt_upweight: int = 20  # JTT: lambda_up, copies of each sample the identification model got wrong
+    jtt_id_steps: int = 15  # JTT: the identification model trains the fewest whole epochs holding this many SGD steps
 
 
 @dataclass(frozen=True)
@@ -241,6 +250,7 @@ MAX_IMAGE_LR = 1e6
 # The KDE runs on L2-normalised embeddings (distances 0..2): below this sigma float32 cannot tell
 # the kernels apart (exp underflows), above it every weight is the same
 SIGMA_RANGE = (1e-3, 1e3)
+MAX_UPWEIGHT = 1000  # JTT copies each misclassified sample this often at most: the set grows by that factor
 MAX_SEED = 2**31 - 1  # seeds are offset per model and stage, and UMAP takes at most 2**32 - 1
 
 
@@ -259,6 +269,24 @@ def _finite(cfg: RunConfig) -> None:
             value = getattr(getattr(cfg, section), f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, got {value!r}")
+
+
+def _validate_debias(r: ReweightConfig, e: EvalConfig) -> None:
+    _choice("evaluation debiasing", e.eval_debias, DEBIAS_METHODS)
+    _choice("surrogate debiasing", r.surrogate_debias, DEBIAS_METHODS)
+    if r.surrogate_debias != "none" and r.surrogate != "ce":
+        raise ConfigError(f"--surrogate-debias {r.surrogate_debias} trains a cross-entropy classifier; use it with "
+                          f"--surrogate ce, not {r.surrogate}")
+    between("GCE q", e.gce_q, 0, 1, above=True, note=" (near 0: cross-entropy; 1: mean absolute error)",
+             flag="--gce-q")
+    if not (isinstance(e.lff_ema, (int, float)) and not isinstance(e.lff_ema, bool) and 0 <= e.lff_ema < 1):
+        raise ConfigError(f"LfF's moving-average factor (--lff-ema) must be in [0, 1), got {e.lff_ema!r}")
+    if isinstance(e.jtt_upweight, bool) or not isinstance(e.jtt_upweight, int):
+        raise ConfigError(f"JTT's upweight (--jtt-upweight) must be a whole number, got {e.jtt_upweight!r}")
+    between("JTT's upweight", e.jtt_upweight, 1, MAX_UPWEIGHT, note=" (1: no upweighting)", flag="--jtt-upweight")
+    if isinstance(e.jtt_id_steps, bool) or not isinstance(e.jtt_id_steps, int) or e.jtt_id_steps < 1:
+        raise ConfigError(f"JTT's identification steps (--jtt-id-steps) must be a whole number of at least 1, "
+                          f"got {e.jtt_id_steps!r}")
 
 
 def validate_data(d: DataConfig) -> DataConfig:
@@ -333,6 +361,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     positive("evaluation batch", e.eval_batch)
     positive("baseline epochs", e.baseline_epochs)
     between("evaluation lr", e.eval_lr, 0, MAX_NET_LR, above=True, flag="--eval-lr")
+    _validate_debias(r, e)
     positive("map points", m.map_points, 10)
     positive("map neighbours", m.map_neighbors, 2)
     between("map minimum distance", m.map_min_dist, 0, 1, note=" (UMAP's spread is 1)", flag="--map-min-dist")

@@ -3,7 +3,9 @@
 Reference protocol: SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, lr x 0.1 at half
 the epochs, DSA augmentation during training; accuracy reported overall ("unbiased", colours
 uniform), on bias-aligned and on bias-conflicting test samples; mean and std over several
-freshly initialised models. Accuracies are in percent.
+freshly initialised models. Accuracies are in percent. Under --eval-debias the models are trained
+with Learning from Failure or Just Train Twice (ddcore.debias) with the same optimiser, schedule
+and augmentation.
 
 Group metrics (a group is one (class, bias value) pair of the test split): `group_accuracy`, the
 [classes x bias values] matrix of accuracies (None where the test split has no such sample); the
@@ -23,7 +25,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from . import augment
+from . import augment, debias
 from .config import RunConfig
 from .data import BiasedTensors, dsa_strategy
 from .nets import ConvNet, build_convnet
@@ -88,27 +90,61 @@ def accuracy(net: ConvNet, test: BiasedTensors, batch: int = 2048) -> Accuracy:
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: RunConfig,
                      epochs: int, seed: int, progress: Progress | None = None) -> ConvNet:
-    """A fresh ConvNet (the run's architecture) trained on images [N, 3, H, W] / labels [N]."""
+    """A fresh ConvNet (the run's architecture) trained on images [N, 3, H, W] / labels [N] with
+    cross-entropy, or with the debiasing method cfg.eval.eval_debias names."""
+    spec = debias.spec_from(cfg.eval.eval_debias, cfg.eval)
+    if spec is None:
+        return fit(images, labels, num_classes, cfg, epochs, seed, progress)
+    if spec.method == "lff":
+        return fit(images, labels, num_classes, cfg, epochs, seed, progress, lff=spec)
+    # JTT: the identification model is this very training stopped after T epochs
+    stop = debias.identification_epochs(epochs, math.ceil(len(images) / cfg.eval.eval_batch), spec.jtt_id_steps)
+    total = stop + epochs
+
+    def phase(offset: int) -> Progress | None:
+        return None if progress is None else lambda done, _, loss: progress(offset + done, total, loss)
+
+    identifier = fit(images, labels, num_classes, cfg, epochs, seed, phase(0), stop=stop)
+    index = debias.upsample(debias.misclassified(identifier, images, labels), spec.jtt_upweight)
+    return fit(images, labels, num_classes, cfg, epochs, seed, phase(stop), index=index)
+
+
+def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: RunConfig, epochs: int, seed: int,
+         progress: Progress | None = None, stop: int | None = None, index: torch.Tensor | None = None,
+         lff: debias.DebiasSpec | None = None) -> ConvNet:
+    """The evaluation's training loop: `epochs` epochs of SGD (lr x 0.1 at half), or only the first
+    `stop` of them; over `index` (a multiset of sample positions) instead of every sample once; and
+    with LfF's biased model trained beside the returned one."""
     device = images.device
     g = torch.Generator(device=device).manual_seed(seed)
     aug_g = torch.Generator().manual_seed(seed + 1)
     n, e = cfg.net, cfg.eval
     net = build_convnet(num_classes, n.net_width, n.net_depth, n.net_norm, tuple(images.shape[2:]), g, device)
-    opt = torch.optim.SGD(net.parameters(), lr=e.eval_lr, momentum=0.9, weight_decay=5e-4)
+    params = list(net.parameters())
+    if lff is not None:
+        biased = build_convnet(num_classes, n.net_width, n.net_depth, n.net_norm, tuple(images.shape[2:]), g, device)
+        joint = debias.LfF(biased, labels, num_classes, lff).train()
+        params += list(biased.parameters())
+    opt = torch.optim.SGD(params, lr=e.eval_lr, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[epochs // 2], gamma=0.1)
     strategy = dsa_strategy(cfg) if e.eval_dsa else "none"
+    size = len(images) if index is None else len(index)
     net.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(images), generator=g, device=device)
-        for start in range(0, len(images), e.eval_batch):
+    for epoch in range(epochs if stop is None else stop):
+        order = torch.randperm(size, generator=g, device=device)
+        if index is not None:
+            order = index[order]
+        for start in range(0, size, e.eval_batch):
             idx = order[start:start + e.eval_batch]
-            loss = F.cross_entropy(net(augment.augment(images[idx], strategy, aug_g)), labels[idx])
+            x = augment.augment(images[idx], strategy, aug_g)
+            logits = net(x)
+            loss = F.cross_entropy(logits, labels[idx]) if lff is None else joint.loss(logits, x, labels[idx], idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         sched.step()
         if progress is not None:
-            progress(epoch + 1, epochs, None)
+            progress(epoch + 1, epochs if stop is None else stop, None)
     return net
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import density, embedmap, hardware, runstore
+from . import debias, density, embedmap, hardware, runstore
 from .config import RunConfig, preset, validate
 from .data import BiasedTensors, Normalization, describe, get_spec, image_grid, load_biased, train_summary
 from .errors import Cancelled, ConfigError, DDError
@@ -170,7 +170,7 @@ def _surrogate(cfg: RunConfig, train: BiasedTensors, cache_dir: Path, reporter: 
     r = cfg.reweight
     spec = SurrogateSpec(r.surrogate, r.surrogate_epochs, r.surrogate_lr, r.surrogate_batch,
                          r.surrogate_width, cfg.net.net_depth, cfg.net.net_norm, r.supcon_temperature,
-                         r.surrogate_steps)
+                         r.surrogate_steps, debias.spec_from(r.surrogate_debias, cfg.eval))
     key = json.dumps({"format": SURROGATE_FORMAT, "data": asdict(cfg.data), "spec": asdict(spec), "seed": cfg.seed},
                      sort_keys=True)
     path = cache_dir / f"surrogate-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
@@ -261,7 +261,9 @@ def _save_map(cfg: RunConfig, run_dir: Path, train: BiasedTensors, norm: Normali
     for c in syn_labels.unique():
         mask = syn_labels == c
         syn_log_density[mask] = density.log_density_at(syn_features[mask], features[train.labels == c], sigma)
-    space = (f"{cfg.reweight.surrogate} surrogate embedding (L2-normalised, {features.shape[1]}-d), "
+    surrogate = cfg.reweight.surrogate + ("" if cfg.reweight.surrogate_debias == "none" else
+                                          f" + {cfg.reweight.surrogate_debias}")
+    space = (f"{surrogate} surrogate embedding (L2-normalised, {features.shape[1]}-d), "
              f"per-class Gaussian KDE, sigma={sigma:.3g}")
     naming = describe(cfg.data)
 

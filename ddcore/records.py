@@ -298,6 +298,7 @@ class Metrics(JsonRecord):
     num_test: int | None = _range(0, None)
     eval_models: int | None = _range(1, None)
     eval_epochs: int | None = _range(0, None)
+    eval_debias: str | None = None  # written by `ddcore evaluate`, whose settings config.json does not hold
     seconds_total: float | None = _range(0.0, None)
     seconds_per_stage: dict[str, float] = field(default_factory=dict)
     warning: str = ""

@@ -3,6 +3,13 @@
 Trained on the biased training set with SupCon (default), plain cross-entropy, or left untrained.
 Its two SupCon views use geometric augmentation only: colour jitter would erase the very colour
 cue whose clusters the density estimate has to find.
+
+A cross-entropy surrogate can be debiased (--surrogate-debias; ddcore.debias) to ask the paper's
+Table 4 question, whether a debiased surrogate gives better densities. LfF trains a biased model
+beside it and JTT an identification model before it, both on the same batches, augmentation and
+schedule; those helpers are discarded, and the surrogate kept (and cached) is the debiased model
+itself: LfF's f_D, JTT's final model. Its embedding is then defined as for any cross-entropy
+surrogate: the encoder's features, L2-normalised.
 """
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import augment
+from . import augment, debias
 from .errors import DivergedError
 from .nets import ConvNet, init_parameters
 from .supcon import SupConLoss
@@ -26,7 +33,8 @@ Progress = Callable[[int, int, float | None], None]
 
 class Surrogate(nn.Module):
     """ConvNet encoder + MLP projection head. `embed` gives the L2-normalised vectors the KDE uses:
-    the projection for SupCon (where the contrastive geometry lives), the encoder features otherwise."""
+    the projection for SupCon (where the contrastive geometry lives), the encoder features otherwise
+    (cross-entropy, debiased or not, and untrained)."""
 
     def __init__(self, encoder: ConvNet, objective: str) -> None:
         super().__init__()
@@ -61,6 +69,7 @@ class SurrogateSpec:
     norm: str
     temperature: float
     max_steps: int | None = None  # stop after this many steps in all, mid-epoch if need be
+    debiasing: debias.DebiasSpec | None = None  # LfF or JTT training (objective "ce" only); part of the cache key
 
 
 def build_surrogate(spec: SurrogateSpec, num_classes: int, image_shape: tuple[int, int, int],
@@ -81,13 +90,40 @@ def train_surrogate(
     progress: Progress | None = None,
 ) -> Surrogate:
     """Train (or, for "untrained", just initialise) a surrogate on images [N, 3, H, W] on their device."""
+    if spec.debiasing is not None and spec.objective != "ce":
+        raise ValueError(f"a debiased surrogate is a cross-entropy one, not {spec.objective}")
+    if spec.objective == "untrained" or spec.epochs == 0 or spec.debiasing is None:
+        return fit(images, labels, num_classes, spec, generator, aug_generator, progress)
+    if spec.debiasing.method == "lff":
+        return fit(images, labels, num_classes, spec, generator, aug_generator, progress, lff=spec.debiasing)
+    # JTT: the identification model is a cross-entropy surrogate stopped after T of its epochs
+    stop = debias.identification_epochs(spec.epochs, max(1, len(images) // spec.batch), spec.debiasing.jtt_id_steps)
+    identifier = fit(images, labels, num_classes, spec, generator, aug_generator, stop=stop)
+    wrong = debias.misclassified(identifier.encoder, images, labels)
+    index = debias.upsample(wrong, spec.debiasing.jtt_upweight)
+    return fit(images, labels, num_classes, spec, generator, aug_generator, progress, index=index)
+
+
+def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, spec: SurrogateSpec,
+         generator: torch.Generator, aug_generator: torch.Generator, progress: Progress | None = None,
+         stop: int | None = None, index: torch.Tensor | None = None,
+         lff: debias.DebiasSpec | None = None) -> Surrogate:
+    """The surrogate's training loop: `spec.epochs` epochs (cosine schedule), or only the first
+    `stop`; over `index` (a multiset of sample positions) instead of every sample once; with LfF's
+    biased model trained beside it."""
     device = images.device
     model = build_surrogate(spec, num_classes, tuple(images.shape[1:]), generator).to(device)
     encoder = model.encoder
     if spec.objective == "untrained" or spec.epochs == 0:
         return model
-    opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=0.9, weight_decay=5e-4)
-    steps_per_epoch = max(1, len(images) // spec.batch)
+    params = list(model.parameters())
+    if lff is not None:
+        biased = build_surrogate(spec, num_classes, tuple(images.shape[1:]), generator).encoder.to(device)
+        joint = debias.LfF(biased, labels, num_classes, lff).train()
+        params += list(biased.parameters())
+    opt = torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=5e-4)
+    size = len(images) if index is None else len(index)
+    steps_per_epoch = max(1, size // spec.batch)
     total = spec.epochs * steps_per_epoch
     if spec.max_steps is not None:
         total = min(total, spec.max_steps)
@@ -95,10 +131,12 @@ def train_surrogate(
     supcon = SupConLoss(spec.temperature)
     model.train()
     step = 0
-    for _ in range(spec.epochs):
+    for _ in range(spec.epochs if stop is None else stop):
         if step == total:
             break
-        order = torch.randperm(len(images), generator=generator, device=generator.device).to(device)
+        order = torch.randperm(size, generator=generator, device=generator.device).to(device)
+        if index is not None:
+            order = index[order]
         for b in range(min(steps_per_epoch, total - step)):
             idx = order[b * spec.batch:(b + 1) * spec.batch]
             x, y = images[idx], labels[idx]
@@ -108,7 +146,8 @@ def train_surrogate(
                 z = model.project(torch.cat([v1, v2])).view(2, len(x), -1).transpose(0, 1)
                 loss = supcon(z, y)
             else:
-                loss = F.cross_entropy(encoder(augment.augment(x, VIEW_AUGMENTATION, aug_generator)), y)
+                xa = augment.augment(x, VIEW_AUGMENTATION, aug_generator)
+                loss = F.cross_entropy(encoder(xa), y) if lff is None else joint.loss(encoder(xa), xa, y, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
