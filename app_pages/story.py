@@ -50,7 +50,7 @@ with st.container(border=True):
     st.subheader("2 · Vanilla distillation amplifies it")
     picture, words = st.columns([3, 2])
     ipc = told.vanilla.config.distill.ipc
-    picture.image(grid(vanilla_images, vanilla_labels, ipc, 520), caption="Vanilla synthetic set, one row per class")
+    picture.image(grid(vanilla_images, vanilla_labels, ipc, 640), caption="Vanilla synthetic set, one row per class")
     words.markdown(story.vanilla_text(told))
     with words:
         open_page("Compare the synthetic sets", "app_pages/synthetic_images.py",
@@ -62,7 +62,7 @@ with st.container(border=True):
     fig = figures.embedding_map(emb, "weight", show_synthetic=False, height=420)
     weight_map.plotly_chart(fig, key="story_map", config={"displayModeBar": False})
     weight_map.caption("Real training samples on the surrogate's 2-D map, coloured by their weight")
-    repaired.image(grid(repaired_images, repaired_labels, told.reweighted.config.distill.ipc, 400),
+    repaired.image(grid(repaired_images, repaired_labels, told.reweighted.config.distill.ipc, 640),
                    caption="Reweighted synthetic set, one row per class")
     st.markdown(story.weights_text(told))
     left, right = st.columns(2)

@@ -139,7 +139,7 @@ DRAWN = {  # a page is drawn when these are on it
     "bias_explorer": ("[data-testid=stImage] img", 2, False),
     "embedding_map": ("[data-testid=stImage] img", 17, True),  # a synthetic image and its 2 x 8 neighbours
     "synthetic_images": ("[data-testid=stImage] img", 2, False),
-    "compare": (".js-plotly-plot", 6, True),  # the bars and five heat maps
+    "compare": (".js-plotly-plot", 4, True),  # the bars and three heat maps
     "runs": ("[data-testid=stDataFrame]", 1, False),
 }
 

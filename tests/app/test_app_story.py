@@ -49,8 +49,7 @@ def test_no_page_says_there_is_nothing_to_show_on_an_empty_runs_folder(app, goto
             EXAMPLE["dm-vanilla"], EXAMPLE["dm-reweighted"])
         assert len(at.image) == 2
     if page == "app_pages/compare.py":
-        assert at.multiselect[0].value == [EXAMPLE[n] for n in ("dm-vanilla", "dm-reweighted", "full-data",
-                                                                 "dm-oracle", "random-subset")]
+        assert at.multiselect[0].value == [EXAMPLE[n] for n in ("dm-vanilla", "dm-reweighted", "full-data")]
     if page == "app_pages/runs.py":
         assert len(at.dataframe[0].value) == len(EXAMPLE) and at.selectbox(key="runs_run").value in EXAMPLE.values()
     assert not (tmp_path / "empty").exists() or not runstore.list_runs(tmp_path / "empty"), "nothing was copied there"
@@ -189,8 +188,10 @@ def projector_config_class():
     for message, fields_ in messages.items():
         m = proto.message_type.add(name=message)
         for name, number, type_, repeated, type_name in fields_:
-            m.field.add(name=name, number=number, type=type_, type_name=type_name,
-                        label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL)
+            field = m.field.add(name=name, number=number, type=type_,
+                                label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL)
+            if type_name:
+                field.type_name = type_name
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorboard.projector.ProjectorConfig"))
@@ -308,11 +309,12 @@ def test_group_metrics_on_compare_tables_heat_maps_and_csv() -> None:
 def test_compare_shows_group_metrics_heat_maps_and_references(app, goto, tmp_path: Path) -> None:
     at = goto(app(tmp_path), "app_pages/compare.py")
     table = at.dataframe[0].value
-    assert {"worst group", "DEO-M", "DEO-A"} <= set(table.columns) and len(table) == 5
+    assert {"worst group", "DEO-M", "DEO-A"} <= set(table.columns) and len(table) == 3
     heatmaps = [c for c in at.get("plotly_chart") if json.loads(c.proto.spec)["data"][0]["type"] == "heatmap"]
-    assert len(heatmaps) == 5
+    assert len(heatmaps) == 3
     assert [d.label for d in at.get("download_button")] == ["Metrics (CSV)", "Group accuracy (CSV)"]
-    assert not [b for b in at.button if b.label.startswith("Queue")], "the examples have every reference"
+    # the examples ship without an oracle and a random subset: the page offers them
+    assert [b.label for b in at.button if b.label.startswith("Queue")] == ["Queue the oracle run", "Queue a random subset"]
 
 
 def test_compare_queues_the_missing_references(app, goto, store_copy: Path) -> None:
