@@ -44,25 +44,28 @@ event = st.plotly_chart(fig, key=f"map:{run.name}:{mode}:{show_syn}:{contours}",
                         selection_mode=("points", "box", "lasso"))
 st.caption(
     f"2-D UMAP of {len(emb.real_map):,} real training samples. Density computed on: {emb.density_space}. "
-    "Weight ×1 is what every sample gets without reweighting. Click a point to see its nearest neighbours; "
-    "drag a box or lasso to select many (the rest turn grey) and export them."
+    "Weight ×1 is what every sample gets without reweighting. Drag to zoom, click a point to see its nearest "
+    "neighbours; to select many (the rest turn grey) and export them, pick the lasso or box tool at the top right."
 )
 
 real_rows, syn_rows = figures.selected_rows(event.selection.points, fig)
 rel_weight = figures.relative_weight(emb)
 
 
-def caption(i: int) -> str:
-    return (f"{figures.sample_text(naming, attribute, emb.real_label[i], emb.real_bias[i])} · "
-            f"log p {emb.real_log_density[i]:.1f} · w ×{rel_weight[i]:.2f}")
+def caption(i: int, short: bool = False) -> str:
+    text = figures.sample_text(naming, attribute, emb.real_label[i], emb.real_bias[i])
+    if short:  # under a neighbour, eight to a row
+        return f"{text.removeprefix('class ')} · w ×{rel_weight[i]:.2f}"
+    return f"{text} · log p {emb.real_log_density[i]:.1f} · w ×{rel_weight[i]:.2f}"
 
 
-def gallery(rows: np.ndarray, per_row: int) -> None:
+def gallery(rows: np.ndarray, per_row: int, short: bool = False) -> None:
+    captions = [caption(i, short) for i in rows]
     if emb.real_thumbs is None:
         st.caption("This run was made before maps kept thumbnails of the real images; run it again to see them.")
-        st.markdown("\n".join(f"- {caption(i)}" for i in rows))
+        st.markdown("\n".join(f"- {c}" for c in captions))
         return
-    ui.gallery([images.enlarge(p, 3) for p in emb.real_thumbs[rows]], [caption(i) for i in rows], per_row)
+    ui.gallery([images.enlarge(p, 3) for p in emb.real_thumbs[rows]], captions, per_row)
 
 
 if len(real_rows) + len(syn_rows) > 1:
@@ -112,12 +115,12 @@ else:
     embedding_rows = emb.syn_neighbors[point.row][:NEIGHBOURS]
 with near:
     st.caption("Nearest in the surrogate's embedding, where the density and the weights are computed")
-    gallery(embedding_rows, per_row=NEIGHBOURS)
+    gallery(embedding_rows, per_row=NEIGHBOURS, short=True)
     pixel_rows = selection.pixel_neighbours(emb, point, syn_thumbs, NEIGHBOURS)
     if pixel_rows is not None:
         st.caption("Nearest in pixel space: what a model reading raw pixels groups together (often the same "
                    f"{attribute})")
-        gallery(pixel_rows, per_row=NEIGHBOURS)
+        gallery(pixel_rows, per_row=NEIGHBOURS, short=True)
 
 st.subheader("Export")
 st.download_button(

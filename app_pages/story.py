@@ -26,9 +26,8 @@ except DDError as exc:
     st.stop()
 
 
-def grid(pictures, labels, ipc: int, target_px: int):
-    tiled = images.class_rows(pictures, labels, len(emb.classes), ipc)
-    return images.enlarge(tiled, images.fit_scale(tiled.shape[1], target_px=target_px, max_scale=4))
+def grid(pictures, labels, ipc: int):
+    return images.enlarge(images.class_rows(pictures, labels, len(emb.classes), ipc), 2)
 
 
 def open_page(button: str, page: str, focus: dict[str, str], key: str) -> None:
@@ -38,36 +37,34 @@ def open_page(button: str, page: str, focus: dict[str, str], key: str) -> None:
         st.switch_page(page)
 
 
-with st.container(border=True):
-    st.subheader("1 · The bias in the data")
-    picture, words = st.columns([3, 2])
-    picture.image(images.enlarge(story.bias_picture(emb), 2),
-                  caption="One row per class: bias-aligned samples, then bias-conflicting ones")
-    words.markdown(story.bias_text(emb))
-    words.page_link("app_pages/bias_explorer.py", label="Explore the bias in every dataset", icon=":material/palette:")
-
-with st.container(border=True):
-    st.subheader("2 · Vanilla distillation amplifies it")
-    picture, words = st.columns([3, 2])
-    ipc = told.vanilla.config.distill.ipc
-    picture.image(grid(vanilla_images, vanilla_labels, ipc, 640), caption="Vanilla synthetic set, one row per class")
-    words.markdown(story.vanilla_text(told))
-    with words:
-        open_page("Compare the synthetic sets", "app_pages/synthetic_images.py",
-                  {"syn_left": told.vanilla.name, "syn_right": told.reweighted.name}, "story_images")
-
-with st.container(border=True):
-    st.subheader("3 · The KDE weights find the rare samples and repair the set")
-    weight_map, repaired = st.columns([3, 2])
-    fig = figures.embedding_map(emb, "weight", show_synthetic=False, height=420)
+# the three steps side by side, so the whole story fits one screen
+one, two, three = st.columns([1, 1, 2.1], gap="medium", border=True)
+with one:
+    st.subheader("1 · The bias")
+    st.image(images.enlarge(story.bias_picture(emb), 2), width="stretch",
+             caption="Per class: bias-aligned samples, then bias-conflicting ones")
+    st.markdown(story.bias_text(emb))
+    st.page_link("app_pages/bias_explorer.py", label="Bias explorer", icon=":material/palette:")
+with two:
+    st.subheader("2 · Distillation amplifies it")
+    st.image(grid(vanilla_images, vanilla_labels, told.vanilla.config.distill.ipc), width="stretch",
+             caption="The vanilla synthetic set, one row per class")
+    st.markdown(story.vanilla_text(told))
+    open_page("Synthetic images", "app_pages/synthetic_images.py",
+              {"syn_left": told.vanilla.name, "syn_right": told.reweighted.name}, "story_images")
+with three:
+    st.subheader("3 · Reweighting repairs it")
+    weight_map, repaired = st.columns(2)
+    fig = figures.embedding_map(emb, "weight", show_synthetic=False, height=330)
+    # a small picture: bigger points, no colour bar (the caption says what bright means)
+    fig.update_traces(marker=dict(size=8, showscale=False))
+    fig.update_layout(margin=dict(l=0, r=0, t=0, b=0))
     weight_map.plotly_chart(fig, key="story_map", config={"displayModeBar": False})
-    weight_map.caption("Real training samples on the surrogate's 2-D map, coloured by their weight")
-    repaired.image(grid(repaired_images, repaired_labels, told.reweighted.config.distill.ipc, 640),
-                   caption="Reweighted synthetic set, one row per class")
+    weight_map.caption("The real samples on the surrogate's 2-D map, coloured by weight: bright is heavy")
+    repaired.image(grid(repaired_images, repaired_labels, told.reweighted.config.distill.ipc), width="stretch",
+                   caption="The reweighted synthetic set, one row per class")
     st.markdown(story.weights_text(told))
     left, right = st.columns(2)
     with left:
-        open_page("Explore the embedding map", "app_pages/embedding_map.py", {"map_run": told.reweighted.name},
-                  "story_map_page")
-    right.page_link("app_pages/compare.py", label="Compare with the full data, the oracle and a random subset",
-                    icon=":material/bar_chart:")
+        open_page("Embedding map", "app_pages/embedding_map.py", {"map_run": told.reweighted.name}, "story_map_page")
+    right.page_link("app_pages/compare.py", label="Compare", icon=":material/bar_chart:")

@@ -33,9 +33,14 @@ def relative_weight(emb: EmbeddingMap) -> np.ndarray:
     return emb.real_weight.astype(np.float64) * class_size[emb.real_label]
 
 
+def value_text(attribute: str, value: str) -> str:
+    """'place indoor'; a value named after its attribute already ('colour 3') as it is."""
+    return value if value.startswith(attribute) else f"{attribute} {value}"
+
+
 def sample_text(naming: Naming, attribute: str, label: int, bias: int) -> str:
-    """'class cat · bias attribute indoor'."""
-    return f"class {naming.classes[label]} · {attribute} {naming.bias_values[bias]}"
+    """'class cat · place indoor'."""
+    return f"class {naming.classes[label]} · {value_text(attribute, naming.bias_values[bias])}"
 
 
 def _hover(emb: EmbeddingMap) -> list[str]:
@@ -82,7 +87,7 @@ def _categorical(emb: EmbeddingMap, mode: str, hover: list[str]) -> list[go.Scat
     elif mode == "class":
         groups = [(f"class {emb.classes[c]}", label == c, CLASS_COLOURS[c % 10], 5) for c in np.unique(label)]
     else:
-        groups = [(f"{emb.bias_attribute} {emb.bias_values[b]}", bias == b, _rgb(emb.colours[b]), 5)
+        groups = [(value_text(emb.bias_attribute, emb.bias_values[b]), bias == b, _rgb(emb.colours[b]), 5)
                   for b in np.unique(bias)]
     hover_arr = np.asarray(hover, dtype=object)
     return [
@@ -170,7 +175,9 @@ def embedding_map(emb: EmbeddingMap, mode: str, show_synthetic: bool = True, con
         )
     fig = go.Figure(traces)
     fig.update_layout(
-        height=height, margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso",
+        # zoom, not lasso, on drag: Streamlit selects a clicked point only outside the lasso and box
+        # modes (the tight clusters need zooming anyway); lasso and box are in the modebar
+        height=height, margin=dict(l=10, r=10, t=40, b=10), dragmode="zoom",
         legend=dict(itemsizing="constant", orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0.0),
         xaxis=dict(showticklabels=False, showgrid=False, zeroline=False, title=None),
         yaxis=dict(showticklabels=False, showgrid=False, zeroline=False, title=None),

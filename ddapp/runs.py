@@ -98,8 +98,17 @@ def as_pair(runs: Sequence[RunInfo], run: RunInfo) -> tuple[RunInfo | None, RunI
     return (run, other) if run.config.reweight.reweight == "none" else (other, run)
 
 
+def preferring_own(runs: Sequence[RunInfo]) -> list[RunInfo]:
+    """The user's own runs when any of them has a result, else all (the shipped examples too):
+    what pages choose their defaults from, so that the examples never hide the user's work."""
+    own = [r for r in runs if not is_example(r)]
+    return own if with_metrics(own) else list(runs)
+
+
 def latest_pair(runs: Sequence[RunInfo]) -> tuple[RunInfo | None, RunInfo | None]:
-    """(vanilla, reweighted) of the newest complete pair, else the newest of each mode alone."""
+    """(vanilla, reweighted) of the newest complete pair, else the newest of each mode alone; the
+    user's own runs first (`preferring_own`)."""
+    runs = preferring_own(runs)
     done = finished_distill(runs)
     for run in done:
         if run.config.reweight.reweight == "kde" and partner(runs, run) is not None:
@@ -165,7 +174,8 @@ def missing_references(runs: Sequence[RunInfo], run: RunInfo) -> dict[str, RunCo
 
 def default_comparison(runs: Sequence[RunInfo]) -> list[str]:
     """Names preselected on the Compare page: the newest pair, then its full-data baseline,
-    oracle and random subset where they are done."""
+    oracle and random subset where they are done; the user's own runs first (`preferring_own`)."""
+    runs = preferring_own(runs)
     picked = [r for r in latest_pair(runs) if r is not None]
     if picked:
         for find, _ in REFERENCES.values():

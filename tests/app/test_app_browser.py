@@ -105,7 +105,10 @@ def test_submit_pair_then_see_map_and_images(server: str, page: Page) -> None:
     plot = page.locator(".js-plotly-plot")
     expect(plot).to_be_visible(timeout=30_000)
     expect(plot.locator("canvas").first).to_be_attached()  # WebGL scatter
-    # lasso most of the plot area: the selected real samples appear below it
+    # lasso most of the plot area (the lasso tool is in the modebar; a drag zooms): the selected real
+    # samples appear below it, the others turn grey
+    plot.hover()
+    plot.locator('.modebar-btn[data-val="lasso"]').first.click()
     box = plot.locator(".nsewdrag").first.bounding_box()
     x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
     page.mouse.move(x0 + 0.05 * w, y0 + 0.05 * h)
@@ -158,17 +161,21 @@ def wait_drawn(page: Page, path: str, timeout_ms: int = 60_000) -> None:
     )
 
 
-def click_first_real_point(page: Page) -> None:
-    """Click a real sample of the map where plotly drew it (data -> pixel through the plot's axes)."""
+def click_a_real_point(page: Page) -> None:
+    """Click the rarest real sample of the map where plotly drew it (data -> pixel through the
+    plot's axes), hovering first: plotly clicks the point it last hovered."""
     x, y = page.evaluate(
         """() => {
             const plot = document.querySelector('.js-plotly-plot');
-            const trace = plot.data.find(t => t.meta === 'real');
+            const trace = plot._fullData.find(t => t.meta === 'real');  // x and y decoded from the spec
             const layout = plot._fullLayout, box = plot.getBoundingClientRect();
-            return [box.left + layout._size.l + layout.xaxis.l2p(trace.x[trace.x.length - 1]),
-                    box.top + layout._size.t + layout.yaxis.l2p(trace.y[trace.y.length - 1])];
+            const last = trace.x.length - 1;  // drawn last: the rarest sample, on top of the others
+            return [box.left + layout._size.l + layout.xaxis.l2p(trace.x[last]),
+                    box.top + layout._size.t + layout.yaxis.l2p(trace.y[last])];
         }"""
     )
+    page.mouse.move(x, y)
+    page.wait_for_timeout(500)
     page.mouse.click(x, y)
 
 
@@ -181,13 +188,12 @@ def test_first_start_shows_every_page_from_the_examples(server: str, page: Page)
         assert page.get_by_test_id("stException").count() == 0, path
         page.screenshot(path=ARTIFACTS / f"first-start-{path or 'story'}.png")
         if path == "":
-            for step in ("1 · The bias in the data", "2 · Vanilla distillation amplifies it",
-                         "3 · The KDE weights find the rare samples and repair the set"):
+            for step in ("1 · The bias", "2 · Distillation amplifies it", "3 · Reweighting repairs it"):
                 expect(page.get_by_text(step)).to_be_visible()
     page.goto(f"{server}/embedding_map")
     wait_drawn(page, "embedding_map")
-    click_first_real_point(page)
-    clicked = page.get_by_text(re.compile("^real sample · class"))
+    click_a_real_point(page)
+    clicked = page.get_by_text(re.compile("^real sample · class"))  # the clicked point's caption
     expect(clicked).to_be_visible(timeout=30_000)
     clicked.scroll_into_view_if_needed()
     expect(page.get_by_text("Nearest in pixel space")).to_be_visible()

@@ -70,8 +70,8 @@ def test_the_story_page_tells_three_steps_from_the_examples(app, tmp_path: Path)
 
 
 @pytest.mark.parametrize(("button", "title", "picks"), [
-    ("Explore the embedding map", "Embedding map", {"map_run": "dm-reweighted"}),
-    ("Compare the synthetic sets", "Synthetic images", {"syn_left": "dm-vanilla", "syn_right": "dm-reweighted"}),
+    ("Embedding map", "Embedding map", {"map_run": "dm-reweighted"}),
+    ("Synthetic images", "Synthetic images", {"syn_left": "dm-vanilla", "syn_right": "dm-reweighted"}),
 ])
 def test_each_story_step_opens_its_page_on_the_examples(app, smoke_store: Path, button, title, picks) -> None:
     at = app(smoke_store)  # the user's own runs would otherwise be the pages' first choice
@@ -326,3 +326,12 @@ def test_compare_queues_the_missing_references(app, goto, store_copy: Path) -> N
     assert sorted(c.kind for c in queued) == ["distill", "random-subset"]
     assert {c.reweight.reweight for c in queued if c.kind == "distill"} == {"oracle"}
     assert all(c.data == preset("smoke").data and c.distill.ipc == preset("smoke").distill.ipc for c in queued)
+
+
+def test_the_users_own_runs_come_before_the_examples() -> None:
+    mine = _info("mine", preset("smoke"), test_acc_unbiased=50.0)  # a reweighted run without its vanilla half
+    store = [mine, *examples.runs()]
+    assert [r and r.name for r in runs.latest_pair(store)] == [None, "mine"]
+    assert runs.default_comparison(store) == ["mine"]
+    queued = _info("queued", preset("smoke"), state="queued")
+    assert runs.default_comparison([queued, *examples.runs()])[:2] == [EXAMPLE["dm-vanilla"], EXAMPLE["dm-reweighted"]]
