@@ -12,7 +12,8 @@ from ddapp import ui
 st.set_page_config(page_title="Bias in dataset distillation", page_icon=":material/balance:", layout="wide")
 
 PAGES = [
-    st.Page("app_pages/bias_explorer.py", title="Bias explorer", icon=":material/palette:", default=True),
+    st.Page("app_pages/story.py", title="The story", icon=":material/auto_stories:", default=True),
+    st.Page("app_pages/bias_explorer.py", title="Bias explorer", icon=":material/palette:"),
     st.Page("app_pages/distill.py", title="Distill", icon=":material/science:"),
     st.Page("app_pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
     st.Page("app_pages/synthetic_images.py", title="Synthetic images", icon=":material/grid_view:"),

@@ -1,27 +1,39 @@
 """Runs: every run folder with its status, config and metrics; open, export, delete."""
 import streamlit as st
 
-from ddapp import progress, runs, ui
+from ddapp import examples, progress, runs, ui
 from ddcore import runstore
 from ddcore.errors import DDError
 
 st.title("Runs")
-all_runs = ui.list_runs()
+own = ui.list_runs()
+shipped = examples.runs()
+all_runs = own + shipped
 st.caption(f"Runs folder: `{ui.runs_root().resolve()}`")
-if not all_runs:
-    st.info("No runs yet. Start one on the Distill page.")
-    st.stop()
 
-st.dataframe(
-    runs.listing_table(all_runs),
-    hide_index=True,
-    column_config={
-        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
-        "conflicting": st.column_config.NumberColumn("conflicting", format="percent"),
-        "unbiased acc": st.column_config.NumberColumn("unbiased acc", format="%.1f%%"),
-        "conflicting acc": st.column_config.NumberColumn("conflicting acc", format="%.1f%%"),
-    },
-)
+
+def listing(rows) -> None:
+    st.dataframe(
+        runs.listing_table(rows),
+        hide_index=True,
+        column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+            "conflicting": st.column_config.NumberColumn("conflicting", format="percent"),
+            "unbiased acc": st.column_config.NumberColumn("unbiased acc", format="%.1f%%"),
+            "conflicting acc": st.column_config.NumberColumn("conflicting acc", format="%.1f%%"),
+        },
+    )
+
+
+if own:
+    listing(own)
+else:
+    st.markdown("No runs of your own in this folder yet: start one on the **Distill** page.")
+if shipped:
+    with st.expander("Example runs shipped with ddbias (read-only)", expanded=not own):
+        listing(shipped)
+if not all_runs:
+    st.stop()
 
 run = ui.pick_run("Run", all_runs, key="runs_run")
 s = run.status
@@ -50,11 +62,14 @@ if open_syn.button("Open images", disabled=not is_done_distill):
             ui.focus(key, shown.name)
     st.switch_page("app_pages/synthetic_images.py")
 export.download_button(
-    "Export zip", lambda: runstore.export_run(run.path), f"{run.name}.zip", "application/zip", key=f"export:{run.name}",
+    "Export zip", lambda: runstore.export_run(run.path), f"{runs.file_stem(run)}.zip", "application/zip",
+    key=f"export:{run.name}",
     disabled=not_exportable is not None, help=not_exportable,
 )
 busy = s.state == "running" or (s.state == "queued" and run.error is None)
-if delete.button("Delete…", disabled=busy, help="Cancel a queued or running job first."):
+shipped_run = examples.is_example(run)
+why = "An example shipped with ddbias stays." if shipped_run else "Cancel a queued or running job first."
+if delete.button("Delete…", disabled=busy or shipped_run, help=why):
     st.session_state["confirm_delete"] = run.name
 
 if st.session_state.get("confirm_delete") == run.name:

@@ -7,8 +7,8 @@ from ddapp import cache, images, runs, ui
 from ddcore.errors import DDError
 
 st.title("Synthetic images")
-done = runs.finished_distill(ui.list_runs())
-if not done:
+done = runs.finished_distill(ui.runs_with_examples())
+if not done:  # only when the shipped examples are missing too
     st.info("No finished distillation run yet. Start one on the Distill page.")
     st.stop()
 
@@ -31,9 +31,12 @@ for column, title, key, preferred in zip(
         big = images.enlarge(grid, images.fit_scale(grid.shape[1], target_px=640, max_scale=3))
         st.image(big, caption=runs.label(run, with_name=False))
         a, b = st.columns(2)
-        a.download_button("PNG grid", images.png_bytes(big), f"{run.name}-synthetic.png", "image/png", key=f"png:{key}")
+        a.download_button("PNG grid", images.png_bytes(grid),
+                          f"{runs.file_stem(run)}-synthetic.png", "image/png", key=f"png:{key}",
+                          help="At the images' own resolution, one row per class")
         b.download_button(
-            "Tensors (.pt)", lambda p=Path(run.path) / "synthetic.pt": p.read_bytes(), f"{run.name}-synthetic.pt",
+            "Tensors (.pt)", lambda p=Path(run.path) / "synthetic.pt": p.read_bytes(),
+            f"{runs.file_stem(run)}-synthetic.pt",
             "application/octet-stream", key=f"pt:{key}",
             help="{'images': float32 [N, 3, H, W] normalised by 'mean' and 'std' (float32 [3]), 'labels': int64 [N], "
                  "'version'}; torch.load(..., weights_only=True); ddcore.records.SyntheticImages reads it",

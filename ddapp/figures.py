@@ -1,5 +1,7 @@
-"""Plotly figure builders: the embedding map and the Compare charts."""
+"""Plotly figure builders: the embedding map (with per-class density contours) and the Compare charts."""
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,6 +15,9 @@ from .metrics import SPLITS
 COLOUR_MODES = ("log density", "weight", "class", "bias attribute", "aligned / conflicting")
 SYNTHETIC = "synthetic"  # trace `meta` of the synthetic markers, so a selection can tell them apart
 REAL = "real"
+# a selection keeps every other point as grey context (plotly applies this while a selection exists)
+SELECTED = dict(marker=dict(opacity=1.0))
+UNSELECTED = dict(marker=dict(color="#d0d0d0", opacity=0.35))
 # Ten distinguishable class colours (Tableau 10) — deliberately not the bias palette, so
 # "coloured by class" and "coloured by bias attribute" never look alike.
 CLASS_COLOURS = (
@@ -28,9 +33,14 @@ def relative_weight(emb: EmbeddingMap) -> np.ndarray:
     return emb.real_weight.astype(np.float64) * class_size[emb.real_label]
 
 
+def value_text(attribute: str, value: str) -> str:
+    """'place indoor'; a value named after its attribute already ('colour 3') as it is."""
+    return value if value.startswith(attribute) else f"{attribute} {value}"
+
+
 def sample_text(naming: Naming, attribute: str, label: int, bias: int) -> str:
-    """'class cat · bias attribute indoor'."""
-    return f"class {naming.classes[label]} · {attribute} {naming.bias_values[bias]}"
+    """'class cat · place indoor'."""
+    return f"class {naming.classes[label]} · {value_text(attribute, naming.bias_values[bias])}"
 
 
 def _hover(emb: EmbeddingMap) -> list[str]:
@@ -63,6 +73,7 @@ def _continuous(emb: EmbeddingMap, mode: str, hover: list[str]) -> list[go.Scatt
             x=xy[order, 0], y=xy[order, 1], mode="markers", name="real samples", meta=REAL,
             customdata=order, hovertext=np.asarray(hover, dtype=object)[order], hoverinfo="text",
             marker=dict(size=5, color=values[order], colorscale="Viridis", colorbar=colourbar, opacity=0.85),
+            selected=SELECTED, unselected=UNSELECTED,
         )
     ]
 
@@ -76,14 +87,14 @@ def _categorical(emb: EmbeddingMap, mode: str, hover: list[str]) -> list[go.Scat
     elif mode == "class":
         groups = [(f"class {emb.classes[c]}", label == c, CLASS_COLOURS[c % 10], 5) for c in np.unique(label)]
     else:
-        groups = [(f"{emb.bias_attribute} {emb.bias_values[b]}", bias == b, _rgb(emb.colours[b]), 5)
+        groups = [(value_text(emb.bias_attribute, emb.bias_values[b]), bias == b, _rgb(emb.colours[b]), 5)
                   for b in np.unique(bias)]
     hover_arr = np.asarray(hover, dtype=object)
     return [
         go.Scattergl(
             x=xy[rows, 0], y=xy[rows, 1], mode="markers", name=name, meta=REAL,
             customdata=np.flatnonzero(rows), hovertext=hover_arr[rows], hoverinfo="text",
-            marker=dict(size=size, color=colour, opacity=0.85),
+            marker=dict(size=size, color=colour, opacity=0.85), selected=SELECTED, unselected=UNSELECTED,
         )
         for name, rows, colour, size in groups
         if rows.any()
@@ -95,18 +106,62 @@ def _rgb(colour: np.ndarray) -> str:
     return f"rgb({r},{g},{b})"
 
 
-def embedding_map(emb: EmbeddingMap, mode: str, show_synthetic: bool = True) -> go.Figure:
+CONTOUR_LEVELS = (0.2, 0.5, 0.8)  # of each class's peak density: its outskirts, body and core
+
+
+def density_grid(xy: np.ndarray, labels: np.ndarray,
+                 size: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+    """A 2-D Gaussian KDE of each class's points on the map (Scott's bandwidth), on one shared
+    size x size grid: (grid x [size], grid y [size], the classes, {class: density [size, size]
+    scaled to a peak of 1}). The density the weights come from lives in the surrogate's
+    embedding, not on this map; these contours show where each class's samples crowd."""
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    margin = 0.05 * (hi - lo) + 1e-6
+    gx, gy = (np.linspace(lo[i] - margin[i], hi[i] + margin[i], size) for i in range(2))
+    classes = np.unique(labels)
+    out = {}
+    for c in classes:
+        pts = xy[labels == c].astype(np.float64)
+        h = max(float(pts.std(axis=0).mean()), 1e-3) * len(pts) ** (-1 / 6)  # Scott's rule in 2-D
+        # the Gaussian kernel factorises over x and y: density[y, x] = sum_p ky[y, p] * kx[x, p]
+        kx = np.exp(-((gx[:, None] - pts[None, :, 0]) ** 2) / (2 * h * h))
+        ky = np.exp(-((gy[:, None] - pts[None, :, 1]) ** 2) / (2 * h * h))
+        dens = ky @ kx.T
+        out[int(c)] = dens / dens.max()
+    return gx, gy, classes, out
+
+
+def density_contours(emb: EmbeddingMap) -> list[go.Contour]:
+    """Per class, contour lines of its 2-D density on the map, in the class's colour."""
+    gx, gy, _, grids = density_grid(emb.real_map, emb.real_label)
+    return [
+        go.Contour(
+            x=gx, y=gy, z=z, name=f"density of class {emb.classes[c]}", showlegend=False, showscale=False,
+            hoverinfo="skip", colorscale=[[0, CLASS_COLOURS[c % 10]], [1, CLASS_COLOURS[c % 10]]],
+            contours=dict(coloring="lines", start=CONTOUR_LEVELS[0], end=CONTOUR_LEVELS[-1],
+                          size=CONTOUR_LEVELS[1] - CONTOUR_LEVELS[0]),
+            line=dict(width=1.2),
+        )
+        for c, z in grids.items()
+    ]
+
+
+def embedding_map(emb: EmbeddingMap, mode: str, show_synthetic: bool = True, contours: bool = False,
+                  height: int = 600) -> go.Figure:
     """The run's 2-D map of real samples coloured by `mode`, with the synthetic images drawn on
-    top as outlined diamonds; the map's own names and colours label classes and bias values
-    (e.g. "corruption frost") in legends and hover text. Every trace carries the row index (into
-    real_* or syn_*) as customdata and REAL or SYNTHETIC as meta, which `selected_rows` reads back."""
+    top as outlined diamonds and, with `contours`, each class's density contours underneath;
+    the map's own names and colours label classes and bias values (e.g. "corruption frost") in
+    legends and hover text. Every point trace carries the row index (into real_* or syn_*) as
+    customdata and REAL or SYNTHETIC as meta, which `selected_rows` reads back; while a selection
+    exists the other points are drawn grey."""
     if mode not in COLOUR_MODES:
         raise ValueError(f"unknown colour mode {mode!r}")
     hover = _hover(emb)
+    traces: list = density_contours(emb) if contours else []
     if mode in ("log density", "weight"):
-        traces = _continuous(emb, mode, hover)
+        traces += _continuous(emb, mode, hover)
     else:
-        traces = _categorical(emb, mode, hover)
+        traces += _categorical(emb, mode, hover)
     if show_synthetic and len(emb.syn_map):
         syn = emb.syn_map
         traces.append(
@@ -115,11 +170,14 @@ def embedding_map(emb: EmbeddingMap, mode: str, show_synthetic: bool = True) -> 
                 customdata=np.arange(len(syn)), hoverinfo="text",
                 hovertext=[f"synthetic #{j} · class {emb.classes[c]}" for j, c in enumerate(emb.syn_label)],
                 marker=dict(symbol="diamond", size=11, color="white", line=dict(color="black", width=2)),
+                selected=SELECTED, unselected=dict(marker=dict(opacity=0.35)),
             )
         )
     fig = go.Figure(traces)
     fig.update_layout(
-        height=600, margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso",
+        # zoom, not lasso, on drag: Streamlit selects a clicked point only outside the lasso and box
+        # modes (the tight clusters need zooming anyway); lasso and box are in the modebar
+        height=height, margin=dict(l=10, r=10, t=40, b=10), dragmode="zoom",
         legend=dict(itemsizing="constant", orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0.0),
         xaxis=dict(showticklabels=False, showgrid=False, zeroline=False, title=None),
         yaxis=dict(showticklabels=False, showgrid=False, zeroline=False, title=None),
@@ -135,6 +193,8 @@ def selected_rows(points: list[dict], fig: go.Figure) -> tuple[np.ndarray, np.nd
     for p in points:
         curve, row = p.get("curve_number"), p.get("customdata")
         if curve is None or row is None or not (0 <= curve < len(fig.data)):
+            continue
+        if fig.data[curve].meta not in (REAL, SYNTHETIC):  # density contours are never selected points
             continue
         (syn if fig.data[curve].meta == SYNTHETIC else real).append(int(np.ravel(row)[0]))
     return np.array(list(dict.fromkeys(real)), dtype=np.int64), np.array(list(dict.fromkeys(syn)), dtype=np.int64)
@@ -170,4 +230,24 @@ def share_chart(table: pd.DataFrame) -> go.Figure:
         ]
     )
     fig.update_layout(barmode="group", height=360, yaxis=dict(title="bias-conflicting share (%)"), margin=dict(t=30))
+    return fig
+
+
+def group_heatmap(matrix: pd.DataFrame, title: str, aligned: Sequence[int] | None = None) -> go.Figure:
+    """Test accuracy of each (class, bias value) group as a heat map (0-100%, red to green),
+    the number in each cell; `aligned[c]` (class c's bias-aligned value) is outlined."""
+    z = matrix.to_numpy(dtype=float)
+    text = [["" if np.isnan(v) else f"{v:.0f}" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[str(c) for c in matrix.columns], y=[str(r) for r in matrix.index], zmin=0, zmax=100,
+        colorscale="RdYlGn", text=text, texttemplate="%{text}", colorbar=dict(title="acc. %"),
+        hovertemplate="class %{y} · bias value %{x}<br>accuracy %{z:.1f}%<extra></extra>",
+    ))
+    for c, b in enumerate(aligned or ()):
+        if c < z.shape[0] and b < z.shape[1]:
+            fig.add_shape(type="rect", x0=b - 0.5, x1=b + 0.5, y0=c - 0.5, y1=c + 0.5,
+                          line=dict(color="black", width=2))
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), height=380, margin=dict(l=10, r=10, t=50, b=10),
+                      xaxis=dict(title=matrix.columns.name, type="category"),
+                      yaxis=dict(title=matrix.index.name, type="category", autorange="reversed"))
     return fig

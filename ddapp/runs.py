@@ -9,6 +9,8 @@ import pandas as pd
 from ddcore.config import RunConfig
 from ddcore.runstore import Metrics, RunInfo
 
+from .examples import is_example
+
 
 def data_label(cfg: RunConfig) -> str:
     """The dataset and its conflict ratio, e.g. 'cmnist 5.0%' or 'bffhq as distributed'."""
@@ -17,27 +19,43 @@ def data_label(cfg: RunConfig) -> str:
 
 
 DEBIAS_NAMES = {"lff": "LfF", "jtt": "JTT"}  # ddcore.debias, as the papers write them
+REWEIGHT_NAMES = {"none": "vanilla", "kde": "reweighted", "oracle": "oracle"}  # ddcore.config.REWEIGHT_MODES
+
+
+def variant(cfg: RunConfig) -> str:
+    """What a run is, in one word or two: vanilla, reweighted, oracle, full data, random subset."""
+    kinds = {"baseline": "full data", "random-subset": "random subset"}
+    return kinds.get(cfg.kind, REWEIGHT_NAMES[cfg.reweight.reweight])
 
 
 def label(run: RunInfo, with_name: bool = True) -> str:
     """A short, readable description used in pickers, legends and tables; pickers need the
-    unique folder name appended, chart legends read better without it."""
+    unique folder name appended, chart legends read better without it. The shipped example
+    runs say so first."""
     cfg = run.config
     if cfg is None:
         return f"{run.name} (damaged)"
     data = data_label(cfg)
     if cfg.kind == "baseline":
         text = f"full-data baseline · {data} · seed {cfg.seed}"
+    elif cfg.kind == "random-subset":
+        text = f"random subset · IPC {cfg.distill.ipc} · {data} · seed {cfg.seed}"
     else:
-        rw = "reweighted" if cfg.reweight.reweight == "kde" else "vanilla"
-        text = f"{rw} {cfg.distill.method.upper()} · IPC {cfg.distill.ipc} · {data} · seed {cfg.seed}"
+        text = f"{variant(cfg)} {cfg.distill.method.upper()} · IPC {cfg.distill.ipc} · {data} · seed {cfg.seed}"
         if cfg.reweight.reweight == "kde" and cfg.reweight.surrogate_debias != "none":
             text += f" · {DEBIAS_NAMES.get(cfg.reweight.surrogate_debias, cfg.reweight.surrogate_debias)} surrogate"
     # `ddcore evaluate` may have re-evaluated with another method than config.json names
     evaluated = (run.metrics.eval_debias if run.metrics else None) or cfg.eval.eval_debias
     if evaluated != "none":
         text += f" · {DEBIAS_NAMES.get(evaluated, evaluated)} evaluation"
+    if is_example(run):
+        return f"example · {text}"
     return f"{text} · {run.name}" if with_name else text
+
+
+def file_stem(run: RunInfo) -> str:
+    """The run's name as the start of a downloaded file's name (an example's ':' is not portable)."""
+    return run.name.replace(":", "-")
 
 
 def is_finished(run: RunInfo) -> bool:
@@ -65,14 +83,19 @@ def _without_reweighting(run: RunInfo) -> dict:
 
 def partner(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
     """The newest finished distill run with the same settings as `run` except the reweighting
-    section and the opposite reweighting mode: the other half of a vanilla/reweighted pair."""
-    if run.config is None:
+    section, on the other side of a vanilla/reweighted pair: the KDE-reweighted run of a vanilla
+    one, the vanilla run of a reweighted (or oracle) one."""
+    if run.config is None or run.config.kind != "distill":
         return None
+    wanted = "kde" if run.config.reweight.reweight == "none" else "none"
+    return _same_but_reweighting(runs, run, wanted)
+
+
+def _same_but_reweighting(runs: Sequence[RunInfo], run: RunInfo, mode: str) -> RunInfo | None:
     key = _without_reweighting(run)
     for other in finished_distill(runs):
-        if other.name != run.name and other.config.reweight.reweight != run.config.reweight.reweight:
-            if _without_reweighting(other) == key:
-                return other
+        if other.name != run.name and other.config.reweight.reweight == mode and _without_reweighting(other) == key:
+            return other
     return None
 
 
@@ -82,36 +105,90 @@ def as_pair(runs: Sequence[RunInfo], run: RunInfo) -> tuple[RunInfo | None, RunI
     return (run, other) if run.config.reweight.reweight == "none" else (other, run)
 
 
+def preferring_own(runs: Sequence[RunInfo]) -> list[RunInfo]:
+    """The user's own runs when any of them has a result, else all (the shipped examples too):
+    what pages choose their defaults from, so that the examples never hide the user's work."""
+    own = [r for r in runs if not is_example(r)]
+    return own if with_metrics(own) else list(runs)
+
+
 def latest_pair(runs: Sequence[RunInfo]) -> tuple[RunInfo | None, RunInfo | None]:
-    """(vanilla, reweighted) of the newest complete pair, else the newest of each mode alone."""
+    """(vanilla, reweighted) of the newest complete pair, else the newest of each mode alone; the
+    user's own runs first (`preferring_own`)."""
+    runs = preferring_own(runs)
     done = finished_distill(runs)
     for run in done:
-        if partner(runs, run) is not None:
+        if run.config.reweight.reweight == "kde" and partner(runs, run) is not None:
             return as_pair(runs, run)
     vanilla = next((r for r in done if r.config.reweight.reweight == "none"), None)
-    reweighted = next((r for r in done if r.config.reweight.reweight != "none"), None)
+    reweighted = next((r for r in done if r.config.reweight.reweight == "kde"), None)
     return vanilla, reweighted
 
 
+def _scored_alike(a: RunConfig, b: RunConfig) -> bool:
+    """Same biased data, seed, network and evaluation protocol: results that can stand side by side."""
+    return (a.data, a.seed, a.net, a.eval) == (b.data, b.seed, b.net, b.eval)
+
+
 def matching_baseline(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
-    """The newest finished full-data baseline trained on the same biased data as `run`."""
+    """The newest finished full-data baseline trained on the same biased data as `run`, with the
+    same seed, network and evaluation settings."""
     if run.config is None:
         return None
     for other in runs:
         cfg = other.config
-        if is_finished(other) and cfg is not None and cfg.kind == "baseline":
-            if cfg.data == run.config.data and cfg.seed == run.config.seed:
+        if is_finished(other) and cfg is not None and cfg.kind == "baseline" and _scored_alike(cfg, run.config):
+            return other
+    return None
+
+
+def matching_oracle(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
+    """The newest finished oracle run (equal weight per (class, bias) group) with `run`'s settings."""
+    if run.config is None or run.config.kind != "distill":
+        return None
+    return _same_but_reweighting(runs, run, "oracle")
+
+
+def matching_subset(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
+    """The newest finished random-subset run with `run`'s IPC, scored alike: real images instead of
+    distilled ones, evaluated the same way."""
+    if run.config is None:
+        return None
+    for other in runs:
+        cfg = other.config
+        if is_finished(other) and cfg is not None and cfg.kind == "random-subset" and _scored_alike(cfg, run.config):
+            if cfg.distill.ipc == run.config.distill.ipc:
                 return other
     return None
 
 
+# what a distill run is read against: name -> (how to find it, the overrides that make it from the run's config)
+REFERENCES = {
+    "full-data baseline": (matching_baseline, {"kind": "baseline"}),
+    "oracle": (matching_oracle, {"reweight": "oracle"}),
+    "random subset": (matching_subset, {"kind": "random-subset"}),
+}
+
+
+def missing_references(runs: Sequence[RunInfo], run: RunInfo) -> dict[str, RunConfig]:
+    """The configs to queue so that the distill run `run` can be read against every reference
+    (full-data baseline, oracle, random subset) that is not done yet, by name."""
+    if run.config is None or run.config.kind != "distill":
+        return {}
+    return {name: run.config.with_overrides(**overrides)
+            for name, (find, overrides) in REFERENCES.items() if find(runs, run) is None}
+
+
 def default_comparison(runs: Sequence[RunInfo]) -> list[str]:
-    """Names preselected on the Compare page: the newest pair and its full-data baseline."""
+    """Names preselected on the Compare page: the newest pair, then its full-data baseline,
+    oracle and random subset where they are done; the user's own runs first (`preferring_own`)."""
+    runs = preferring_own(runs)
     picked = [r for r in latest_pair(runs) if r is not None]
     if picked:
-        base = matching_baseline(runs, picked[0])
-        if base is not None:
-            picked.append(base)
+        for find, _ in REFERENCES.values():
+            found = find(runs, picked[0])
+            if found is not None and found not in picked:
+                picked.append(found)
     else:
         picked = with_metrics(runs)[:1]
     return [r.name for r in picked]

@@ -14,7 +14,7 @@ from ddcore.data import DATASET_SPECS
 from ddcore.errors import DDError
 from ddcore.runstore import RunInfo
 
-from . import progress
+from . import examples, progress
 from .forms import DataForm
 from .runs import active, label
 
@@ -73,6 +73,12 @@ def list_runs() -> list[RunInfo]:
     except DDError as exc:
         st.error(str(exc))
     return runs
+
+
+def runs_with_examples() -> list[RunInfo]:
+    """The runs folder's runs, then the example runs shipped with the code (ddapp.examples):
+    what the pages that show results choose from, so they have something to show from the start."""
+    return list_runs() + examples.runs()
 
 
 def warm_worker() -> None:

@@ -105,7 +105,10 @@ def test_submit_pair_then_see_map_and_images(server: str, page: Page) -> None:
     plot = page.locator(".js-plotly-plot")
     expect(plot).to_be_visible(timeout=30_000)
     expect(plot.locator("canvas").first).to_be_attached()  # WebGL scatter
-    # lasso most of the plot area: the selected real samples appear below it
+    # lasso most of the plot area (the lasso tool is in the modebar; a drag zooms): the selected real
+    # samples appear below it, the others turn grey
+    plot.hover()
+    plot.locator('.modebar-btn[data-val="lasso"]').first.click()
     box = plot.locator(".nsewdrag").first.bounding_box()
     x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
     page.mouse.move(x0 + 0.05 * w, y0 + 0.05 * h)
@@ -128,3 +131,70 @@ def test_submit_pair_then_see_map_and_images(server: str, page: Page) -> None:
         ".filter(img => img.complete && img.naturalWidth > 0).length == 2"
     )
     page.screenshot(path=ARTIFACTS / "synthetic_images.png")
+
+
+# every page on a fresh start: an empty runs folder, the shipped examples
+
+
+PAGES = ("", "bias_explorer", "distill", "embedding_map", "synthetic_images", "compare", "sweeps", "runs")
+DRAWN = {  # a page is drawn when these are on it
+    "": ("[data-testid=stImage] img", 3, True),  # the story's three pictures, and its map below
+    "bias_explorer": ("[data-testid=stImage] img", 2, False),
+    "embedding_map": ("[data-testid=stImage] img", 17, True),  # a synthetic image and its 2 x 8 neighbours
+    "synthetic_images": ("[data-testid=stImage] img", 2, False),
+    "compare": (".js-plotly-plot", 4, True),  # the bars and three heat maps
+    "runs": ("[data-testid=stDataFrame]", 1, False),
+}
+
+
+def wait_drawn(page: Page, path: str, timeout_ms: int = 60_000) -> None:
+    """Until the page's images are decoded and its plots drawn (the map's WebGL canvas included)."""
+    selector, count, plot = DRAWN.get(path, ("h1", 1, False))
+    page.wait_for_function(
+        """([selector, count, plot]) => {
+            const found = [...document.querySelectorAll(selector)]
+                .filter(e => e.tagName !== 'IMG' || (e.complete && e.naturalWidth > 0));
+            const plotted = !plot || document.querySelector('.js-plotly-plot .main-svg') !== null;
+            return found.length >= count && plotted && !document.querySelector('[data-testid=stSkeleton]');
+        }""",
+        arg=[selector, count, plot], timeout=timeout_ms,
+    )
+
+
+def click_a_real_point(page: Page) -> None:
+    """Click the rarest real sample of the map where plotly drew it (data -> pixel through the
+    plot's axes), hovering first: plotly clicks the point it last hovered."""
+    x, y = page.evaluate(
+        """() => {
+            const plot = document.querySelector('.js-plotly-plot');
+            const trace = plot._fullData.find(t => t.meta === 'real');  // x and y decoded from the spec
+            const layout = plot._fullLayout, box = plot.getBoundingClientRect();
+            const last = trace.x.length - 1;  // drawn last: the rarest sample, on top of the others
+            return [box.left + layout._size.l + layout.xaxis.l2p(trace.x[last]),
+                    box.top + layout._size.t + layout.yaxis.l2p(trace.y[last])];
+        }"""
+    )
+    page.mouse.move(x, y)
+    page.wait_for_timeout(500)
+    page.mouse.click(x, y)
+
+
+def test_first_start_shows_every_page_from_the_examples(server: str, page: Page) -> None:
+    for path in PAGES:
+        page.goto(f"{server}/{path}")
+        expect(page.locator("h1").first).to_be_visible(timeout=60_000)
+        wait_drawn(page, path)
+        assert page.get_by_text(re.compile("No finished|No runs yet")).count() == 0, path
+        assert page.get_by_test_id("stException").count() == 0, path
+        page.screenshot(path=ARTIFACTS / f"first-start-{path or 'story'}.png")
+        if path == "":
+            for step in ("1 · The bias", "2 · Distillation amplifies it", "3 · Reweighting repairs it"):
+                expect(page.get_by_text(step)).to_be_visible()
+    page.goto(f"{server}/embedding_map")
+    wait_drawn(page, "embedding_map")
+    click_a_real_point(page)
+    clicked = page.get_by_text(re.compile("^real sample · class"))  # the clicked point's caption
+    expect(clicked).to_be_visible(timeout=30_000)
+    clicked.scroll_into_view_if_needed()
+    expect(page.get_by_text("Nearest in pixel space")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "first-start-map-clicked-point.png")

@@ -32,14 +32,6 @@ def page_text(at: AppTest) -> str:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_page_renders_on_empty_store(app, goto, tmp_path: Path, page: str) -> None:
-    at = goto(app(tmp_path / "empty"), page)
-    assert at.title, "every page has a title"
-    if page in ("app_pages/embedding_map.py", "app_pages/synthetic_images.py", "app_pages/compare.py", "app_pages/runs.py"):
-        assert at.info, "an empty store says what to do instead of showing nothing"
-
-
-@pytest.mark.parametrize("page", PAGES)
 def test_page_renders_on_smoke_runs(app, goto, smoke_store: Path, page: str) -> None:
     goto(app(smoke_store), page)
 
@@ -57,15 +49,19 @@ def test_bias_explorer_counts_and_grids(app, goto, tmp_path: Path) -> None:
 
 def test_embedding_map_shows_plot_synthetic_and_neighbours(app, goto, smoke_store: Path) -> None:
     at = goto(app(smoke_store), "app_pages/embedding_map.py")
+    assert at.selectbox(key="map_run").value == "smoke-kde", "the newest reweighted run of the user's own"
     (chart,) = at.get("plotly_chart")
     traces = json.loads(chart.proto.spec)["data"]
-    assert [t["type"] for t in traces] == ["scattergl", "scattergl"]  # real samples, synthetic images
+    classes = len(EmbeddingMap.load(smoke_store / "smoke-kde").classes)
+    assert [t["type"] for t in traces] == ["contour"] * classes + ["scattergl", "scattergl"]  # real, synthetic
     assert "Density computed on: supcon surrogate embedding" in page_text(at)
-    neighbours = EmbeddingMap.load(smoke_store / "smoke-none").syn_neighbors.shape[1]
-    assert len(at.image) == 1 + neighbours  # the picked synthetic image, large, and its nearest real samples
+    # the picked synthetic image, large, then its nearest real samples in the embedding and in pixels
+    assert len(at.image) == 1 + 2 * 8
     for mode in ("weight", "class", "bias attribute", "aligned / conflicting"):
         at.radio(key="map_colour").set_value(mode).run()
         assert not at.exception
+    at.checkbox(key="map_contours").set_value(False).run()
+    assert [t["type"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]] == ["scattergl"] * 3
 
 
 def test_synthetic_page_pairs_vanilla_and_reweighted(app, goto, smoke_store: Path) -> None:

@@ -1,0 +1,70 @@
+"""The story in three steps, from the example runs shipped with the code: the bias in the data, what
+vanilla distillation made of it, where the KDE weights went and what they repaired."""
+import streamlit as st
+
+from ddapp import cache, examples, figures, images, story, ui
+from ddcore.errors import DDError
+
+st.title("Bias in dataset distillation, in three steps")
+st.markdown(
+    "Dataset distillation squeezes a training set into a few synthetic images per class. On biased data it "
+    "amplifies the bias; reweighting the real samples by their rarity repairs it. The pictures below come from "
+    "the **example runs** that ship with ddbias (Coloured MNIST, 5% bias-conflicting, 10 images per class, the "
+    "`quick` preset), made by this code; your own runs appear on the other pages beside them."
+)
+told = story.pick(examples.runs())
+if told is None:
+    st.error(f"The example runs are missing or damaged in {examples.ROOT}; `python scripts/make_examples.py` "
+             "makes them again.")
+    st.stop()
+try:
+    emb = cache.embeddings(told.reweighted.path)
+    vanilla_images, vanilla_labels = cache.synthetic(told.vanilla.path)
+    repaired_images, repaired_labels = cache.synthetic(told.reweighted.path)
+except DDError as exc:
+    st.error(str(exc))
+    st.stop()
+
+
+def grid(pictures, labels, ipc: int):
+    return images.enlarge(images.class_rows(pictures, labels, len(emb.classes), ipc), 2)
+
+
+def open_page(button: str, page: str, focus: dict[str, str], key: str) -> None:
+    if st.button(button, key=key, icon=":material/arrow_forward:"):
+        for picker, name in focus.items():
+            ui.focus(picker, name)
+        st.switch_page(page)
+
+
+# the three steps side by side, so the whole story fits one screen
+one, two, three = st.columns([1, 1, 2.1], gap="medium", border=True)
+with one:
+    st.subheader("1 · The bias")
+    st.image(images.enlarge(story.bias_picture(emb), 2), width="stretch",
+             caption="Per class: bias-aligned samples, then bias-conflicting ones")
+    st.markdown(story.bias_text(emb))
+    st.page_link("app_pages/bias_explorer.py", label="Bias explorer", icon=":material/palette:")
+with two:
+    st.subheader("2 · Distillation amplifies it")
+    st.image(grid(vanilla_images, vanilla_labels, told.vanilla.config.distill.ipc), width="stretch",
+             caption="The vanilla synthetic set, one row per class")
+    st.markdown(story.vanilla_text(told))
+    open_page("Synthetic images", "app_pages/synthetic_images.py",
+              {"syn_left": told.vanilla.name, "syn_right": told.reweighted.name}, "story_images")
+with three:
+    st.subheader("3 · Reweighting repairs it")
+    weight_map, repaired = st.columns(2)
+    fig = figures.embedding_map(emb, "weight", show_synthetic=False, height=330)
+    # a small picture: bigger points, no colour bar (the caption says what bright means)
+    fig.update_traces(marker=dict(size=8, showscale=False))
+    fig.update_layout(margin=dict(l=0, r=0, t=0, b=0))
+    weight_map.plotly_chart(fig, key="story_map", config={"displayModeBar": False})
+    weight_map.caption("The real samples on the surrogate's 2-D map, coloured by weight: bright is heavy")
+    repaired.image(grid(repaired_images, repaired_labels, told.reweighted.config.distill.ipc), width="stretch",
+                   caption="The reweighted synthetic set, one row per class")
+    st.markdown(story.weights_text(told))
+    left, right = st.columns(2)
+    with left:
+        open_page("Embedding map", "app_pages/embedding_map.py", {"map_run": told.reweighted.name}, "story_map_page")
+    right.page_link("app_pages/compare.py", label="Compare", icon=":material/bar_chart:")

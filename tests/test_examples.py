@@ -1,0 +1,104 @@
+"""The example runs shipped in examples/ (ddapp.examples): present, finished, readable by the
+current run record at its current version, made from the current configs, and small. When one of
+these fails after a change to the pipeline, the presets or the records, run
+`python scripts/make_examples.py` and commit the new examples."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ddapp import examples
+from ddcore import runstore
+from ddcore.config import RunConfig, preset
+from ddcore.records import VERSION, EmbeddingMap, Metrics, Status, SyntheticImages
+
+ROOT = examples.ROOT
+CONFIGS = examples.configs()
+MAX_MIB = 4.5  # the examples live in the repository, which must stay light (README: ./run.sh works offline)
+REGENERATE = "run `python scripts/make_examples.py` to make the examples with the current code"
+
+
+def keys(d: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in d.items():
+        out |= keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
+    return out
+
+
+def test_the_examples_are_the_configured_runs_and_nothing_else() -> None:
+    assert (ROOT / runstore.MARKER).is_file()
+    assert sorted(p.name for p in ROOT.iterdir() if not p.name.startswith(".")) == sorted(CONFIGS)
+    for name in CONFIGS:
+        runstore.check_run_folder(ROOT / name, "checked")  # only the layout's files, no lock or claim
+        assert not [p.name for p in (ROOT / name).iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_each_example_was_made_by_the_current_config(name: str) -> None:
+    raw = json.loads((ROOT / name / "config.json").read_text())
+    assert keys(raw) == keys(RunConfig().to_dict()), f"{name} was made by an older config schema; {REGENERATE}"
+    assert RunConfig.from_dict(raw) == CONFIGS[name], f"{name} was made with other settings; {REGENERATE}"
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_each_example_loads_with_the_current_records(name: str) -> None:
+    run_dir = ROOT / name
+    for record in (Status, Metrics):
+        assert json.loads((run_dir / record.FILE).read_text())["version"] == VERSION, REGENERATE
+    status, metrics = Status.load(run_dir), Metrics.load(run_dir)
+    assert status.state == "done" and not status.warning and metrics.test_acc_unbiased is not None
+    assert metrics.group_accuracy and metrics.test_acc_worst_group is not None
+    kind = CONFIGS[name].kind
+    if kind != "baseline":
+        assert torch.load(run_dir / SyntheticImages.FILE, weights_only=True)["version"] == VERSION, REGENERATE
+        syn = SyntheticImages.load(run_dir)
+        assert len(syn.labels) == 10 * CONFIGS[name].distill.ipc
+    if kind == "distill":
+        with np.load(run_dir / EmbeddingMap.FILE) as z:
+            assert int(z["version"]) == VERSION, REGENERATE
+        emb = EmbeddingMap.load(run_dir)
+        assert emb.real_thumbs is not None and len(emb.real_map) == examples.MAP_POINTS
+
+
+def test_the_app_lists_the_examples_as_finished_and_labelled() -> None:
+    from ddapp import runs
+
+    shipped = examples.runs()
+    assert [r.name for r in shipped] == [examples.PREFIX + n for n in CONFIGS]
+    assert all(runs.is_finished(r) and r.error is None for r in shipped)
+    assert all(runs.label(r).startswith("example · ") for r in shipped)
+    vanilla, reweighted = runs.latest_pair(shipped)
+    assert (vanilla.name, reweighted.name) == ("example:dm-vanilla", "example:dm-reweighted")
+    assert runs.default_comparison(shipped) == [examples.PREFIX + n for n in ("dm-vanilla", "dm-reweighted", "full-data")]
+
+
+def test_the_examples_still_tell_the_story() -> None:
+    """What the story page says of them: reweighting moves the weight to the bias-conflicting
+    samples and beats vanilla distillation on unbiased test data."""
+    vanilla, reweighted = Metrics.load(ROOT / "dm-vanilla"), Metrics.load(ROOT / "dm-reweighted")
+    assert reweighted.weight_share_conflicting > reweighted.count_share_conflicting
+    assert reweighted.test_acc_unbiased > vanilla.test_acc_unbiased
+
+
+def test_the_examples_are_small() -> None:
+    size = sum(f.stat().st_size for f in ROOT.rglob("*") if f.is_file()) / 2**20
+    assert size < MAX_MIB, f"examples/ holds {size:.1f} MiB"
+
+
+def test_make_runs_every_example_and_replaces_the_old_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    configs = {"random-subset": preset("smoke").with_overrides(kind="random-subset", eval_epochs=1)}
+    monkeypatch.setattr(examples, "configs", lambda: configs)
+    root = tmp_path / "examples"
+    assert examples.make(root) == [root / "random-subset"]
+    stamp = Status.load(root / "random-subset").created
+    assert examples.make(root) == [root / "random-subset"]
+    assert Status.load(root / "random-subset").created > stamp, "the old example was replaced"
+    assert [r.name for r in examples.runs(root)] == ["example:random-subset"]
+    runstore.check_run_folder(root / "random-subset", "checked")  # only the layout's files: no lock, no claim
+    made = RunConfig.from_dict(json.loads((root / "random-subset" / "config.json").read_text()))
+    assert made == configs["random-subset"]
+    assert sorted(p.name for p in root.iterdir()) == [runstore.MARKER, "random-subset"], "no cache was copied"
