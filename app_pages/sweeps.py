@@ -87,7 +87,7 @@ states = tuple(c.state for c in cells)
 
 # Poll only while cells are in flight; when a state changes, the whole page reruns so the tables
 # and plots below catch up.
-@st.fragment(run_every=1.0 if any(s in ("queued", "running") for s in states) else None)
+@st.fragment(run_every=ui.POLL_SECONDS if any(s in ("queued", "running") for s in states) else None)
 def progress() -> None:
     now = store.sweep_cells(root, picked)
     if tuple(c.state for c in now) != states:

@@ -4,10 +4,15 @@ preset's setting with the precision `--bf16 auto` picks there, and with `--compi
 IPC with torch.compile (its first iteration, compilation included, is shown apart).
 
     python bench/dm_speed.py [--device cpu|cuda] [--iterations N] [--ipcs 1,10,50] [--compile]
+    python bench/dm_speed.py --chunk-mib 4,16,64,all [--ipcs 10]   # choose ddcore.methods.dm.CPU_CHUNK_BYTES
+
+--chunk-mib times, instead, the real side's forward in chunks of each size (CPU; "all": one
+forward over every real image) at the paper's sizes in fp32 and at the quick preset's.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -16,7 +21,7 @@ from ddcore import hardware
 from ddcore.config import preset
 from ddcore.data import load_biased
 from ddcore.density import uniform_weights
-from ddcore.methods import DistillJob, get_method
+from ddcore.methods import DistillJob, dm, get_method
 from ddcore.pipeline import resolve_device
 
 
@@ -44,6 +49,7 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--ipcs", default="1,10,50")
     ap.add_argument("--compile", action="store_true", help="also the largest IPC with torch.compile")
+    ap.add_argument("--chunk-mib", default="", help="comma-separated chunk sizes in MiB, or 'all'")
     args = ap.parse_args()
     hardware.configure_threads()
     device = resolve_device(args.device)
@@ -55,6 +61,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     fp32, bf16 = hardware.Precision(False, "fp32"), hardware.Precision(True, "bf16")
     ipcs = [int(i) for i in args.ipcs.split(",")]
+    if args.chunk_mib:
+        chunk_table(train, ipcs, args.chunk_mib.split(","), args.iterations, fp32,
+                    hardware.resolve_precision("auto", device, "dm"))
+        return
     paper = preset("paper")
     settings = [("paper", paper.with_overrides(ipc=ipc), p) for ipc in ipcs for p in (fp32, bf16)]
     if args.compile:
@@ -66,6 +76,25 @@ def main() -> None:
         print(f"| {name} (batch {cfg.distill.batch_real}/class, width {cfg.net.net_width}) | {cfg.distill.ipc} | "
               f"{precision.name}{auto} | {per_iter:.4f} | {1 / per_iter:.1f} | {20000 * per_iter / 60:.1f} min | "
               f"{first:.1f} |", flush=True)
+
+
+def chunk_table(train, ipcs: list[int], sizes: list[str], iterations: int, fp32: hardware.Precision,
+                auto: hardware.Precision) -> None:
+    """Seconds per iteration for each CPU chunk size, the sizes alternated over two rounds (median
+    of the two) so that a drift of the machine spreads over all of them."""
+    settings = [("paper", preset("paper").with_overrides(ipc=ipc), fp32) for ipc in ipcs]
+    settings.append(("quick", preset("quick"), auto))
+    print("| setting | IPC | precision | chunk | s / iteration |\n|---|---|---|---|---|")
+    for name, cfg, precision in settings:
+        times: dict[str, list[float]] = {s: [] for s in sizes}
+        for _ in range(2):
+            for size in sizes:
+                dm.CPU_CHUNK_BYTES = 2**50 if size == "all" else int(float(size) * 2**20)
+                times[size].append(seconds_per_iteration(train, cfg, precision, iterations)[0])
+        for size in sizes:
+            print(f"| {name} (batch {cfg.distill.batch_real}/class, width {cfg.net.net_width}) | {cfg.distill.ipc} | "
+                  f"{precision.name} | {size} {'' if size == 'all' else 'MiB'} | {statistics.median(times[size]):.4f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -81,13 +81,19 @@ def main() -> None:
     p.add_argument("--baseline", action="store_true", help="also train on the whole biased training set")
     p.add_argument("--oracle", action="store_true", help="also reweight by the bias labels (the upper reference)")
     p.add_argument("--subset", action="store_true", help="also IPC real images per class, no distillation")
+    p.add_argument("--variants", default="vanilla,reweighted",
+                   help=f"comma-separated, from {', '.join(VARIANTS)} (the flags above add theirs)")
     p.add_argument("--tag", default="")
     args, rest = p.parse_known_args()
     overrides = parse_overrides(rest)
     hardware.configure_threads()
     base = preset(args.preset, overrides.get("method", "dm")).with_overrides(**overrides)
-    labels = ["vanilla", "reweighted"] + ["oracle"] * args.oracle + ["random subset"] * args.subset
-    rows = run_set(base, f"{args.preset}{args.tag}", labels + ["full data"] * args.baseline)
+    labels = [v.strip() for v in args.variants.split(",") if v.strip()]
+    labels += ["oracle"] * args.oracle + ["random subset"] * args.subset + ["full data"] * args.baseline
+    unknown = sorted(set(labels) - set(VARIANTS))
+    if unknown or not labels:
+        p.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    rows = run_set(base, f"{args.preset}{args.tag}", labels)
     print(f"\n{machine_line(rows)} | preset {args.preset} | overrides {overrides or '-'}\n")
     print(HEADER)
     for label, m, wall, _ in rows:

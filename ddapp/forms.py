@@ -20,7 +20,7 @@ class DataForm:
     download: bool = False
     conflict_percent: float = 5.0
     as_distributed: bool = False  # bffhq, csv: keep the files' own conflicting share (ratio None)
-    severity: int = 4
+    severity: int | None = None  # None: the benchmark's level (ddcore.config.DataConfig.severity)
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def data_overrides(form: DataForm) -> dict[str, Any]:
         csv_path=path if spec.path_option == "--csv-path" else None,
         download=form.download and spec.downloadable,
         conflict_ratio=None if own else float(form.conflict_percent) / 100.0,
-        severity=int(form.severity),
+        severity=None if form.severity is None else int(form.severity),
     )
 
 

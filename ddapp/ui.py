@@ -185,7 +185,8 @@ def _job_row(run: RunInfo) -> None:
 SOURCE_NAMES = {"bundled": "bundled sample (offline)", "files": "the dataset's files"}
 DEFAULT_ROOT = "../shared/data"  # where this repository's machines keep full MNIST; any folder works
 SEVERITY_HELP = ("Coloured MNIST variants: colour jitter (5 = the purest colour, the strongest bias). Corrupted "
-                 "CIFAR-10: the corruption level (5 = the LfF benchmark's 'severity 4' folders).")
+                 "CIFAR-10: the corruption level (5 = the LfF benchmark's 'severity 4' folders). 'benchmark' is the "
+                 "level the published benchmarks use: 4 for the coloured MNIST variants, 5 for CIFAR-10.")
 
 
 def data_picker(key: str) -> DataForm:
@@ -201,9 +202,10 @@ def data_picker(key: str) -> DataForm:
         "As the files come", value=True, key=f"{key}_own",
         help="Keep the data's own share of bias-conflicting samples; untick to subsample them to a percentage.")
     percent = c3.number_input("Bias-conflicting samples (%)", 0.0, 100.0, 5.0, 0.5, disabled=own, key=f"{key}_percent")
-    severity = 4
+    severity = None
     if not spec.bias_from_files:
-        severity = c4.selectbox("Severity", (1, 2, 3, 4, 5), index=3, key=f"{key}_severity", help=SEVERITY_HELP)
+        severity = c4.selectbox("Severity", (None, 1, 2, 3, 4, 5), key=f"{key}_severity", help=SEVERITY_HELP,
+                                format_func=lambda v: "benchmark" if v is None else str(v))
     files, download = "", False
     if source == "files":
         csv = spec.path_option == "--csv-path"

@@ -198,6 +198,7 @@ def test_data_form_maps_the_path_and_the_ratio_per_dataset() -> None:
     # "as the files come" means nothing for data that makes its own bias; bundled data has no path
     cm = forms.data_overrides(forms.DataForm("cmnist", "bundled", "/ignored", as_distributed=True, severity=5))
     assert (cm["root"], cm["conflict_ratio"], cm["severity"]) == (None, 0.05, 5)
+    assert forms.data_overrides(forms.DataForm("cifar10c-0"))["severity"] is None  # the benchmark's level, 5 for CIFAR
     assert "FashionMNIST/raw" in forms.files_help_for(forms.DataForm("bg-fmnist", "bundled", "/d"))
     with pytest.raises(ConfigError, match="unknown dataset"):
         forms.data_overrides(forms.DataForm("imagenet"))
