@@ -1,5 +1,6 @@
 """The CLI end to end: a real smoke run writes a complete run folder; bad input exits 2 with one line."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,15 @@ def test_the_paper_preset_means_full_data(monkeypatch, capsys, tmp_path):
         validate(preset("paper").with_overrides(source="bundled"))
     code, _, err = main_in_process(capsys, "distill", "--preset", "paper", "--source", "bundled", "--runs", str(tmp_path))
     assert code == 2 and "--preset quick" in err and "Traceback" not in err
+
+
+def test_a_closed_pipe_ends_the_output_quietly(smoke_run):
+    """`python -m ddcore list | head -1`: the reader goes away; no traceback on stderr."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line is written
+    try:
+        result = subprocess.run([sys.executable, "-m", "ddcore", "list", "--runs", str(smoke_run[0].parent)], stdout=write, stderr=subprocess.PIPE,
+                                text=True, cwd=ROOT, timeout=120)
+    finally:
+        os.close(write)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
