@@ -14,8 +14,9 @@ from ddcore.config import (
 from ddcore.errors import DDError
 
 PRESET_HELP = (
-    "smoke: seconds, for checking the pipeline · quick: about 3 minutes on 2 CPU cores · "
-    "paper: the reference protocol (DM 20,000 iterations, DC/DSA 1,000; a GPU job)"
+    "smoke: seconds, for checking the pipeline · quick: a DM run in a few minutes on 2 CPU cores (DC, DSA and "
+    "MTT take longer), on the bundled sample or full data · paper: the reference protocol (DM 20,000 "
+    "iterations, DC/DSA 1,000) on the dataset's own files, never the bundled sample: a GPU job"
 )
 
 METHOD_HELP = (

@@ -130,16 +130,21 @@ def _scored_alike(a: RunConfig, b: RunConfig) -> bool:
     return (a.data, a.seed, a.net, a.eval) == (b.data, b.seed, b.net, b.eval)
 
 
-def matching_baseline(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
-    """The newest finished full-data baseline trained on the same biased data as `run`, with the
-    same seed, network and evaluation settings."""
+def _newest_scored_alike(runs: Sequence[RunInfo], run: RunInfo, kind: str, same_ipc: bool) -> RunInfo | None:
     if run.config is None:
         return None
     for other in runs:
         cfg = other.config
-        if is_finished(other) and cfg is not None and cfg.kind == "baseline" and _scored_alike(cfg, run.config):
+        if (is_finished(other) and cfg is not None and cfg.kind == kind and _scored_alike(cfg, run.config)
+                and (not same_ipc or cfg.distill.ipc == run.config.distill.ipc)):
             return other
     return None
+
+
+def matching_baseline(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
+    """The newest finished full-data baseline trained on the same biased data as `run`, with the
+    same seed, network and evaluation settings."""
+    return _newest_scored_alike(runs, run, "baseline", same_ipc=False)
 
 
 def matching_oracle(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
@@ -152,14 +157,7 @@ def matching_oracle(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
 def matching_subset(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
     """The newest finished random-subset run with `run`'s IPC, scored alike: real images instead of
     distilled ones, evaluated the same way."""
-    if run.config is None:
-        return None
-    for other in runs:
-        cfg = other.config
-        if is_finished(other) and cfg is not None and cfg.kind == "random-subset" and _scored_alike(cfg, run.config):
-            if cfg.distill.ipc == run.config.distill.ipc:
-                return other
-    return None
+    return _newest_scored_alike(runs, run, "random-subset", same_ipc=True)
 
 
 # what a distill run is read against: name -> (how to find it, the overrides that make it from the run's config)
