@@ -21,7 +21,7 @@ from ddcore import hardware
 from ddcore.config import preset
 from ddcore.data import load_biased
 from ddcore.density import uniform_weights
-from ddcore.methods import DistillJob, dm, get_method
+from ddcore.methods import DistillJob, dm, get_method, job_precision
 from ddcore.pipeline import resolve_device
 
 
@@ -62,20 +62,24 @@ def main() -> None:
     fp32, bf16 = hardware.Precision(False, "fp32"), hardware.Precision(True, "bf16")
     ipcs = [int(i) for i in args.ipcs.split(",")]
     if args.chunk_mib:
-        chunk_table(train, ipcs, args.chunk_mib.split(","), args.iterations, fp32,
-                    hardware.resolve_precision("auto", device, "dm"))
+        chunk_table(train, ipcs, args.chunk_mib.split(","), args.iterations, fp32, auto(train, preset("quick")))
         return
     paper = preset("paper")
     settings = [("paper", paper.with_overrides(ipc=ipc), p) for ipc in ipcs for p in (fp32, bf16)]
     if args.compile:
         settings += [("paper, compiled", paper.with_overrides(ipc=ipcs[-1], compile=True), p) for p in (fp32, bf16)]
-    settings.append(("quick", preset("quick"), hardware.resolve_precision("auto", device, "dm")))
+    settings.append(("quick", preset("quick"), auto(train, preset("quick"))))
     for name, cfg, precision in settings:
         per_iter, first = seconds_per_iteration(train, cfg, precision, args.iterations)
-        auto = " (auto)" if name == "quick" else ""
+        chosen = f" (auto: {precision.reason})" if name == "quick" else ""
         print(f"| {name} (batch {cfg.distill.batch_real}/class, width {cfg.net.net_width}) | {cfg.distill.ipc} | "
-              f"{precision.name}{auto} | {per_iter:.4f} | {1 / per_iter:.1f} | {20000 * per_iter / 60:.1f} min | "
+              f"{precision.name}{chosen} | {per_iter:.4f} | {1 / per_iter:.1f} | {20000 * per_iter / 60:.1f} min | "
               f"{first:.1f} |", flush=True)
+
+
+def auto(train, cfg) -> hardware.Precision:
+    """What `--bf16 auto` picks for a DM run of `cfg` on `train` (measured there, not cached)."""
+    return job_precision(DistillJob(train, uniform_weights(train.labels), cfg, 0, lambda *a: None), "auto")
 
 
 def chunk_table(train, ipcs: list[int], sizes: list[str], iterations: int, fp32: hardware.Precision,

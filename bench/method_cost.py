@@ -18,15 +18,15 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
-from ddcore import hardware
 from ddcore.cli import parse_overrides
 from ddcore.config import METHODS, preset
 from ddcore.data import load_biased
 from ddcore.density import uniform_weights
-from ddcore.methods import DistillJob, get_method
+from ddcore.methods import DistillJob, get_method, job_precision
 from ddcore.pipeline import resolve_device
 
 IPCS = (1, 10, 50)
@@ -56,8 +56,8 @@ def measure(method: str, ipc: int, preset_name: str, device_name: str, overrides
         return {"rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    precision = hardware.resolve_precision(cfg.distill.bf16, device, method)
-    job = DistillJob(train, uniform_weights(train.labels), cfg, 0, progress, on_stage, None, precision)
+    job = DistillJob(train, uniform_weights(train.labels), cfg, 0, progress, on_stage)
+    job = replace(job, precision=job_precision(job, cfg.distill.bf16))
     get_method(method)(job)
     t = stamps["distill"]
     start = 1 if method == "mtt" else 0  # MTT's list opens with its stage switch; then iteration 1 is skipped

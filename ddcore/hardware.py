@@ -1,22 +1,23 @@
 """What this machine runs fast, decided on purpose and recorded with every run.
 
-CPUs differ between users and between days: bf16 autocast made DM 2x faster on a CPU with AMX
-and 5.7x slower on one with only AVX2, and on an H200 it was slower than fp32 (bench/RESULTS.md).
-So `--bf16 auto` (every preset's default) asks the device: a CPU uses bf16 only when it has native
-bf16 instructions (AVX-512 BF16 or AMX), read from /proc/cpuinfo; a GPU, or a CPU whose flags
-cannot be read, runs a one-time micro-benchmark of a ConvNet step, cached per machine. Threads are
-set deliberately too: one run at a time gets every core this process may use.
+CPUs differ between users and between days: bf16 autocast made DM 2x faster on one CPU with
+AVX-512 BF16, 5.7x slower on one with only AVX2, 1.3-2.2x slower on a Xeon with AMX (whose flags
+promise native bf16), and 10-13% slower on an H200 (bench/RESULTS.md). Neither the flags nor a
+ConvNet micro-benchmark predicted the Xeon (the micro-benchmark said bf16 was 2x faster). So
+`--bf16 auto` (every preset's default) measures: a CPU without native bf16 instructions (no
+AVX-512 BF16 or AMX in /proc/cpuinfo) gets fp32 at once; otherwise the run's own iteration is
+timed in both precisions at its own sizes (`Probe`), once per machine and sizes, cached in the
+runs folder. Threads are set deliberately too: one run at a time gets every core this process may use.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -35,6 +36,9 @@ class Precision:
 
     def autocast(self, device: torch.device) -> torch.autocast:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+
+Probe = Callable[[Precision], float]  # seconds per iteration of a run's own loop in that precision
 
 
 def cpu_capability() -> str:
@@ -72,8 +76,14 @@ def configure_threads() -> int:
     return torch.get_num_threads()
 
 
-def resolve_precision(setting: str, device: torch.device, method: str, cache_dir: Path | None = None) -> Precision:
-    """Turn a validated `--bf16 auto|true|false` into a decision for this device and method."""
+FASTER = 0.9  # bf16 is chosen only when it takes under 90% of fp32's time: a near tie is not worth the rounding
+
+
+def resolve_precision(setting: str, device: torch.device, method: str, probe: Probe | None,
+                      cache_dir: Path | None = None, sizes: str = "") -> Precision:
+    """Turn a validated `--bf16 auto|true|false` into a decision for this device and method.
+    `probe` times the run's own iteration (ddcore.methods.precision_probe) and `sizes` names what
+    it depends on; they are used only for `auto` on a device that has bf16 at all."""
     from .methods import get_method_spec
 
     if not get_method_spec(method).autocast:
@@ -83,16 +93,19 @@ def resolve_precision(setting: str, device: torch.device, method: str, cache_dir
     if device.type == "cuda":
         if not torch.cuda.is_bf16_supported():
             return Precision(False, "CUDA device lacks bf16")
-        faster, ratio = bf16_faster_measured(device, cache_dir)
-        return Precision(faster, f"measured: bf16 takes {ratio:.2f}x the time of fp32 on {torch.cuda.get_device_name(device)}")
-    flags = cpu_flags()
-    if flags is not None:
-        native = sorted(set(NATIVE_BF16_FLAGS) & flags)
-        if native:
-            return Precision(True, f"CPU has {' and '.join(native)}")
-        return Precision(False, f"CPU lacks native bf16 (no {' or '.join(NATIVE_BF16_FLAGS)}; capability {cpu_capability()})")
-    faster, ratio = bf16_faster_measured(device, cache_dir)
-    return Precision(faster, f"measured: bf16 takes {ratio:.2f}x the time of fp32 on this CPU")
+        where = torch.cuda.get_device_name(device)
+    else:
+        flags = cpu_flags()
+        native = None if flags is None else sorted(set(NATIVE_BF16_FLAGS) & flags)
+        if native == []:
+            return Precision(False, f"CPU lacks native bf16 (no {' or '.join(NATIVE_BF16_FLAGS)}; "
+                                    f"capability {cpu_capability()})")
+        where = f"this CPU ({' and '.join(native)})" if native else "this CPU (flags unknown)"
+    if probe is None:
+        return Precision(False, "bf16 not measured here")
+    ratio = measured_ratio(device, probe, cache_dir, f"{method} {sizes}")
+    return Precision(ratio < FASTER, f"measured: bf16 takes {ratio:.2f}x the time of fp32 for this run's {method} "
+                                     f"iteration on {where}")
 
 
 def _machine_key(device: torch.device) -> str:
@@ -102,46 +115,30 @@ def _machine_key(device: torch.device) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def bf16_faster_measured(device: torch.device, cache_dir: Path | None) -> tuple[bool, float]:
-    """(bf16 clearly faster, bf16 time / fp32 time) for a ConvNet step on `device`, measured once
-    per machine: cached in the process and, given `cache_dir`, in cache_dir/precision-<machine>.json."""
-    path = None if cache_dir is None else Path(cache_dir) / f"precision-{_machine_key(device)}.json"
+_RATIOS: dict[str, float] = {}  # measured in this process: cache file name -> ratio
+
+
+def measured_ratio(device: torch.device, probe: Probe, cache_dir: Path | None, what: str) -> float:
+    """bf16 seconds / fp32 seconds per iteration of `what` on this machine: the best of two
+    alternated timings of each, measured once; kept in the process and, given `cache_dir`, in
+    cache_dir/precision-<machine>-<what>.json (a damaged entry is measured again, never trusted)."""
+    name = f"precision-{_machine_key(device)}-{hashlib.sha256(what.encode()).hexdigest()[:8]}.json"
+    path = None if cache_dir is None else Path(cache_dir) / name
     if path is not None and path.exists():
         try:
             ratio = float(json.loads(path.read_text())["bf16_over_fp32"])
-            return ratio < 0.9, ratio
+            if ratio > 0:
+                return ratio
         except (OSError, ValueError, KeyError, TypeError):
-            pass  # a damaged entry is measured again
-    ratio = _measure_bf16_ratio(str(device))
+            pass
+    if name not in _RATIOS:
+        fp32, bf16 = Precision(False, "fp32 (timing)"), Precision(True, "bf16 (timing)")
+        times = [(probe(fp32), probe(bf16)) for _ in range(2)]
+        _RATIOS[name] = min(t[1] for t in times) / min(t[0] for t in times)
     if path is not None:
         from .runstore import write_json
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, {"bf16_over_fp32": ratio, "capability": cpu_capability(), "torch": torch.__version__})
-    return ratio < 0.9, ratio
-
-
-@functools.cache
-def _measure_bf16_ratio(device_name: str) -> float:
-    """Best-of-3 time of a DM-sized ConvNet forward and backward in bf16 over the same in fp32
-    (a GPU gets paper sizes: width 128, 512 images; a CPU width 32, 128 images)."""
-    from .nets import ConvNet
-
-    device = torch.device(device_name)
-    width, batch, repeats = (128, 512, 10) if device.type == "cuda" else (32, 128, 1)
-    net = ConvNet(10, 3, width, 3, "instance", (28, 28)).to(device).requires_grad_(False)
-    x = torch.rand(batch, 3, 28, 28, generator=torch.Generator().manual_seed(0)).to(device).requires_grad_(True)
-
-    def best(bf16: bool) -> float:
-        times = []
-        for _ in range(4):  # the first is warm-up
-            start = time.perf_counter()
-            for _ in range(repeats):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    net.embed(x).float().sum().backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
-        return min(times[1:])
-
-    return best(True) / best(False)
+        write_json(path, {"bf16_over_fp32": _RATIOS[name], "what": what, "capability": cpu_capability(),
+                          "torch": torch.__version__})
+    return _RATIOS[name]

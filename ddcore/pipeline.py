@@ -27,7 +27,7 @@ from .config import RunConfig, preset, validate
 from .data import BiasedTensors, Normalization, describe, get_spec, image_grid, load_biased, train_summary
 from .errors import Cancelled, ConfigError, DDError
 from .evaluate import evaluate_set
-from .methods import DistillJob, get_method
+from .methods import DistillJob, get_method, job_precision
 from .methods.sampling import class_table, init_synthetic
 from .records import EmbeddingMap, Metrics, SyntheticImages, thumbnails
 from .surrogate import Surrogate, SurrogateSpec, build_surrogate, train_surrogate
@@ -219,7 +219,7 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
 
     reporter.stage("distill")
     cache = runstore.cache_dir(run_dir.parent)
-    precision = hardware.resolve_precision(cfg.distill.bf16, device, cfg.distill.method, cache)
+    precision = job_precision(DistillJob(train, weights, cfg, cfg.seed, reporter.progress), cfg.distill.bf16, cache)
     runstore.append_log(run_dir, f"precision {precision.name} ({precision.reason}); {torch.get_num_threads()} threads; "
                                  f"CPU capability {hardware.cpu_capability()}")
     job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress, reporter.stage, cache, precision)

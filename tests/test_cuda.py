@@ -50,8 +50,16 @@ def test_compiled_dm_matches_eager_on_cuda():
 
 
 def test_auto_precision_on_cuda_is_measured_and_cached(tmp_path):
-    choice = hardware.resolve_precision("auto", CUDA, "dm", tmp_path)
+    from test_dm import tiny_data  # tests/ is on sys.path (pytest rootdir insertion)
+
+    from ddcore.density import uniform_weights
+    from ddcore.methods import DistillJob, job_precision
+
+    data = tiny_data(n_per_class=20).to(CUDA)
+    cfg = preset("smoke").with_overrides(ipc=2, batch_real=8, net_width=8, net_depth=2)
+    job = DistillJob(data, uniform_weights(data.labels), cfg, 0, lambda *a: None)
+    choice = job_precision(job, "auto", tmp_path)
     assert ("measured" in choice.reason) == torch.cuda.is_bf16_supported()
     assert len(list(tmp_path.glob("precision-*.json"))) == int(torch.cuda.is_bf16_supported())
-    again = hardware.resolve_precision("auto", CUDA, "dm", tmp_path)
+    again = job_precision(job, "auto", tmp_path)
     assert again == choice

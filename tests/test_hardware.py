@@ -22,51 +22,86 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert hardware.cpu_flags(tmp_path / "missing") is None
 
 
-@pytest.mark.parametrize("flags, bf16", [("sse2 avx2 fma", False),  # the AVX2-only EPYC where bf16 was 5.7x slower
-                                         ("avx2 avx512f avx512bw", False),  # AVX-512 without its bf16 extension
-                                         ("avx2 avx512f avx512_bf16", True), ("avx2 amx_tile amx_bf16", True)])
-def test_auto_uses_bf16_only_on_cpus_with_native_bf16(tmp_path, monkeypatch, flags, bf16):
+def fake_probe(bf16_seconds: float, calls: list[str] | None = None):
+    """A probe whose fp32 iteration takes 1 s and bf16 `bf16_seconds`."""
+    def probe(precision: hardware.Precision) -> float:
+        if calls is not None:
+            calls.append(precision.name)
+        return bf16_seconds if precision.bf16 else 1.0
+    return probe
+
+
+@pytest.mark.parametrize("flags, bf16_seconds, bf16", [
+    ("sse2 avx2 fma", 0.5, False),  # no native bf16 (the AVX2-only EPYC, 5.7x slower): fp32, not even measured
+    ("avx2 avx512f avx512bw", 0.5, False),  # AVX-512 without its bf16 extension
+    ("avx2 avx512f avx512_bf16", 0.5, True),  # native and measured faster
+    ("avx2 amx_tile amx_bf16", 2.0, False),  # native but measured slower (the Xeon of bench/RESULTS.md section 8)
+    ("avx2 amx_tile amx_bf16", 0.95, False)])  # a near tie is not worth bf16's rounding
+def test_auto_measures_bf16_where_the_cpu_has_it(tmp_path, monkeypatch, flags, bf16_seconds, bf16):
     read = hardware.cpu_flags(cpuinfo(tmp_path, flags))
     monkeypatch.setattr(hardware, "cpu_flags", lambda: read)
-    choice = hardware.resolve_precision("auto", CPU, "dm")
+    monkeypatch.setattr(hardware, "_RATIOS", {})
+    calls: list[str] = []
+    choice = hardware.resolve_precision("auto", CPU, "dm", fake_probe(bf16_seconds, calls), sizes=flags)
     assert choice.bf16 is bf16 and choice.name == ("bf16" if bf16 else "fp32")
-    assert ("lacks" in choice.reason) is not bf16
+    native = "bf16" in flags
+    assert ("lacks" in choice.reason) is not native and bool(calls) is native
+    if native:
+        assert f"{bf16_seconds:.2f}x" in choice.reason and sorted(calls) == ["bf16", "bf16", "fp32", "fp32"]
 
 
 def test_explicit_choices_and_other_methods(monkeypatch):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"amx_bf16"}))
-    assert hardware.resolve_precision("true", CPU, "dm").bf16
-    assert not hardware.resolve_precision("false", CPU, "dm").bf16
+    never = fake_probe(0.1, calls := [])
+    assert hardware.resolve_precision("true", CPU, "dm", never).bf16
+    assert not hardware.resolve_precision("false", CPU, "dm", never).bf16
     for method in ("dc", "dsa", "mtt"):  # their loops never autocast
-        assert not hardware.resolve_precision("auto", CPU, method).bf16
+        assert not hardware.resolve_precision("auto", CPU, method, never).bf16
+    assert calls == []
 
 
-def test_unknown_flags_fall_back_to_a_measurement_cached_per_machine(tmp_path, monkeypatch):
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: None)
-    calls = []
-
-    def measure():
-        calls.append(1)
-        return 3.0  # bf16 three times slower, as on an AVX2-only CPU
-
-    monkeypatch.setattr(hardware, "_measure_bf16_ratio", lambda device: measure())
-    first = hardware.resolve_precision("auto", CPU, "dm", tmp_path)
-    assert not first.bf16 and "3.00x" in first.reason
+def test_the_measurement_is_cached_per_machine_and_sizes(tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: None)  # flags unknown: measured
+    monkeypatch.setattr(hardware, "_RATIOS", {})
+    calls: list[str] = []
+    first = hardware.resolve_precision("auto", CPU, "dm", fake_probe(3.0, calls), tmp_path, "ipc 10")
+    assert not first.bf16 and "3.00x" in first.reason and len(calls) == 4
     cached = list(tmp_path.glob("precision-*.json"))
     assert len(cached) == 1 and json.loads(cached[0].read_text())["bf16_over_fp32"] == 3.0
-    assert not hardware.resolve_precision("auto", CPU, "dm", tmp_path).bf16 and len(calls) == 1  # read back
+    monkeypatch.setattr(hardware, "_RATIOS", {})  # a new process reads the file back
+    assert not hardware.resolve_precision("auto", CPU, "dm", fake_probe(3.0, calls), tmp_path, "ipc 10").bf16
+    assert len(calls) == 4
+    assert hardware.resolve_precision("auto", CPU, "dm", fake_probe(0.5, calls), tmp_path, "ipc 50").bf16
+    assert len(calls) == 8 and len(list(tmp_path.glob("precision-*.json"))) == 2  # other sizes, measured apart
     cached[0].write_text("{not json")
-    hardware.resolve_precision("auto", CPU, "dm", tmp_path)
-    assert len(calls) == 2  # a damaged entry is measured again, never trusted
+    monkeypatch.setattr(hardware, "_RATIOS", {})
+    hardware.resolve_precision("auto", CPU, "dm", fake_probe(3.0, calls), tmp_path, "ipc 10")
+    assert len(calls) == 12  # a damaged entry is measured again, never trusted
 
 
-def test_the_micro_benchmark_returns_a_positive_ratio():
-    ratio = hardware._measure_bf16_ratio.__wrapped__("cpu")
-    assert 0 < ratio < 100
+def test_the_probe_times_the_methods_own_loop(monkeypatch):
+    from test_dm import tiny_data  # tests/ is on sys.path (pytest rootdir insertion)
+
+    from ddcore.density import uniform_weights
+    from ddcore.methods import DistillJob, job_precision, precision_probe
+
+    data = tiny_data(n_per_class=20)
+    cfg = preset("smoke").with_overrides(ipc=2, iterations=500, batch_real=8, net_width=8, net_depth=2, compile=True)
+    ticks: list[int] = []
+    job = DistillJob(data, uniform_weights(data.labels), cfg, 0, lambda done, total, loss: ticks.append(done))
+    probe, sizes = precision_probe(job)
+    seconds = probe(hardware.Precision(False, "fp32"))
+    assert 0 < seconds < 5 and ticks == []  # a few iterations, not the run's 500; the job's own progress untouched
+    assert "ipc 2" in sizes and "batch 8" in sizes and "net 8x2" in sizes
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    monkeypatch.setattr(hardware, "_RATIOS", {})
+    choice = job_precision(job, "auto")
+    assert choice.reason.startswith("measured: bf16 takes") and "dm iteration" in choice.reason
 
 
 def test_config_bf16_modes_and_migration():
-    assert all(preset(name, m).distill.bf16 == "auto" for name in ("smoke", "quick", "paper") for m in ("dm", "mtt"))
+    assert all(preset(name, m).distill.bf16 == "auto" for name in ("quick", "paper") for m in ("dm", "mtt"))
+    assert preset("smoke").distill.bf16 == "false"  # tests compare smoke runs across processes: no timing choice
     with pytest.raises(ConfigError, match="bf16 mode"):
         validate(preset("smoke").with_overrides(bf16="yes please"))
     old = preset("quick").to_dict()
