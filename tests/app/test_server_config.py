@@ -23,3 +23,8 @@ def test_the_file_watcher_is_off(repo_config) -> None:
 def test_the_environment_and_runs_are_never_watched(repo_config) -> None:
     assert {".venv", "runs"} <= set(repo_config.get_option("server.folderWatchBlacklist"))
     assert repo_config.get_option("browser.gatherUsageStats") is False
+
+
+def test_no_full_garbage_collection_after_every_poll(repo_config) -> None:
+    # a gc.collect(2) after each run of the jobs panel's fragment was most of the server's CPU
+    assert repo_config.get_option("runner.postScriptGC") is False
