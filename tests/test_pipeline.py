@@ -31,13 +31,21 @@ def test_a_run_records_its_precision_and_the_machine(tmp_path, monkeypatch):
     from ddcore import hardware
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))  # an AVX2-only CPU: auto means fp32
-    cfg = preset("smoke").with_overrides(eval_epochs=1, map_points=100, device="cpu")
+    cfg = preset("smoke").with_overrides(eval_epochs=1, map_points=100, device="cpu", bf16="auto")
     metrics = execute_run(runstore.create_run(tmp_path / "run", cfg))
     assert metrics.precision == "fp32" and "lacks native bf16" in metrics.precision_reason
     assert metrics.cpu_capability == hardware.cpu_capability() and metrics.threads == torch.get_num_threads()
     assert metrics.gpu is None
     assert Metrics.load(tmp_path / "run").precision == "fp32"
     assert any("precision fp32" in line for line in runstore.read_log(tmp_path / "run"))
+    # a CPU whose flags name native bf16: the run's own DM iteration is timed in both, the ratio cached
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    monkeypatch.setattr(hardware, "_RATIOS", {})
+    measured = execute_run(runstore.create_run(tmp_path / "measured", cfg))
+    assert measured.precision_reason.startswith("measured: bf16 takes")
+    ratio = float(measured.precision_reason.split("takes ")[1].split("x")[0])
+    assert measured.precision == ("bf16" if ratio < hardware.FASTER else "fp32")
+    assert len(list(runstore.cache_dir(tmp_path).glob("precision-*.json"))) == 1
 
 
 def test_oracle_and_random_subset_runs(tmp_path):
