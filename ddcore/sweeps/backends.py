@@ -229,7 +229,10 @@ class _Driver:
                         cancelled.add(ref)
         finally:  # interrupted (Ctrl-C, an error): stop what runs, release what waits
             for ref, run_dir in inflight.items():
-                self.ray.cancel(ref, force=True)
+                try:
+                    self.ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 (Ray already shut down: its tasks went with it)
+                    pass
                 self._finish(run_dir, "cancelled", "the sweep driver stopped")
             for run_dir in pending:
                 self._finish(run_dir, "cancelled", "the sweep driver stopped before it ran")
