@@ -4,7 +4,7 @@ CPUs differ between users and between days: bf16 autocast made DM 2x faster on o
 AVX-512 BF16, 5.7x slower on one with only AVX2, 1.3-2.2x slower on a Xeon with AMX (whose flags
 promise native bf16), and 10-13% slower on an H200 (bench/RESULTS.md). Neither the flags nor a
 ConvNet micro-benchmark predicted the Xeon (the micro-benchmark said bf16 was 2x faster). So
-`--bf16 auto` (every preset's default) measures: a CPU without native bf16 instructions (no
+`--bf16 auto` (the quick and paper presets' default) measures: a CPU without native bf16 instructions (no
 AVX-512 BF16 or AMX in /proc/cpuinfo) gets fp32 at once; otherwise the run's own iteration is
 timed in both precisions at its own sizes (`Probe`), once per machine and sizes, cached in the
 runs folder. Threads are set deliberately too: one run at a time gets every core this process may use.
@@ -79,7 +79,7 @@ def configure_threads() -> int:
 FASTER = 0.9  # bf16 is chosen only when it takes under 90% of fp32's time: a near tie is not worth the rounding
 
 
-def resolve_precision(setting: str, device: torch.device, method: str, probe: Probe | None,
+def resolve_precision(setting: str, device: torch.device, method: str, probe: Probe,
                       cache_dir: Path | None = None, sizes: str = "") -> Precision:
     """Turn a validated `--bf16 auto|true|false` into a decision for this device and method.
     `probe` times the run's own iteration (ddcore.methods.precision_probe) and `sizes` names what
@@ -101,8 +101,6 @@ def resolve_precision(setting: str, device: torch.device, method: str, probe: Pr
             return Precision(False, f"CPU lacks native bf16 (no {' or '.join(NATIVE_BF16_FLAGS)}; "
                                     f"capability {cpu_capability()})")
         where = f"this CPU ({' and '.join(native)})" if native else "this CPU (flags unknown)"
-    if probe is None:
-        return Precision(False, "bf16 not measured here")
     ratio = measured_ratio(device, probe, cache_dir, f"{method} {sizes}")
     return Precision(ratio < FASTER, f"measured: bf16 takes {ratio:.2f}x the time of fp32 for this run's {method} "
                                      f"iteration on {where}")
