@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 import torch
 
@@ -7,7 +9,7 @@ from ddcore.data import BiasedTensors
 from ddcore.density import uniform_weights
 from ddcore.errors import Cancelled, DivergedError
 from ddcore.methods import DistillJob, get_method
-from ddcore.methods.dm import dm_loss, real_means
+from ddcore.methods.dm import class_groups, dm_loss, real_means, syn_backward
 from ddcore.methods.sampling import (
     RealSampler,
     class_table,
@@ -57,6 +59,31 @@ def test_chunked_and_unchunked_real_means_agree(strategy):
         assert not torch.allclose(real_means(net, data.images, idx, coef, shared, chunk=0), whole)
     for chunk in (1, 5, 7, 20, 21, 1000):  # smaller than, equal to, across and beyond a class's batch
         torch.testing.assert_close(real_means(net, data.images, idx, coef, params, chunk), whole)
+
+
+def test_class_groups_cover_every_class_once():
+    assert class_groups(10, 50, 0) == [slice(0, 10)]  # a GPU: one pass
+    assert class_groups(10, 50, 41) == [slice(c, c + 1) for c in range(10)]  # fewer than a class: one class each
+    assert class_groups(10, 10, 41) == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert class_groups(3, 2, 1000) == [slice(0, 3)]
+
+
+@pytest.mark.parametrize("strategy", ["none", "color_crop_cutout_scale_rotate"])
+def test_synthetic_side_in_class_groups_has_the_gradient_of_one_pass(strategy):
+    data, net, _, _ = _embedding_setup(seed=2)
+    net.requires_grad_(False)
+    g = torch.Generator().manual_seed(5)
+    syn = torch.rand(3, 4, 3, 8, 8, generator=g, requires_grad=True)
+    real_mean = torch.randn(3, net.embed_dim, generator=g)
+    params = augment.sample_params(strategy, torch.Generator().manual_seed(6), 3)  # one draw per class
+    whole = dm_loss(real_mean, net.embed(augment.apply(syn.flatten(0, 1), params.repeat(4))).view(3, 4, -1))
+    expected = torch.autograd.grad(whole, syn)[0]
+    for chunk in (0, 1, 8, 9):  # all at once, a class at a time, two classes then one
+        syn.grad = None
+        loss = sum(syn_backward(net, syn, real_mean, params, classes, contextlib.nullcontext())
+                   for classes in class_groups(3, 4, chunk))
+        assert loss.item() == pytest.approx(whole.item(), rel=1e-5)
+        torch.testing.assert_close(syn.grad, expected)
 
 
 def test_class_table_and_sampling():

@@ -4,7 +4,7 @@ import torch
 from ddcore.config import preset
 from ddcore.data import BiasedTensors
 from ddcore.evaluate import Accuracy, accuracy, evaluate_set, group_accuracy, summarize
-from ddcore.nets import ConvNet, build_convnet
+from ddcore.nets import AvgPool2x2, ConvNet, build_convnet
 
 
 def test_convnet_shapes_and_embed():
@@ -15,6 +15,15 @@ def test_convnet_shapes_and_embed():
     assert ConvNet(width=8, depth=2, image_size=(32, 32)).embed_dim == 8 * 8 * 8
     with pytest.raises(ValueError, match="norm"):
         ConvNet(norm="batch")
+
+
+@pytest.mark.parametrize("size", [(28, 28), (7, 7), (14, 9)])  # odd sides drop the last row/column, as AvgPool2d does
+def test_pooling_is_average_pooling_values_and_gradients(size):
+    x = torch.randn(5, 4, *size, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    got, want = AvgPool2x2()(x), torch.nn.functional.avg_pool2d(x, 2)
+    torch.testing.assert_close(got, want)
+    g = torch.randn(want.shape, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(want, x, g)[0])
 
 
 def test_reset_parameters_is_reproducible_and_fresh():

@@ -7,8 +7,10 @@ augmentation drawn for that class, and takes one SGD step on the synthetic image
 The weights enter through the real batch and its coefficients a_ci (ddcore.methods.sampling);
 the default draws batches by weight: a 5% minority is ~13 of 256 images of a uniform batch, so a
 weighted mean over such a batch is noisy (bench/RESULTS.md compares the two).
-The real side needs no gradient, so it runs in chunks sized for the device (`real_chunk`); the
-synthetic side is one forward. The op group is drawn once per iteration and its parameters per
+On a CPU both sides run in chunks sized for its caches (`real_chunk`): the real side needs no
+gradient, and the synthetic side's loss is a sum of per-class terms, so it runs forward and
+backward a group of classes at a time, with the same gradient as one pass. A GPU takes each
+side in one forward. The op group is drawn once per iteration and its parameters per
 class (the reference draws both per class; the loss is a sum of independent per-class terms, so
 each class sees the same augmentation distribution either way, and one op keeps all classes in
 one forward). The loop never syncs with the host except at logging steps.
@@ -24,9 +26,10 @@ from .base import DistillJob, LossLog, SyntheticSet
 from .sampling import RealSampler
 from .spec import MethodSpec
 
-# A CPU embeds the real batch in chunks whose first activation map stays within this many bytes:
-# one forward over all 2,560 paper-size images (1 GB of activations) ran slower than small
-# chunks that the allocator reuses (bench/RESULTS.md, "DM real-side chunks"). A GPU takes it whole.
+# A CPU embeds images in chunks whose first activation map stays within this many bytes: one
+# forward over all 2,560 paper-size real images (1 GB of activations) ran slower than small
+# chunks that the allocator reuses (bench/RESULTS.md 8.2), and so did one forward and backward
+# over 500 synthetic images (8.6). A GPU takes each side whole.
 CPU_CHUNK_BYTES = 16 * 2**20
 
 
@@ -37,7 +40,7 @@ def dm_loss(real_mean: torch.Tensor, syn_emb: torch.Tensor) -> torch.Tensor:
 
 
 def real_chunk(net: ConvNet, images: torch.Tensor) -> int:
-    """Real images per forward on this device (see CPU_CHUNK_BYTES); 0 means all at once."""
+    """Images per forward on this device (see CPU_CHUNK_BYTES); 0 means all at once."""
     if images.device.type != "cpu":
         return 0
     first = next(m for m in net.features if isinstance(m, torch.nn.Conv2d))
@@ -64,6 +67,26 @@ def real_means(net: ConvNet, images: torch.Tensor, idx: torch.Tensor, coef: torc
     return means
 
 
+def class_groups(classes: int, ipc: int, chunk: int) -> list[slice]:
+    """The classes whose synthetic images go through the network together: as many whole classes
+    as fit in `chunk` images (at least one), or all of them when chunk is 0."""
+    per_group = classes if chunk <= 0 else max(1, chunk // ipc)
+    return [slice(c, min(c + per_group, classes)) for c in range(0, classes, per_group)]
+
+
+def syn_backward(net: ConvNet, syn: torch.Tensor, real_mean: torch.Tensor, params: augment.AugParams,
+                 classes: slice, autocast) -> torch.Tensor:
+    """DM's loss terms of `classes` (syn [C, IPC, 3, H, W], real_mean [C, d], params one draw per
+    class), backpropagated into syn.grad; returns their (detached) sum."""
+    ipc = syn.shape[1]
+    with autocast:
+        part = params.rows(classes).repeat(ipc)
+        emb = net.embed(augment.apply(syn[classes].flatten(0, 1), part)).float().view(-1, ipc, net.embed_dim)
+    loss = dm_loss(real_mean[classes], emb)
+    loss.backward()
+    return loss.detach()
+
+
 def distill_dm(job: DistillJob) -> SyntheticSet:
     train, d = job.train, job.cfg.distill
     device, C, ipc = train.images.device, train.num_classes, d.ipc
@@ -77,6 +100,7 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
     if d.compile:
         net.features.compile()  # in place: reset_parameters keeps drawing into the same weights
     chunk = real_chunk(net, train.images)
+    groups = class_groups(C, ipc, chunk)
     strategy = dsa_strategy(job.cfg)
     autocast = job.precision.autocast(device)
 
@@ -87,10 +111,8 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
         params = augment.sample_params(strategy, aug_g, C)  # one draw per class
         with autocast:
             real_mean = real_means(net, train.images, idx, coef, params, chunk)
-            syn_emb = net.embed(augment.apply(syn.flatten(0, 1), params.repeat(ipc))).float().view(C, ipc, -1)
-        loss = dm_loss(real_mean, syn_emb)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = sum(syn_backward(net, syn, real_mean, params, classes, autocast) for classes in groups)
         opt.step()
         log.step(it, loss, syn)
 
