@@ -4,14 +4,20 @@ Exact k-nearest neighbours come from torch (chunked) and are handed to UMAP as `
 that skips NN-descent, whose numba JIT costs ~25 s in every fresh process. Synthetic images are
 placed at the inverse-distance-weighted mean of their nearest real samples' map positions (the
 same initialisation UMAP's own `transform` uses), which keeps them where their neighbours are and
-costs nothing.
+costs nothing. A layout depends only on the real features and the UMAP settings, so a cache folder
+keeps it: the vanilla and reweighted run of a pair (one surrogate) draw the same map once.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from .records import atomic_write
 
 
 def knn(queries: torch.Tensor, points: torch.Tensor, k: int, exclude_self: bool = False,
@@ -66,6 +72,29 @@ def fit_map(features: torch.Tensor, neighbors: int, min_dist: float, seed: int) 
     # later stages (and runs, in a worker) keep the count they were given, so results do not move
     torch.set_num_threads(threads)
     return coords.astype(np.float32), idx
+
+
+def cached_map(features: torch.Tensor, neighbors: int, min_dist: float, seed: int, cache_dir: Path) -> np.ndarray:
+    """`fit_map`'s 2-D map [N, 2], kept in `cache_dir` as map-<key>.npy (key: the features' bytes,
+    the settings and UMAP's version); an unreadable or malformed entry is computed again."""
+    import umap
+
+    data = features.detach().cpu().float().contiguous().numpy()
+    key = hashlib.sha256(data.tobytes())
+    key.update(f"{data.shape}|{neighbors}|{min_dist!r}|{seed}|{umap.__version__}".encode())
+    path = Path(cache_dir) / f"map-{key.hexdigest()[:16]}.npy"
+    try:
+        coords = np.load(path, allow_pickle=False)
+        if coords.shape == (len(data), 2) and coords.dtype == np.float32 and np.isfinite(coords).all():
+            return coords
+    except (OSError, ValueError):
+        pass  # missing or damaged: computed again below
+    coords, _ = fit_map(features, neighbors, min_dist, seed)
+    buf = io.BytesIO()
+    np.save(buf, coords, allow_pickle=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    return coords
 
 
 def place(queries: torch.Tensor, features: torch.Tensor, coords: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -255,7 +255,8 @@ def _save_map(cfg: RunConfig, run_dir: Path, train: BiasedTensors, norm: Normali
               sigma: float) -> None:
     subset = embedmap.stratified_subset(train.labels.cpu(), cfg.map.map_points, torch.Generator().manual_seed(cfg.seed))
     sub = subset.to(features.device)
-    coords, _ = embedmap.fit_map(features[sub], cfg.map.map_neighbors, cfg.map.map_min_dist, cfg.seed)
+    coords = embedmap.cached_map(features[sub], cfg.map.map_neighbors, cfg.map.map_min_dist, cfg.seed,
+                                 runstore.cache_dir(run_dir.parent))
     syn_coords, syn_neighbors = embedmap.place(syn_features, features[sub], coords)
     syn_log_density = torch.empty(len(syn_labels), device=features.device)
     for c in syn_labels.unique():

@@ -32,8 +32,11 @@ A run folder holds nothing else, and Delete and Export touch nothing else: a fol
 entries, or one that is a symbolic link, is refused with a message.
 
 `<root>/.cache/` holds work that runs share and that is safe to delete (it is recomputed when
-missing): `surrogate-<key>.pt` (the surrogate encoder of a data/seed/settings key) and
-`experts-<key>/expert-NNN.pt` (MTT's expert trajectories, ddcore.methods.experts).
+missing): `surrogate-<key>.pt` (the surrogate encoder of a data/seed/settings key),
+`experts-<key>/expert-NNN.pt` (MTT's expert trajectories, ddcore.methods.experts),
+`map-<key>.npy` (a UMAP layout of the real samples, ddcore.embedmap: the vanilla and reweighted
+run of a pair share it) and `precision-<machine>-<sizes>.json` (bf16's measured speed,
+ddcore.hardware).
 `<root>/.worker.lock` and `.worker.log` belong to the job worker (ddcore.jobs).
 
 A run that dies without reaching "done" reads back as failed: a "running" status whose `.lock`
@@ -64,7 +67,7 @@ RUN_FILES = frozenset({"config.json", "status.json", "log.txt", "synthetic.pt", 
                        "embeddings.npz", "sweep.json", "cancel", ".claim", ".lock"})
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+\.tmp$")  # records.atomic_write's temp files
-_CACHE_RE = re.compile(r"^(surrogate-[0-9a-f]+\.pt|experts-[0-9a-f]+)$")
+_CACHE_RE = re.compile(r"^(surrogate-[0-9a-f]+\.pt|experts-[0-9a-f]+|map-[0-9a-f]+\.npy|precision-[0-9a-f]+-[0-9a-f]+\.json)$")
 _EXPERT_RE = re.compile(r"^expert-\d{3,}\.pt$")
 
 
@@ -544,8 +547,8 @@ def _base_name(name: str) -> str:
 
 
 def _foreign_cache_entries(folder: Path) -> list[str]:
-    """Entries of a cache folder that ddcore did not write (sorted): anything but surrogate
-    files and experts folders holding only expert files, and any symlink."""
+    """Entries of a cache folder that ddcore did not write (sorted): anything but surrogate, map
+    and precision files and experts folders holding only expert files, and any symlink."""
     def ours(entry: Path) -> bool:
         name = _base_name(entry.name)
         if entry.is_symlink() or not _CACHE_RE.match(name):
@@ -560,7 +563,7 @@ def _foreign_cache_entries(folder: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    name: str  # "surrogate-<key>.pt" or "experts-<key>"
+    name: str  # "surrogate-<key>.pt", "experts-<key>", "map-<key>.npy" or "precision-<machine>-<sizes>.json"
     files: int
     bytes: int
 

@@ -58,3 +58,22 @@ def test_a_map_leaves_torchs_thread_count_alone():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_map_is_computed_once_per_features_and_settings(tmp_path, monkeypatch):
+    features = torch.rand(50, 6, generator=torch.Generator().manual_seed(1))
+    first = embedmap.cached_map(features, 5, 0.1, 0, tmp_path)
+    [entry] = list(tmp_path.iterdir())
+    assert entry.name.startswith("map-") and entry.suffix == ".npy"
+
+    fits = []
+    real_fit = embedmap.fit_map
+    monkeypatch.setattr(embedmap, "fit_map", lambda *a: fits.append(a) or real_fit(*a))
+    np.testing.assert_array_equal(embedmap.cached_map(features.clone(), 5, 0.1, 0, tmp_path), first)
+    assert fits == []  # read back, not fitted
+    embedmap.cached_map(features, 5, 0.1, 1, tmp_path)  # another seed is another map
+    assert len(fits) == 1 and len(list(tmp_path.iterdir())) == 2
+
+    entry.write_bytes(b"not a numpy file")  # damaged: fitted again and rewritten
+    np.testing.assert_array_equal(embedmap.cached_map(features, 5, 0.1, 0, tmp_path), first)
+    assert len(fits) == 2 and np.load(entry).shape == (50, 2)

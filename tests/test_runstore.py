@@ -156,15 +156,18 @@ def test_cache_usage_and_clear(tmp_path):
     (cache / "experts-abc" / "expert-000.pt").write_bytes(b"x" * 300)
     (cache / "experts-abc" / "expert-001.pt").write_bytes(b"x" * 200)
     (cache / "surrogate-def.pt").write_bytes(b"x" * 100)
+    (cache / "map-0a1b.npy").write_bytes(b"x" * 40)
+    (cache / "precision-0a-1b.json").write_bytes(b"x" * 20)
     usage = runstore.cache_usage(tmp_path)
-    assert [(e.name, e.files, e.bytes) for e in usage] == [("experts-abc", 2, 500), ("surrogate-def.pt", 1, 100)]
+    assert [(e.name, e.files, e.bytes) for e in usage] == [
+        ("experts-abc", 2, 500), ("surrogate-def.pt", 1, 100), ("map-0a1b.npy", 1, 40), ("precision-0a-1b.json", 1, 20)]
     run = runstore.create_run(tmp_path / "busy", preset("smoke"))
     runstore.update_status(run, state="running", pid=os.getpid())  # a live job may be writing into the cache
     with pytest.raises(DDError, match="busy is running"):
         runstore.clear_cache(tmp_path)
     assert cache.exists()
     runstore.update_status(run, state="done")
-    assert runstore.clear_cache(tmp_path) == 600 and not cache.exists()
+    assert runstore.clear_cache(tmp_path) == 660 and not cache.exists()
 
 
 def test_clear_cache_leaves_what_ddcore_did_not_write(tmp_path):
