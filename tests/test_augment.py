@@ -55,6 +55,13 @@ def test_augment_draws_per_image_and_repeats_for_a_seed(op: str) -> None:
         assert torch.equal(out[i:i + 1], apply(single, params.rows(slice(i, i + 1))))
 
 
+@pytest.mark.parametrize("op", VALID_OPS)
+def test_every_op_returns_plain_nchw_memory(op: str) -> None:
+    # a channels_last result would carry its layout through the network's convolutions
+    out = augment(image(4), op, gen(3))
+    assert out.is_contiguous() and out.shape == (4, 3, 32, 32)
+
+
 def test_params_are_cpu_vectors_and_every_op_is_picked() -> None:
     g = gen(0)
     seen = set()
