@@ -114,7 +114,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", default=str(Path(__file__).parent / "runs" / "debias"))
     args, rest = p.parse_known_args()
-    hardware.configure_threads()  # as the CLI's evaluate does: every run of the call gets the same count
+    hardware.configure_process()  # as the CLI's evaluate does: every run of the call gets the same count
     overrides = parse_overrides(rest)
     base = preset(args.preset, "dm").with_overrides(seed=args.seed, **overrides)
     root, t0 = Path(args.runs), time.time()

@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also the largest IPC with torch.compile")
     ap.add_argument("--chunk-mib", default="", help="comma-separated chunk sizes in MiB, or 'all'")
     args = ap.parse_args()
-    hardware.configure_threads()
+    hardware.configure_process()
     device = resolve_device(args.device)
     train = load_biased(preset("quick").data, train=True, seed=0).to(device)  # the bundled sample serves for speed
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else (

@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true", help="skip the full-data baseline")
     args, rest = ap.parse_known_args()
     overrides = parse_overrides(rest)
-    hardware.configure_threads()
+    hardware.configure_process()
     rows = []
     for ratio in map(float, args.ratios.split(",")):
         for i, ipc in enumerate(map(int, args.ipcs.split(","))):

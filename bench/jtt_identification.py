@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--run", help="also a finished run's synthetic set")
     p.add_argument("--steps", type=int, nargs="+", default=[8, 12, 15, 20, 30], help="T on the synthetic set")
     args, rest = p.parse_known_args()
-    hardware.configure_threads()
+    hardware.configure_process()
     cfg = preset(args.preset).with_overrides(**parse_overrides(rest))
     raw = load_biased(cfg.data, train=True, seed=cfg.seed)
     train = raw.normalized(Normalization.of(raw.images))  # the space every stage trains in (ddcore.pipeline)

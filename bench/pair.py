@@ -86,7 +86,7 @@ def main() -> None:
     p.add_argument("--tag", default="")
     args, rest = p.parse_known_args()
     overrides = parse_overrides(rest)
-    hardware.configure_threads()
+    hardware.configure_process()
     base = preset(args.preset, overrides.get("method", "dm")).with_overrides(**overrides)
     labels = [v.strip() for v in args.variants.split(",") if v.strip()]
     labels += ["oracle"] * args.oracle + ["random subset"] * args.subset + ["full data"] * args.baseline

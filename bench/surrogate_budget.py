@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="4000,16000,all")
     ap.add_argument("--max-steps", type=int, default=None)
     args = ap.parse_args()
-    hardware.configure_threads()
+    hardware.configure_process()
     cfg = preset("quick").with_overrides(source="files", root=args.root, conflict_ratio=args.ratio,
                                          evaluate_on="validation")
     train = load_biased(cfg.data, True, 0)

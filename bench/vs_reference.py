@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternations of reference and ours")
     args, rest = ap.parse_known_args()
     ref = load_reference(args.reference.resolve())
-    hardware.configure_threads()
+    hardware.configure_process()
     device = resolve_device(args.device)
     # ConvNet-128, 256 real images per class, DSA; the bundled sample unless --source files --root DIR
     base = preset("paper").with_overrides(**{"source": "bundled", "root": None, **parse_overrides(rest)})

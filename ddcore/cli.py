@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from . import runstore
 from .config import FLAT_FIELDS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
 from .errors import Cancelled, ConfigError, DDError
-from .hardware import configure_threads
+from .hardware import configure_process
 from .records import Metrics, SyntheticImages
 from .sweeps import cli as sweep_cli
 
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command in ("distill", "baseline", "random-subset", "evaluate", "worker"):
-            configure_threads()  # one job at a time: it gets every usable core
+            configure_process()  # one job at a time: it gets every usable core
         if args.command in ("distill", "baseline", "random-subset"):
             return _run(args, args.command)
         if args.command == "evaluate":

@@ -56,18 +56,65 @@ def stratified_subset(labels: torch.Tensor, limit: int, generator: torch.Generat
     return torch.cat(keep).sort().values
 
 
+def fuzzy_graph(dist: np.ndarray, idx: np.ndarray, n_iter: int = 64) -> "scipy.sparse.csr_matrix":
+    """UMAP's fuzzy simplicial set (McInnes et al. 2018, section 3.1) from exact kNN distances and
+    indices [N, k] whose first column is each point itself, as umap-learn computes it with its
+    defaults (local connectivity 1, set_op_mix_ratio 1), vectorised in numpy: umap-learn's own
+    `smooth_knn_dist` and `compute_membership_strengths` are parallel numba functions whose
+    compilation took ~7 s in every fresh process (a worker's start, every CLI run's map).
+    Each point i gets rho_i (its nearest non-zero distance) and sigma_i (binary search until
+    sum_j exp(-max(0, d_ij - rho_i) / sigma_i) = log2 k); memberships exp(-(d_ij - rho_i) / sigma_i)
+    (1 within rho_i, 0 for i itself), then the fuzzy union A + A^T - A * A^T."""
+    import scipy.sparse
+
+    n, k = dist.shape
+    dist = dist.astype(np.float32)
+    positive = np.where(dist > 0, dist, np.inf)
+    rho = positive.min(axis=1)
+    rho[~np.isfinite(rho)] = 0.0  # no non-zero distance: every neighbour sits on the point
+    excess = np.maximum(dist[:, 1:] - rho[:, None], 0.0)  # the first column (the point) is left out
+    target = np.log2(k)
+    lo, hi, mid = np.zeros(n), np.full(n, np.inf), np.ones(n)
+    active = np.ones(n, dtype=bool)
+    for _ in range(n_iter):  # umap-learn's search: halve the interval, or double until bounded
+        psum = np.exp(-excess / mid[:, None]).sum(axis=1)
+        active &= np.abs(psum - target) >= 1e-5  # SMOOTH_K_TOLERANCE: a row that met it stays
+        above = active & (psum > target)
+        below = active & ~above
+        hi = np.where(above, mid, hi)
+        lo = np.where(below, mid, lo)
+        mid = np.where(above | (below & np.isfinite(hi)), (lo + hi) / 2, np.where(below, mid * 2, mid))
+        if not active.any():
+            break
+    floor = 1e-3 * np.where(rho > 0, dist.mean(axis=1), dist.mean())  # MIN_K_DIST_SCALE
+    sigma = np.maximum(mid, floor).astype(np.float32)
+    vals = np.exp(-np.maximum(dist - rho[:, None], 0.0) / np.maximum(sigma, np.finfo(np.float32).tiny)[:, None])
+    vals[idx == np.arange(n)[:, None]] = 0.0
+    graph = scipy.sparse.coo_matrix((vals.astype(np.float32).ravel(), (np.repeat(np.arange(n), k), idx.ravel())),
+                                    shape=(n, n)).tocsr()
+    graph.eliminate_zeros()
+    transpose = graph.transpose()
+    return (graph + transpose - graph.multiply(transpose)).tocsr()
+
+
 def fit_map(features: torch.Tensor, neighbors: int, min_dist: float, seed: int) -> tuple[np.ndarray, torch.Tensor]:
-    """features [N, d] -> (2-D map [N, 2] float32, the kNN indices used [N, k])."""
-    import umap  # heavy import (numba); only the stages that draw a map pay for it
+    """features [N, d] -> (2-D map [N, 2] float32, the kNN indices used [N, k]): umap-learn's layout
+    (`simplicial_set_embedding` with UMAP's defaults: spectral start, 500 epochs up to 10,000
+    points) of the fuzzy graph of the exact kNN (`fuzzy_graph`)."""
+    import umap.umap_ as umap_  # heavy import (numba); only the stages that draw a map pay for it
+    from sklearn.utils import check_random_state
 
     k = min(neighbors, len(features) - 1)
     dist, idx = knn(features, features, k + 1, exclude_self=True)
+    graph = fuzzy_graph(dist.cpu().numpy(), idx.cpu().numpy())
+    a, b = umap_.find_ab_params(1.0, min_dist)
     threads = torch.get_num_threads()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # umap warns that a fixed seed disables parallelism
-        reducer = umap.UMAP(n_neighbors=k + 1, min_dist=min_dist, random_state=seed,
-                            precomputed_knn=(idx.cpu().numpy(), dist.cpu().numpy(), None))
-        coords = reducer.fit_transform(features.cpu().numpy())
+        warnings.simplefilter("ignore")
+        coords, _ = umap_.simplicial_set_embedding(
+            features.cpu().numpy(), graph, n_components=2, initial_alpha=1.0, a=a, b=b, gamma=1.0,
+            negative_sample_rate=5, n_epochs=None, init="spectral", random_state=check_random_state(seed),
+            metric="euclidean", metric_kwds={}, densmap=False, densmap_kwds={}, output_dens=False)
     # numba's first parallel call sets the process's OpenMP thread count, which torch shares:
     # later stages (and runs, in a worker) keep the count they were given, so results do not move
     torch.set_num_threads(threads)

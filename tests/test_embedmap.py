@@ -77,3 +77,16 @@ def test_a_map_is_computed_once_per_features_and_settings(tmp_path, monkeypatch)
     entry.write_bytes(b"not a numpy file")  # damaged: fitted again and rewritten
     np.testing.assert_array_equal(embedmap.cached_map(features, 5, 0.1, 0, tmp_path), first)
     assert len(fits) == 2 and np.load(entry).shape == (50, 2)
+
+
+def test_fuzzy_graph_is_umap_learns_fuzzy_simplicial_set():
+    import umap.umap_ as umap_
+
+    features = torch.randn(300, 8, generator=torch.Generator().manual_seed(3))
+    features[:5] = features[0]  # duplicates: zero distances besides each point's own
+    dist, idx = embedmap.knn(features, features, 11, exclude_self=True)
+    ours = embedmap.fuzzy_graph(dist.numpy(), idx.numpy())
+    theirs, _, _ = umap_.fuzzy_simplicial_set(features.numpy(), 11, 0, "euclidean",
+                                              knn_indices=idx.numpy(), knn_dists=dist.numpy())
+    assert ours.shape == theirs.shape and ours.nnz == theirs.nnz
+    assert abs(ours - theirs.tocsr()).max() < 1e-6

@@ -119,3 +119,35 @@ def test_threads_follow_the_usable_cpus_unless_the_user_chose(monkeypatch):
         assert hardware.configure_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_allocator_keeps_freed_memory_unless_the_user_set_glibc_s_own_variables(monkeypatch):
+    import ctypes
+    import platform
+
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("glibc", "2.36"))
+    for name in hardware.MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    assert hardware.configure_allocator() is True
+    assert calls == [(-3, hardware.MMAP_THRESHOLD), (-1, hardware.TRIM_THRESHOLD)]
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert hardware.configure_allocator() is False and len(calls) == 2
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))  # musl, macOS: nothing to set
+    assert hardware.configure_allocator() is False and len(calls) == 2
+
+
+def test_glibc_accepts_the_thresholds():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    assert hardware.configure_allocator() is True
