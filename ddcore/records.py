@@ -289,7 +289,7 @@ class Metrics(JsonRecord):
     final_loss: float | None = None
     saturated_share: float | None = _share()  # of synthetic pixels clamped by more than half the range
     device: str | None = None
-    precision: str | None = None  # "bf16" or "fp32" (ddcore.hardware)
+    precision: str | None = None  # "fp32", "bf16" or "bf16-real" (ddcore.hardware.Precision.name)
     precision_reason: str | None = None
     cpu_capability: str | None = None
     threads: int | None = _range(1, None)

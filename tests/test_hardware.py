@@ -22,11 +22,14 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert hardware.cpu_flags(tmp_path / "missing") is None
 
 
-def fake_probe(bf16_seconds: float, calls: list[str] | None = None):
-    """A probe whose fp32 iteration takes 1 s and bf16 `bf16_seconds`."""
+def fake_probe(bf16_seconds: float, calls: list[str] | None = None, real_seconds: float | None = None):
+    """A probe whose fp32 iteration takes 1 s, bf16 `bf16_seconds` and bf16 on the real side only
+    `real_seconds` (default: as bf16)."""
     def probe(precision: hardware.Precision) -> float:
         if calls is not None:
             calls.append(precision.name)
+        if precision.real_only:
+            return bf16_seconds if real_seconds is None else real_seconds
         return bf16_seconds if precision.bf16 else 1.0
     return probe
 
@@ -47,7 +50,24 @@ def test_auto_measures_bf16_where_the_cpu_has_it(tmp_path, monkeypatch, flags, b
     native = "bf16" in flags
     assert ("lacks" in choice.reason) is not native and bool(calls) is native
     if native:
-        assert f"{bf16_seconds:.2f}x" in choice.reason and sorted(calls) == ["bf16", "bf16", "fp32", "fp32"]
+        assert f"{bf16_seconds:.2f}x" in choice.reason
+        assert sorted(calls) == ["bf16", "bf16", "bf16-real", "bf16-real", "fp32", "fp32"]
+
+
+@pytest.mark.parametrize("bf16_seconds, real_seconds, name", [
+    (1.2, 0.6, "bf16-real"),  # the Xeon at IPC 50 after the pooling fix: whole-loop bf16 slower, real side faster
+    (0.5, 0.7, "bf16"),
+    (1.2, 0.95, "fp32")])
+def test_auto_also_measures_bf16_on_the_real_side_only(monkeypatch, bf16_seconds, real_seconds, name):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    monkeypatch.setattr(hardware, "_RATIOS", {})
+    choice = hardware.resolve_precision("auto", CPU, "dm", fake_probe(bf16_seconds, real_seconds=real_seconds),
+                                        sizes=name)
+    assert choice.name == name and f"real side only {real_seconds:.2f}x" in choice.reason
+    with choice.autocast(CPU):  # the differentiated side: bf16 only in plain bf16
+        assert torch.is_autocast_enabled("cpu") is (name == "bf16")
+    with choice.real_autocast(CPU):  # the gradient-free real side: bf16 in both bf16 modes
+        assert torch.is_autocast_enabled("cpu") is (name != "fp32")
 
 
 def test_explicit_choices_and_other_methods(monkeypatch):
@@ -65,18 +85,20 @@ def test_the_measurement_is_cached_per_machine_and_sizes(tmp_path, monkeypatch):
     monkeypatch.setattr(hardware, "_RATIOS", {})
     calls: list[str] = []
     first = hardware.resolve_precision("auto", CPU, "dm", fake_probe(3.0, calls), tmp_path, "ipc 10")
-    assert not first.bf16 and "3.00x" in first.reason and len(calls) == 4
+    assert not first.bf16 and "3.00x" in first.reason and len(calls) == 6
     cached = list(tmp_path.glob("precision-*.json"))
-    assert len(cached) == 1 and json.loads(cached[0].read_text())["bf16_over_fp32"] == 3.0
+    assert len(cached) == 1 and json.loads(cached[0].read_text())["over_fp32"] == {"bf16": 3.0, "bf16-real": 3.0}
     monkeypatch.setattr(hardware, "_RATIOS", {})  # a new process reads the file back
     assert not hardware.resolve_precision("auto", CPU, "dm", fake_probe(3.0, calls), tmp_path, "ipc 10").bf16
-    assert len(calls) == 4
+    assert len(calls) == 6
     assert hardware.resolve_precision("auto", CPU, "dm", fake_probe(0.5, calls), tmp_path, "ipc 50").bf16
-    assert len(calls) == 8 and len(list(tmp_path.glob("precision-*.json"))) == 2  # other sizes, measured apart
-    cached[0].write_text("{not json")
-    monkeypatch.setattr(hardware, "_RATIOS", {})
-    hardware.resolve_precision("auto", CPU, "dm", fake_probe(3.0, calls), tmp_path, "ipc 10")
-    assert len(calls) == 12  # a damaged entry is measured again, never trusted
+    assert len(calls) == 12 and len(list(tmp_path.glob("precision-*.json"))) == 2  # other sizes, measured apart
+    for damaged in ("{not json", '{"bf16_over_fp32": 3.0}'):  # unreadable; written before bf16-real existed
+        cached[0].write_text(damaged)
+        monkeypatch.setattr(hardware, "_RATIOS", {})
+        calls.clear()
+        hardware.resolve_precision("auto", CPU, "dm", fake_probe(3.0, calls), tmp_path, "ipc 10")
+        assert len(calls) == 6  # measured again, never trusted
 
 
 def test_the_probe_times_the_methods_own_loop(monkeypatch):

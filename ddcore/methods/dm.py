@@ -102,14 +102,14 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
     chunk = real_chunk(net, train.images)
     groups = class_groups(C, ipc, chunk)
     strategy = dsa_strategy(job.cfg)
-    autocast = job.precision.autocast(device)
+    autocast, real_autocast = job.precision.autocast(device), job.precision.real_autocast(device)
 
     log = LossLog(job, d.iterations, device, "DM", f"lower --lr-img (now {d.lr_img}) or check the data")
     for it in range(d.iterations):
         net.reset_parameters(g)
         idx, coef = real.draw(g)
         params = augment.sample_params(strategy, aug_g, C)  # one draw per class
-        with autocast:
+        with real_autocast:
             real_mean = real_means(net, train.images, idx, coef, params, chunk)
         opt.zero_grad(set_to_none=True)
         loss = sum(syn_backward(net, syn, real_mean, params, classes, autocast) for classes in groups)
