@@ -88,8 +88,9 @@ def configure_threads() -> int:
 # glibc serves allocations above its mmap threshold (dynamic, 128 KiB up to 32 MiB) with fresh
 # mappings that it unmaps on free, and trims the heap's free top: a training loop that allocates the
 # same activations every step then page-faults them in again every step. Fixed thresholds keep freed
-# memory for reuse (evaluation steps 1.3x and quick DM iterations 1.5x faster, bench/RESULTS.md
-# 8.6), at the cost of up to TRIM_THRESHOLD bytes kept mapped while unused.
+# memory for reuse: evaluation steps ran 1.3-1.5x faster, DM's quick iterations no faster but
+# without glibc's occasional 2x slower process (bench/RESULTS.md 8.6), at the cost of up to
+# TRIM_THRESHOLD bytes kept mapped while unused.
 MMAP_THRESHOLD = 32 * 2**20  # the largest value glibc accepts on 64-bit machines
 TRIM_THRESHOLD = 256 * 2**20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
