@@ -90,10 +90,10 @@ def steps() -> tuple[float, float]:
 def allocator(rounds: int) -> None:
     results: dict[str, list[tuple[float, float]]] = {"glibc defaults": [], "configure_allocator": []}
     for _ in range(rounds):
-        for name in results:
+        for name, rows in results.items():
             out = subprocess.run([sys.executable, __file__, "--steps", name], capture_output=True, text=True,
                                  check=True).stdout.split()
-            results[name].append((float(out[0]), float(out[1])))
+            rows.append((float(out[0]), float(out[1])))
     print("\n| allocator | evaluation step ms (rounds) | quick DM iteration ms (rounds) |")
     print("|---|---|---|")
     for name, rows in results.items():

@@ -43,13 +43,28 @@ def seconds_per_iteration(train, cfg, precision: hardware.Precision, iterations:
     return (time.perf_counter() - stamps[0]) / iterations, stamps[0] - start
 
 
+def numbers(kind, allow_all: bool = False):
+    """An argparse type: comma-separated positive numbers of `kind` (and 'all' if allowed)."""
+    def parse(text: str) -> list:
+        try:
+            values = [v if allow_all and v == "all" else kind(v) for v in text.split(",")]
+        except ValueError:
+            values = []
+        if not values or any(v != "all" and not v > 0 for v in values):
+            raise argparse.ArgumentTypeError(f"expected comma-separated positive numbers{' or all' if allow_all else ''}, "
+                                             f"got {text!r}")
+        return values
+    return parse
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="auto")
     ap.add_argument("--iterations", type=int, default=5)
-    ap.add_argument("--ipcs", default="1,10,50")
+    ap.add_argument("--ipcs", type=numbers(int), default="1,10,50")
     ap.add_argument("--compile", action="store_true", help="also the largest IPC with torch.compile")
-    ap.add_argument("--chunk-mib", default="", help="comma-separated chunk sizes in MiB, or 'all'")
+    ap.add_argument("--chunk-mib", type=numbers(float, allow_all=True), default=None,
+                    help="comma-separated chunk sizes in MiB, or 'all'")
     args = ap.parse_args()
     hardware.configure_process()
     device = resolve_device(args.device)
@@ -60,9 +75,9 @@ def main() -> None:
     print("| setting | IPC | precision | s / iteration | iterations / s | 20,000 iterations | first iteration s |")
     print("|---|---|---|---|---|---|---|")
     fp32, bf16 = hardware.Precision(False, "fp32"), hardware.Precision(True, "bf16")
-    ipcs = [int(i) for i in args.ipcs.split(",")]
+    ipcs = args.ipcs
     if args.chunk_mib:
-        chunk_table(train, ipcs, args.chunk_mib.split(","), args.iterations, fp32, auto(train, preset("quick")))
+        chunk_table(train, ipcs, args.chunk_mib, args.iterations, fp32, auto(train, preset("quick")))
         return
     paper = preset("paper")
     settings = [("paper", paper.with_overrides(ipc=ipc), p) for ipc in ipcs for p in (fp32, bf16)]
@@ -82,7 +97,7 @@ def auto(train, cfg) -> hardware.Precision:
     return job_precision(DistillJob(train, uniform_weights(train.labels), cfg, 0, lambda *a: None), "auto")
 
 
-def chunk_table(train, ipcs: list[int], sizes: list[str], iterations: int, fp32: hardware.Precision,
+def chunk_table(train, ipcs: list[int], sizes: list[float | str], iterations: int, fp32: hardware.Precision,
                 auto: hardware.Precision) -> None:
     """Seconds per iteration for each CPU chunk size, the sizes alternated over two rounds (median
     of the two) so that a drift of the machine spreads over all of them."""
@@ -97,7 +112,7 @@ def chunk_table(train, ipcs: list[int], sizes: list[str], iterations: int, fp32:
                 times[size].append(seconds_per_iteration(train, cfg, precision, iterations)[0])
         for size in sizes:
             print(f"| {name} (batch {cfg.distill.batch_real}/class, width {cfg.net.net_width}) | {cfg.distill.ipc} | "
-                  f"{precision.name} | {size} {'' if size == 'all' else 'MiB'} | {statistics.median(times[size]):.4f} |",
+                  f"{precision.name} | {size if size == 'all' else f'{size:g} MiB'} | {statistics.median(times[size]):.4f} |",
                   flush=True)
 
 

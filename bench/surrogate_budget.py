@@ -17,6 +17,7 @@ import argparse
 import time
 
 import torch
+from dm_speed import numbers  # bench/ is the script's directory: on sys.path
 
 from ddcore import density, hardware
 from ddcore.config import preset
@@ -30,7 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", required=True, help="the folder holding MNIST/raw")
     ap.add_argument("--ratio", type=float, default=0.05)
-    ap.add_argument("--sizes", default="4000,16000,all")
+    ap.add_argument("--sizes", type=numbers(int, allow_all=True), default="4000,16000,all")
     ap.add_argument("--max-steps", type=int, default=None)
     args = ap.parse_args()
     hardware.configure_process()
@@ -46,10 +47,10 @@ def main() -> None:
           f"{torch.get_num_threads()} threads\n")
     print("| trained on | SGD steps | median distance | " + " | ".join(f"s {s:g}, t {t:g}" for s, t in CELLS) +
           " | seconds |\n|---|---|---|" + "---|" * (len(CELLS) + 1))
-    for size in args.sizes.split(","):
+    for size in args.sizes:
         start = time.time()
         idx = (torch.arange(len(train.labels)) if size == "all" else
-               torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(5))[:int(size)])
+               torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(5))[:size])
         model = train_surrogate(train.images[idx], train.labels[idx], train.num_classes, spec,
                                 torch.Generator().manual_seed(11), torch.Generator().manual_seed(12))
         steps = spec.epochs * max(1, len(idx) // spec.batch)

@@ -13,11 +13,15 @@ import hashlib
 import io
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .records import atomic_write
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 
 def knn(queries: torch.Tensor, points: torch.Tensor, k: int, exclude_self: bool = False,
@@ -56,7 +60,7 @@ def stratified_subset(labels: torch.Tensor, limit: int, generator: torch.Generat
     return torch.cat(keep).sort().values
 
 
-def fuzzy_graph(dist: np.ndarray, idx: np.ndarray, n_iter: int = 64) -> "scipy.sparse.csr_matrix":
+def fuzzy_graph(dist: np.ndarray, idx: np.ndarray, n_iter: int = 64) -> scipy.sparse.csr_matrix:
     """UMAP's fuzzy simplicial set (McInnes et al. 2018, section 3.1) from exact kNN distances and
     indices [N, k] whose first column is each point itself, as umap-learn computes it with its
     defaults (local connectivity 1, set_op_mix_ratio 1), vectorised in numpy: umap-learn's own
@@ -101,8 +105,9 @@ def fit_map(features: torch.Tensor, neighbors: int, min_dist: float, seed: int) 
     """features [N, d] -> (2-D map [N, 2] float32, the kNN indices used [N, k]): umap-learn's layout
     (`simplicial_set_embedding` with UMAP's defaults: spectral start, 500 epochs up to 10,000
     points) of the fuzzy graph of the exact kNN (`fuzzy_graph`)."""
-    import umap.umap_ as umap_  # heavy import (numba); only the stages that draw a map pay for it
+    # heavy imports (numba): only the stages that draw a map pay for them
     from sklearn.utils import check_random_state
+    from umap import umap_
 
     k = min(neighbors, len(features) - 1)
     dist, idx = knn(features, features, k + 1, exclude_self=True)
