@@ -59,7 +59,8 @@ def kernels() -> None:
 
 def steps() -> tuple[float, float]:
     """(evaluation step ms, quick DM iteration ms) in this process."""
-    from ddcore.methods.dm import class_groups, real_chunk, real_means, syn_backward
+    from ddcore.methods.dm import class_groups, real_means, syn_backward
+    from ddcore.nets import cpu_chunk
 
     g, aug_g = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
     strategy = "color_crop_cutout_scale_rotate"
@@ -76,7 +77,7 @@ def steps() -> tuple[float, float]:
     dm_net = build_convnet(10, 32, 3, "instance", (28, 28), g).requires_grad_(False)
     images, syn = torch.randn(4000, 3, 28, 28), torch.randn(10, 10, 3, 28, 28, requires_grad=True)
     idx, coef = torch.randint(0, 4000, (10, 64), generator=g), torch.full((10, 64), 1 / 64)
-    chunk = real_chunk(dm_net, images)
+    chunk = cpu_chunk(dm_net, images)
 
     def dm_step() -> None:
         params = augment.sample_params(strategy, aug_g, 10)

@@ -4,7 +4,7 @@ preset's setting with the precision `--bf16 auto` picks there, and with `--compi
 IPC with torch.compile (its first iteration, compilation included, is shown apart).
 
     python bench/dm_speed.py [--device cpu|cuda] [--iterations N] [--ipcs 1,10,50] [--compile]
-    python bench/dm_speed.py --chunk-mib 4,16,64,all [--ipcs 10]   # choose ddcore.methods.dm.CPU_CHUNK_BYTES
+    python bench/dm_speed.py --chunk-mib 4,16,64,all [--ipcs 10]   # choose ddcore.nets.CPU_CHUNK_BYTES
 
 --chunk-mib times, instead, the real side's forward in chunks of each size (CPU; "all": one
 forward over every real image) at the paper's sizes in fp32 and at the quick preset's.
@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from ddcore import hardware
+from ddcore import hardware, nets
 from ddcore.config import preset
 from ddcore.data import load_biased
 from ddcore.density import uniform_weights
-from ddcore.methods import DistillJob, dm, get_method, job_precision
+from ddcore.methods import DistillJob, get_method, job_precision
 from ddcore.pipeline import resolve_device
 
 
@@ -108,7 +108,7 @@ def chunk_table(train, ipcs: list[int], sizes: list[float | str], iterations: in
         times: dict[str, list[float]] = {s: [] for s in sizes}
         for _ in range(2):
             for size in sizes:
-                dm.CPU_CHUNK_BYTES = 2**50 if size == "all" else int(float(size) * 2**20)
+                nets.CPU_CHUNK_BYTES = 2**50 if size == "all" else int(float(size) * 2**20)
                 times[size].append(seconds_per_iteration(train, cfg, precision, iterations)[0])
         for size in sizes:
             print(f"| {name} (batch {cfg.distill.batch_real}/class, width {cfg.net.net_width}) | {cfg.distill.ipc} | "

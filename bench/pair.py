@@ -20,6 +20,7 @@ import torch
 from ddcore import hardware, runstore
 from ddcore.cli import parse_overrides
 from ddcore.config import RunConfig, preset
+from ddcore.errors import ConfigError
 from ddcore.pipeline import execute_run, preflight
 from ddcore.records import Metrics
 
@@ -85,9 +86,12 @@ def main() -> None:
                    help=f"comma-separated, from {', '.join(VARIANTS)} (the flags above add theirs)")
     p.add_argument("--tag", default="")
     args, rest = p.parse_known_args()
-    overrides = parse_overrides(rest)
+    try:
+        overrides = parse_overrides(rest)
+        base = preset(args.preset, overrides.get("method", "dm")).with_overrides(**overrides)
+    except ConfigError as exc:
+        p.error(str(exc))
     hardware.configure_process()
-    base = preset(args.preset, overrides.get("method", "dm")).with_overrides(**overrides)
     labels = [v.strip() for v in args.variants.split(",") if v.strip()]
     labels += ["oracle"] * args.oracle + ["random subset"] * args.subset + ["full data"] * args.baseline
     unknown = sorted(set(labels) - set(VARIANTS))

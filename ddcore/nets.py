@@ -12,6 +12,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# A CPU runs a network over many images in chunks whose first activation map stays within this many
+# bytes: one forward over all 2,560 paper-size real images of a DM step (1 GB of activations) ran
+# slower than cache-sized chunks that the allocator reuses, and so did one forward and backward
+# over 500 synthetic images or a surrogate's 512 views (bench/RESULTS.md 8.2, 8.6).
+CPU_CHUNK_BYTES = 16 * 2**20
+
+
+def cpu_chunk(net: "ConvNet", images: torch.Tensor) -> int:
+    """Images per forward for `net` on `images`' device (see CPU_CHUNK_BYTES); 0 means all at once
+    (a GPU)."""
+    if images.device.type != "cpu":
+        return 0
+    first = next(m for m in net.features if isinstance(m, nn.Conv2d))
+    return max(1, CPU_CHUNK_BYTES // (first.out_channels * images.shape[-2] * images.shape[-1] * 4))
+
 
 class AvgPool2x2(nn.Module):
     """nn.AvgPool2d(2), computed on a CPU as a depthwise 2x2 convolution with weights 1/4: the

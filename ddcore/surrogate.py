@@ -23,7 +23,7 @@ from torch import nn
 
 from . import augment, debias
 from .errors import DivergedError
-from .nets import ConvNet, init_parameters
+from .nets import ConvNet, cpu_chunk, init_parameters
 from .supcon import SupConLoss
 
 VIEW_AUGMENTATION = "crop_scale_rotate"
@@ -129,6 +129,7 @@ def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, spec: Surr
         total = min(total, spec.max_steps)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
     supcon = SupConLoss(spec.temperature)
+    chunk = cpu_chunk(encoder, images)  # per-image layers only: chunking changes no value, only the cache use
     model.train()
     step = 0
     for _ in range(spec.epochs if stop is None else stop):
@@ -143,7 +144,9 @@ def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, spec: Surr
             if spec.objective == "supcon":
                 v1 = augment.augment(x, VIEW_AUGMENTATION, aug_generator)
                 v2 = augment.augment(x, VIEW_AUGMENTATION, aug_generator)
-                z = model.project(torch.cat([v1, v2])).view(2, len(x), -1).transpose(0, 1)
+                views = torch.cat([v1, v2])
+                z = torch.cat([model.project(part) for part in views.split(chunk or len(views))])
+                z = z.view(2, len(x), -1).transpose(0, 1)
                 loss = supcon(z, y)
             else:
                 xa = augment.augment(x, VIEW_AUGMENTATION, aug_generator)

@@ -3,10 +3,10 @@ method end to end on CUDA, DM's unchunked real side against the CPU, and auto pr
 import pytest
 import torch
 
-from ddcore import augment, hardware, runstore
+from ddcore import augment, runstore
 from ddcore.config import preset
-from ddcore.methods.dm import real_chunk, real_means
-from ddcore.nets import ConvNet
+from ddcore.methods.dm import real_means
+from ddcore.nets import ConvNet, cpu_chunk
 from ddcore.pipeline import execute_run
 from ddcore.records import SyntheticImages
 
@@ -30,9 +30,9 @@ def test_dm_takes_the_real_batch_whole_on_cuda_and_matches_the_cpu():
     coef = torch.full((10, 20), 1 / 20)
     params = augment.sample_params("color_crop_cutout_scale_rotate", torch.Generator().manual_seed(2))
     on_gpu = net.to(CUDA)
-    assert real_chunk(on_gpu, images.to(CUDA)) == 0
+    assert cpu_chunk(on_gpu, images.to(CUDA)) == 0
     gpu = real_means(on_gpu, images.to(CUDA), idx.to(CUDA), coef.to(CUDA), params, 0).cpu()
-    cpu = real_means(net.cpu(), images, idx, coef, params, real_chunk(net.cpu(), images))
+    cpu = real_means(net.cpu(), images, idx, coef, params, cpu_chunk(net.cpu(), images))
     torch.testing.assert_close(gpu, cpu, atol=1e-3, rtol=1e-3)  # TF32 convolutions on the GPU
 
 

@@ -75,3 +75,23 @@ def test_the_surrogate_stops_at_its_step_budget():
         train_surrogate(images, labels, 4, spec, torch.Generator().manual_seed(1), torch.Generator().manual_seed(2),
                         lambda done, total, loss: calls.append((done, total)))
         assert calls[-1] == (expected, expected) and len(calls) == expected
+
+
+def test_the_surrogate_trained_in_chunks_is_the_one_trained_whole(monkeypatch):
+    from ddcore import nets
+    from ddcore.surrogate import SurrogateSpec, train_surrogate
+
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(48, 3, 8, 8, generator=g), torch.arange(4).repeat(12)
+    spec = SurrogateSpec("supcon", 2, 0.05, 16, 8, 2, "instance", 0.1)
+
+    def trained(chunk_bytes: int) -> torch.Tensor:
+        monkeypatch.setattr(nets, "CPU_CHUNK_BYTES", chunk_bytes)
+        model = train_surrogate(images, labels, 4, spec, torch.Generator().manual_seed(1),
+                                torch.Generator().manual_seed(2))
+        return model.embed(images)
+
+    per_image = 8 * 8 * 8 * 4  # width x H x W x float32 bytes of the first activation map
+    whole = trained(2**40)
+    for images_per_chunk in (1, 5, 32):  # the 32 views of a step: one chunk each, a few, all at once
+        torch.testing.assert_close(trained(images_per_chunk * per_image), whole, rtol=1e-4, atol=1e-5)

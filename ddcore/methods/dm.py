@@ -7,7 +7,7 @@ augmentation drawn for that class, and takes one SGD step on the synthetic image
 The weights enter through the real batch and its coefficients a_ci (ddcore.methods.sampling);
 the default draws batches by weight: a 5% minority is ~13 of 256 images of a uniform batch, so a
 weighted mean over such a batch is noisy (bench/RESULTS.md compares the two).
-On a CPU both sides run in chunks sized for its caches (`real_chunk`): the real side needs no
+On a CPU both sides run in chunks sized for its caches (`ddcore.nets.cpu_chunk`): the real side needs no
 gradient, and the synthetic side's loss is a sum of per-class terms, so it runs forward and
 backward a group of classes at a time, with the same gradient as one pass. A GPU takes each
 side in one forward. The op group is drawn once per iteration and its parameters per
@@ -21,31 +21,16 @@ import torch
 
 from .. import augment
 from ..data import dsa_strategy
-from ..nets import ConvNet
+from ..nets import ConvNet, cpu_chunk
 from .base import DistillJob, LossLog, SyntheticSet
 from .sampling import RealSampler
 from .spec import MethodSpec
-
-# A CPU embeds images in chunks whose first activation map stays within this many bytes: one
-# forward over all 2,560 paper-size real images (1 GB of activations) ran slower than small
-# chunks that the allocator reuses (bench/RESULTS.md 8.2), and so did one forward and backward
-# over 500 synthetic images (8.6). A GPU takes each side whole.
-CPU_CHUNK_BYTES = 16 * 2**20
 
 
 def dm_loss(real_mean: torch.Tensor, syn_emb: torch.Tensor) -> torch.Tensor:
     """real_mean [C, d] (each class's coefficient-weighted real embedding), syn_emb [C, IPC, d]
     -> scalar sum_c || real_mean_c - mean_j syn_cj ||^2."""
     return (real_mean - syn_emb.mean(dim=1)).pow(2).sum()
-
-
-def real_chunk(net: ConvNet, images: torch.Tensor) -> int:
-    """Images per forward on this device (see CPU_CHUNK_BYTES); 0 means all at once."""
-    if images.device.type != "cpu":
-        return 0
-    first = next(m for m in net.features if isinstance(m, torch.nn.Conv2d))
-    per_image = first.out_channels * images.shape[-2] * images.shape[-1] * 4
-    return max(1, CPU_CHUNK_BYTES // per_image)
 
 
 @torch.no_grad()
@@ -99,7 +84,7 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
     net.requires_grad_(False)  # gradients flow to the synthetic images only
     if d.compile:
         net.features.compile()  # in place: reset_parameters keeps drawing into the same weights
-    chunk = real_chunk(net, train.images)
+    chunk = cpu_chunk(net, train.images)
     groups = class_groups(C, ipc, chunk)
     strategy = dsa_strategy(job.cfg)
     autocast, real_autocast = job.precision.autocast(device), job.precision.real_autocast(device)
