@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ddcore.records import EmbeddingMap, SyntheticImages
+from ddcore.records import EmbeddingMap, SyntheticImages, read_json, write_json
 from ddcore import jobs, runstore
 from ddcore.cli import main
 from ddcore.sweeps import results, store
@@ -276,3 +276,29 @@ def test_ray_backend_cancels_running_cells(local_ray, tmp_path: Path) -> None:
     assert not driver.is_alive()
     cells = store.sweep_cells(root, "long")
     assert {c.state for c in cells} == {"cancelled"} and not any((c.path / "synthetic.pt").exists() for c in cells)
+
+
+def test_resume_finds_finished_cells_whose_config_gained_a_field_since(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    spec = load_spec(write(tmp_path, 'name = "old"\npreset = "smoke"\n[axes]\nipc = [1, 2]\n'))
+    run_sweep(root, spec, LocalBackend(start_worker=False))
+    first, second = expand(spec)
+    runstore.update_status(root / first.name, state="done")
+    # as an older version wrote it: no `init` field, so its whole-config hash (the name) differed
+    old = root / "20250101-old-cell"
+    (root / first.name).rename(old)
+    config = read_json(old / "config.json")
+    assert config["distill"].pop("init") == "weighted"  # today's default: the same run
+    write_json(old / "config.json", config)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in old.iterdir())
+
+    launch = run_sweep(root, spec, LocalBackend(start_worker=False))
+    assert (launch.done, launch.active, launch.queued) == (1, 1, 0)
+    assert not (root / first.name).exists()  # not run again under its new name
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in old.iterdir()) == before  # nor touched
+    assert [c.name for c in store.sweep_cells(root, "old")] == [old.name, second.name]
+
+    config["distill"]["init"] = "noise"  # a different run after all: a new cell
+    write_json(old / "config.json", config)
+    assert run_sweep(root, spec, LocalBackend(start_worker=False)).queued == 1
+    assert (root / first.name).exists()

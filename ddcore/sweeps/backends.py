@@ -59,11 +59,11 @@ def run_sweep(root: Path, spec: SweepSpec, backend: Backend) -> Launch:
     """Expand and check every cell, then hand the ones not done or in progress to the backend.
     Failed and cancelled cells are queued again; finished ones are kept (resume)."""
     root = Path(root)
-    plan = store.plan(root, expand(spec))
+    plan = store.plan(root, spec.name, expand(spec))
     backend.check(spec, plan.todo)
     for cell in plan.done + plan.active:  # a folder made just before a crash may lack its tag
-        if store.read_tag(root / cell.name) is None:
-            store.write_tag(root / cell.name, spec.name, cell)
+        if store.read_tag(plan.paths[cell.key]) is None:
+            store.write_tag(plan.paths[cell.key], spec.name, cell)
     for cell in plan.todo:
         store.clear_for_rerun(root, cell)
     backend.launch(root, spec, plan.todo)

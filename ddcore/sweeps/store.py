@@ -9,6 +9,7 @@ every other tool see its cells as plain runs. A cell whose process died reads ba
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -146,17 +147,36 @@ def state_counts(cells: list[CellRecord]) -> dict[str, int]:
 @dataclass(frozen=True)
 class Plan:
     """What a (re-)run of a sweep does: cells already done are skipped, cells queued or running
-    are left to whoever runs them, the rest (new, failed, cancelled) are queued."""
+    are left to whoever runs them, the rest (new, failed, cancelled) are queued. `paths` names the
+    folder of each done or active cell (its own name, or an older name: see `plan`)."""
 
     done: tuple[Cell, ...]
     active: tuple[Cell, ...]
     todo: tuple[Cell, ...]
+    paths: dict[str, Path]  # cell key -> folder
 
 
-def plan(root: Path, cells: tuple[Cell, ...]) -> Plan:
-    done, active, todo = [], [], []
+def _config_text(cfg: RunConfig) -> str:
+    return json.dumps(cfg.to_dict(), sort_keys=True)
+
+
+def plan(root: Path, sweep: str, cells: tuple[Cell, ...]) -> Plan:
+    """Sort the cells of sweep `sweep` by what is on disk. A cell's folder is named by the hash of
+    its whole configuration; when a later version adds a configuration field, that hash changes
+    though the run is the same, so a finished or running cell of the sweep found under another
+    name with an equal configuration (its config.json read with the new field's default) counts
+    as that cell: an upgrade never reruns finished work."""
+    root = Path(root)
+    elsewhere: dict[str, Path] = {}
+    for path, tag in _tagged(root):
+        record = _record(path, tag) if tag.sweep == sweep else None
+        if record is not None and record.config is not None and record.state in ("done", "queued", "running"):
+            elsewhere.setdefault(_config_text(record.config), path)
+    done, active, todo, paths = [], [], [], {}
     for cell in cells:
-        path = Path(root) / cell.name
+        path = root / cell.name
+        if not path.exists():
+            path = elsewhere.get(_config_text(cell.config), path)
         if not path.exists():
             todo.append(cell)
             continue
@@ -167,7 +187,9 @@ def plan(root: Path, cells: tuple[Cell, ...]) -> Plan:
                               "move it away before re-running the sweep")
         state = record.state if record is not None else runstore.read_run(path).status.state
         (done if state == "done" else active if state in ("queued", "running") else todo).append(cell)
-    return Plan(tuple(done), tuple(active), tuple(todo))
+        if state in ("done", "queued", "running"):
+            paths[cell.key] = path
+    return Plan(tuple(done), tuple(active), tuple(todo), paths)
 
 
 def clear_for_rerun(root: Path, cell: Cell) -> None:
