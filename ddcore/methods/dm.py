@@ -7,15 +7,17 @@ augmentation drawn for that class, and takes one SGD step on the synthetic image
 The weights enter through the real batch and its coefficients a_ci (ddcore.methods.sampling);
 the default draws batches by weight: a 5% minority is ~13 of 256 images of a uniform batch, so a
 weighted mean over such a batch is noisy (bench/RESULTS.md compares the two).
-On a CPU both sides run in chunks sized for its caches (`ddcore.nets.cpu_chunk`): the real side needs no
-gradient, and the synthetic side's loss is a sum of per-class terms, so it runs forward and
-backward a group of classes at a time, with the same gradient as one pass. A GPU takes each
-side in one forward. The op group is drawn once per iteration and its parameters per
+On a CPU both sides run in chunks sized for its caches (`ddcore.nets.cpu_chunk`): the real
+side needs no gradient, and the synthetic side's loss is a sum of per-class terms, so it runs
+forward and backward a group of classes at a time, with the same gradient as one pass. A GPU
+takes each side in one forward. The op group is drawn once per iteration and its parameters per
 class (the reference draws both per class; the loss is a sum of independent per-class terms, so
 each class sees the same augmentation distribution either way, and one op keeps all classes in
 one forward). The loop never syncs with the host except at logging steps.
 """
 from __future__ import annotations
+
+from contextlib import AbstractContextManager
 
 import torch
 
@@ -60,7 +62,7 @@ def class_groups(classes: int, ipc: int, chunk: int) -> list[slice]:
 
 
 def syn_backward(net: ConvNet, syn: torch.Tensor, real_mean: torch.Tensor, params: augment.AugParams,
-                 classes: slice, autocast) -> torch.Tensor:
+                 classes: slice, autocast: AbstractContextManager) -> torch.Tensor:
     """DM's loss terms of `classes` (syn [C, IPC, 3, H, W], real_mean [C, d], params one draw per
     class), backpropagated into syn.grad; returns their (detached) sum."""
     ipc = syn.shape[1]
