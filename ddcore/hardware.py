@@ -8,8 +8,9 @@ ConvNet micro-benchmark predicted the Xeon (the micro-benchmark said bf16 was 2x
 AVX-512 BF16 or AMX in /proc/cpuinfo) gets fp32 at once; otherwise the run's own iteration is
 timed at its own sizes (`Probe`) in fp32, in bf16 and in bf16 for the gradient-free real side only
 (on the Xeon that side ran 2x faster in bf16 while the synthetic side's backward ran slower), once
-per machine and sizes, cached in the runs folder. Threads are set deliberately too: one run at a time gets every core this process may
-use; and so is glibc's allocator, which otherwise hands big buffers back to the kernel on every free.
+per machine and sizes, cached in the runs folder. Threads are set deliberately too: one run at a
+time gets every core this process may use; and so is glibc's allocator, which otherwise hands big
+buffers back to the kernel on every free.
 """
 from __future__ import annotations
 

@@ -30,8 +30,9 @@ def cpu_chunk(net: "ConvNet", images: torch.Tensor) -> int:
 
 class AvgPool2x2(nn.Module):
     """nn.AvgPool2d(2), computed on a CPU as a depthwise 2x2 convolution with weights 1/4: the
-    same numbers up to float rounding, 3-5x faster there, where ATen's average pooling of NCHW
-    tensors is not vectorised and took a quarter of an evaluation step (bench/RESULTS.md 8.6).
+    same numbers up to float rounding, 2-3x faster there (forward and backward), where ATen's
+    average pooling of NCHW tensors is not vectorised and took a quarter of an evaluation step
+    (bench/RESULTS.md 8.6).
     A GPU keeps the pooling kernel. No parameters: nothing for `init_parameters` to draw."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -110,8 +110,10 @@ def run_cell_files(name: str, config: dict[str, Any], driver_root: str, threads:
     os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))
     import torch
 
+    from ..hardware import configure_allocator
     from ..pipeline import execute_run
 
+    configure_allocator()  # as the CLI and the worker do for their jobs
     torch.set_num_threads(threads)
     run_dir = runstore.create_run(scratch_root(driver_root) / f"{name}-{uuid.uuid4().hex[:8]}",
                                   RunConfig.from_dict(config))

@@ -9,7 +9,6 @@ every other tool see its cells as plain runs. A cell whose process died reads ba
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ from ..config import RunConfig
 from ..errors import ConfigError
 from ..records import STATES, DamagedRun, Metrics
 from ..runstore import Status
-from .spec import Cell
+from .spec import Cell, config_key
 
 TAG = "sweep.json"
 STALE_MESSAGE = "the sweep driver holding it stopped before it ran"
@@ -156,10 +155,6 @@ class Plan:
     paths: dict[str, Path]  # cell key -> folder
 
 
-def _config_text(cfg: RunConfig) -> str:
-    return json.dumps(cfg.to_dict(), sort_keys=True)
-
-
 def plan(root: Path, sweep: str, cells: tuple[Cell, ...]) -> Plan:
     """Sort the cells of sweep `sweep` by what is on disk. A cell's folder is named by the hash of
     its whole configuration; when a later version adds a configuration field, that hash changes
@@ -171,12 +166,12 @@ def plan(root: Path, sweep: str, cells: tuple[Cell, ...]) -> Plan:
     for path, tag in _tagged(root):
         record = _record(path, tag) if tag.sweep == sweep else None
         if record is not None and record.config is not None and record.state in ("done", "queued", "running"):
-            elsewhere.setdefault(_config_text(record.config), path)
+            elsewhere.setdefault(config_key(record.config), path)
     done, active, todo, paths = [], [], [], {}
     for cell in cells:
         path = root / cell.name
         if not path.exists():
-            path = elsewhere.get(_config_text(cell.config), path)
+            path = elsewhere.get(config_key(cell.config), path)
         if not path.exists():
             todo.append(cell)
             continue
