@@ -1,7 +1,7 @@
 """Our DM loop against the reference one (VICO-UoE/DatasetCondensation, main_DM.py), side by side.
 
     python bench/vs_reference.py --reference DIR [--device cpu|cuda] [--ipcs 10,50] [--iterations 5]
-                                 [--rounds 3] [--source files --root ../shared/data]
+                                 [--rounds 3] [--no-auto] [--source files --root ../shared/data]
 
 DIR is a checkout of https://github.com/VICO-UoE/DatasetCondensation (never vendored here). The
 reference's own network and augmentation (`utils.get_network`, `utils.DiffAugment`) run its
@@ -97,6 +97,9 @@ def main() -> None:
     ap.add_argument("--ipcs", default="10,50")
     ap.add_argument("--iterations", type=int, default=5, help="timed iterations per block (plus one warm-up)")
     ap.add_argument("--rounds", type=int, default=3, help="alternations of reference and ours")
+    ap.add_argument("--no-auto", action="store_true",
+                    help="time ours in fp32 only (the auto column repeats it): skips the precision timing, "
+                         "minutes where bf16 runs emulated")
     args, rest = ap.parse_known_args()
     ref = load_reference(args.reference.resolve())
     hardware.configure_process()
@@ -114,7 +117,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for ipc in map(int, args.ipcs.split(",")):
         cfg = base.with_overrides(ipc=ipc)
-        auto = job_precision(DistillJob(train, uniform_weights(train.labels), cfg, 0, lambda *a: None), "auto")
+        auto = fp32 if args.no_auto else job_precision(
+            DistillJob(train, uniform_weights(train.labels), cfg, 0, lambda *a: None), "auto")
         ref_t, fp32_t, auto_t = [], [], []
         for _ in range(args.rounds):
             ref_t.append(reference_seconds(ref, train, cfg, device, args.iterations))
