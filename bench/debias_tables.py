@@ -1,18 +1,19 @@
 """The paper's Tables 3 and 4 on our data: debiasing after distillation against reweighting during it.
 
 Table 3 (debiasing while training on the distilled set): rows full-data baseline, vanilla DM and
-reweighted DM; columns the evaluation's training, plain, LfF or JTT (--eval-debias). Table 4
-(debiased surrogates): reweighted DM with the surrogate trained by SupCon, cross-entropy, or
-cross-entropy with LfF or JTT (--surrogate-debias): unbiased and conflicting accuracy, and the
-share of the weight the conflicting samples get.
+reweighted DM; columns the evaluation's training, plain, LfF, JTT or SelecMix (--eval-debias).
+Table 4 (debiased surrogates): reweighted DM with the surrogate trained by SupCon, cross-entropy,
+or cross-entropy with LfF, JTT or SelecMix (--surrogate-debias): unbiased and conflicting
+accuracy, and the share of the weight the conflicting samples get.
 
     python bench/debias_tables.py                     # quick preset, bundled data, 5%, IPC 10
     python bench/debias_tables.py --ipc 10 50         # and IPC 50
+    python bench/debias_tables.py --methods selecmix  # only SelecMix's cells (and plain, SupCon, CE)
     python bench/debias_tables.py --preset smoke      # seconds: checks the script, not the method
 
 Extra `--name value` pairs are config overrides for every run (e.g. --conflict-ratio 0.02).
 Runs go to --runs (default bench/runs/debias, ignored by git) as ordinary run folders. A finished
-run there with the same config is reused, so a second call only prints. Table 3's LfF and JTT
+run there with the same config is reused, so a second call only prints. Table 3's debiased
 cells of the distilled sets re-evaluate the plain run's synthetic set (`ddcore evaluate
 --eval-debias`) in a copy of its folder, leaving the original as it was; the baseline's are
 baseline runs of their own.
@@ -35,10 +36,11 @@ from ddcore.errors import DDError
 from ddcore.pipeline import execute_run, preflight
 from ddcore.records import Metrics
 
-EVALUATIONS = (("none", "plain"), ("lff", "LfF"), ("jtt", "JTT"))
+EVALUATIONS = (("none", "plain"), ("lff", "LfF"), ("jtt", "JTT"), ("selecmix", "SelecMix"))
 SURROGATES = (("SupCon", dict(surrogate="supcon")), ("CE", dict(surrogate="ce")),
               ("CE + LfF", dict(surrogate="ce", surrogate_debias="lff")),
-              ("CE + JTT", dict(surrogate="ce", surrogate_debias="jtt")))
+              ("CE + JTT", dict(surrogate="ce", surrogate_debias="jtt")),
+              ("CE + SelecMix", dict(surrogate="ce", surrogate_debias="selecmix")))
 
 
 def _done(root: Path, cfg: RunConfig, evaluated: str) -> runstore.RunInfo | None:
@@ -83,23 +85,26 @@ def _acc(m: Metrics, key: str = "unbiased") -> str:
     return "–" if mean is None else f"{mean:.1f} ± {std or 0.0:.1f}"
 
 
-def table3(root: Path, base: RunConfig, ipc: int) -> list[str]:
-    rows = ["| training set (IPC %d) | %s |" % (ipc, " | ".join(f"{label} evaluation" for _, label in EVALUATIONS)),
-            "|---" * (1 + len(EVALUATIONS)) + "|"]
+def table3(root: Path, base: RunConfig, ipc: int, methods: set[str]) -> list[str]:
+    columns = [(m, label) for m, label in EVALUATIONS if m in methods]
+    rows = ["| training set (IPC %d) | %s |" % (ipc, " | ".join(f"{label} evaluation" for _, label in columns)),
+            "|---" * (1 + len(columns)) + "|"]
     baseline = [ensure_run(root, base.with_overrides(kind="baseline", eval_debias=m), f"baseline-eval-{m}").metrics
-                for m, _ in EVALUATIONS]
+                for m, _ in columns]
     rows.append("| full-data baseline | " + " | ".join(_acc(m) for m in baseline) + " |")
     for label, reweight in (("vanilla DM", "none"), ("reweighted DM", "kde")):
         plain = ensure_run(root, base.with_overrides(ipc=ipc, reweight=reweight), f"dm-{reweight}-ipc{ipc}")
-        cells = [plain.metrics] + [reevaluated(root, plain, m) for m, _ in EVALUATIONS[1:]]
+        cells = [plain.metrics if m == "none" else reevaluated(root, plain, m) for m, _ in columns]
         rows.append(f"| {label} | " + " | ".join(_acc(m) for m in cells) + " |")
     return rows
 
 
-def table4(root: Path, base: RunConfig, ipc: int) -> list[str]:
+def table4(root: Path, base: RunConfig, ipc: int, methods: set[str]) -> list[str]:
     rows = [f"| surrogate (reweighted DM, IPC {ipc}) | unbiased | conflicting | conflicting weight share |",
             "|---|---|---|---|"]
     for label, overrides in SURROGATES:
+        if overrides.get("surrogate_debias", "none") not in methods:
+            continue
         cfg = base.with_overrides(ipc=ipc, reweight="kde", **overrides)
         m = ensure_run(root, cfg, f"dm-kde-ipc{ipc}-{label.replace(' + ', '-').lower()}").metrics
         share = "–" if m.weight_share_conflicting is None else f"{100 * m.weight_share_conflicting:.1f}%"
@@ -113,6 +118,9 @@ def main() -> None:
     p.add_argument("--ipc", type=int, nargs="+", default=[10], help="IPC values (default 10; add 50 for IPC 50)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", default=str(Path(__file__).parent / "runs" / "debias"))
+    p.add_argument("--methods", nargs="+", choices=[m for m, _ in EVALUATIONS[1:]],
+                   default=[m for m, _ in EVALUATIONS[1:]],
+                   help="the debiasing methods whose cells to run (default all; plain, SupCon and CE always)")
     args, rest = p.parse_known_args()
     hardware.configure_process()  # as the CLI's evaluate does: every run of the call gets the same count
     overrides = parse_overrides(rest)
@@ -121,9 +129,10 @@ def main() -> None:
     out = []
     for ipc in args.ipc:
         out += ["", "Table 3: debiasing the evaluation's training (unbiased test accuracy, %)", ""]
-        out += table3(root, base, ipc)
+        methods = {"none", *args.methods}
+        out += table3(root, base, ipc, methods)
         out += ["", "Table 4: debiasing the surrogate", ""]
-        out += table4(root, base, ipc)
+        out += table4(root, base, ipc, methods)
     print(f"\n{time.strftime('%Y-%m-%d')} | preset {args.preset} | seed {args.seed} | overrides {overrides or '-'} | "
           f"torch {torch.__version__} | {platform.machine()}, CPU capability {hardware.cpu_capability()}, "
           f"{torch.get_num_threads()} threads | runs under {root} | {time.time() - t0:.0f} s in this call")

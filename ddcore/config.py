@@ -22,7 +22,7 @@ MAX_IMAGE_SIZE = 256  # a whole split is held as float32 [N, 3, S, S]: 50,000 CI
 METHODS = ("dm", "dc", "dsa", "mtt")
 REWEIGHT_MODES = ("kde", "none", "oracle")  # oracle: equal weight per (class, bias) group from the bias labels
 SURROGATE_OBJECTIVES = ("supcon", "ce", "untrained")
-DEBIAS_METHODS = ("none", "lff", "jtt")  # ddcore.debias: Learning from Failure, Just Train Twice
+DEBIAS_METHODS = ("none", "lff", "jtt", "selecmix")  # ddcore.debias: Learning from Failure, Just Train Twice, SelecMix
 WEIGHTINGS = ("sample", "mean")
 NORMS = ("instance", "none")
 DEVICES = ("auto", "cpu", "cuda")
@@ -74,7 +74,7 @@ class ReweightConfig:
     kde_sigma: float | None = None  # None: the adaptive rule in ddcore.density.auto_bandwidth
     kde_tau: float = 1.0
     weighting: str = "sample"  # how weights enter DM: weighted sampling or weighted mean
-    surrogate_debias: str = "none"  # train the (cross-entropy) surrogate with LfF or JTT (ddcore.debias)
+    surrogate_debias: str = "none"  # train the (cross-entropy) surrogate with LfF, JTT or SelecMix (ddcore.debias)
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class EvalConfig:
     # debiased training of the evaluation models (ddcore.debias); the hyperparameters below serve
     # --surrogate-debias too
     eval_debias: str = "none"
-    gce_q: float = 0.7  # LfF: the biased model's generalised cross-entropy exponent
+    gce_q: float = 0.7  # LfF: the biased model's generalised cross-entropy exponent; SelecMix: its generalised SupCon's
     lff_ema: float = 0.7  # LfF: moving-average factor of each sample's losses
     jtt_upweight: int = 20  # JTT: lambda_up, copies of each sample the identification model got wrong
     jtt_id_steps: int = 15  # JTT: the identification model trains the fewest whole epochs holding this many SGD steps

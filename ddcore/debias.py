@@ -41,8 +41,23 @@ not have. Ours, for sets from 100 synthetic images to the whole training set:
 - lambda_up = 20: when the error set is the conflicting samples, upsampling it by (1 - rho) / rho
   balances it against the rest; that is 19 at the 5% the presets use.
 
-SelecMix (Hwang et al., NeurIPS 2022), which the paper's Table 3 used, is not implemented: its
-contrastive selection of mixing partners needs its own auxiliary training and was not attempted.
+SelecMix (Hwang et al., NeurIPS 2022; the method behind the paper's Table 3 figure of 53.7%), as
+its official code trains it (`train_vanilla` with its configs' `--mix --ours --rand`, a = 1,
+b = 0). An auxiliary encoder f_C (the trained model's architecture with an MLP projection head to
+128 unit-norm dimensions) learns the bias with the generalised SupCon loss (ddcore.supcon; q = 0.7,
+temperature 0.2, one view, on the same batches), and its cosine similarities pick each sample's
+contradicting partner within the batch. A coin per batch chooses the kind of pair:
+- the same label, least similar to it in f_C (same class, other bias), or
+- another label, most similar to it in f_C (same bias, other class).
+The trained model sees only mixed samples, dominated by the partner:
+    x~ = lambda x + (1 - lambda) x_partner,  lambda ~ U(0, 1/2),  loss CE(f(x~), y_partner),
+so it must read the label off the partner's content while the anchor's bias is mixed in. Where
+the batch holds no candidate of the chosen kind a sample is its own partner (x~ = x); the
+official code falls through to an arbitrary index there. Deviations, as for LfF: f_C takes the
+trained model's optimiser and schedule (the official code gives it Adam, lr 0.02 on Coloured MNIST),
+and partners are searched within one training batch (the official code searches a batch of 1,024
+and steps on minibatches of 256 from it). SelecMix+L, the variant that adds LfF's weighted loss,
+is not implemented.
 """
 from __future__ import annotations
 
@@ -54,16 +69,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import DEBIAS_METHODS, EvalConfig
+from .nets import init_parameters
+from .supcon import SupConLoss
 
 WEIGHT_EPS = 1e-8  # LfF's guard in W = CE_B / (CE_B + CE_D + eps)
 MAX_FLOOR = 1e-12  # a class whose largest average loss is 0 divides by this instead
+SELECMIX_TEMPERATURE = 0.2  # the official configs' tau for the auxiliary encoder's generalised SupCon
+SELECMIX_MAX_ANCHOR = 0.5  # lambda ~ U(0, this): the partner's share of a mixed sample is at least half
+SELECMIX_PROJECTION = 128  # the auxiliary encoder's projection dimension (SupConResNet's feat_dim)
 
 
 @dataclass(frozen=True)
 class DebiasSpec:
     """One debiasing method and its hyperparameters (ddcore.config.EvalConfig holds the values)."""
 
-    method: str  # "lff" | "jtt"
+    method: str  # "lff" | "jtt" | "selecmix"
     gce_q: float
     lff_ema: float
     jtt_upweight: int
@@ -132,10 +152,10 @@ class LfF(nn.Module):
         self.ema_b = SampleLossEMA(labels, num_classes, spec.lff_ema)
         self.ema_d = SampleLossEMA(labels, num_classes, spec.lff_ema)
 
-    def loss(self, logits_d: torch.Tensor, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """The joint objective on one batch: x the (augmented) images both models see, y their
-        labels, index their positions in the training set."""
-        logits_b = self.biased(x)
+    def loss(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The joint objective on one batch: net is f_D, x the (augmented) images both models see,
+        y their labels, index their positions in the training set."""
+        logits_d, logits_b = net(x), self.biased(x)
         ce_b = F.cross_entropy(logits_b, y, reduction="none")
         ce_d = F.cross_entropy(logits_d, y, reduction="none")
         self.ema_b.update(index, ce_b)
@@ -174,3 +194,70 @@ def upsample(wrong: torch.Tensor, upweight: int) -> torch.Tensor:
         raise ValueError(f"the upweight factor must be a whole number of at least 1, got {upweight!r}")
     repeats = torch.where(wrong, upweight, 1)
     return torch.arange(len(wrong), device=wrong.device).repeat_interleave(repeats)
+
+
+def contradicting_partners(similarity: torch.Tensor, labels: torch.Tensor, same_label: bool) -> torch.Tensor:
+    """SelecMix's partner of each sample, from the auxiliary encoder's similarities [B, B] and the
+    labels [B] -> [B] indices: with `same_label`, the least similar sample of the same label;
+    otherwise the most similar sample of another label; itself where there is none."""
+    if similarity.shape != (len(labels), len(labels)):
+        raise ValueError(f"similarity must be [B, B] for {len(labels)} labels, got {tuple(similarity.shape)}")
+    same = labels[:, None] == labels[None, :]
+    if same_label:
+        candidates = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+        pick = similarity.masked_fill(~candidates, float("inf")).argmin(1)
+    else:
+        candidates = ~same
+        pick = similarity.masked_fill(~candidates, float("-inf")).argmax(1)
+    return torch.where(candidates.any(1), pick, torch.arange(len(labels), device=labels.device))
+
+
+def mix(x: torch.Tensor, partner: torch.Tensor, anchor_share: torch.Tensor) -> torch.Tensor:
+    """x~_i = a_i x_i + (1 - a_i) x_partner(i) for images [B, ...], partner [B], anchor_share [B]."""
+    a = anchor_share.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+    return a * x + (1 - a) * x[partner]
+
+
+class SelecMix(nn.Module):
+    """The auxiliary encoder f_C and its loss; the caller trains f (the model kept) through `loss`.
+    Its parameters (f_C's) go into the same optimiser as f's: the two losses share no parameter,
+    so one step on their sum is the official code's two steps."""
+
+    def __init__(self, encoder: nn.Module, spec: DebiasSpec, generator: torch.Generator) -> None:
+        super().__init__()
+        self.encoder, self.generator = encoder, generator
+        d = encoder.embed_dim
+        self.head = init_parameters(
+            nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, SELECMIX_PROJECTION)), generator,
+        ).to(next(encoder.parameters()).device)
+        self.contrastive = SupConLoss(SELECMIX_TEMPERATURE, q=spec.gce_q)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.encoder.embed(x)), dim=1)
+
+    def loss(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """One batch: x the (augmented) images [B, C, H, W], y their labels [B]. `index` is unused
+        (SelecMix keeps no per-sample state); it is there so every joint method is called alike."""
+        z = self.project(x)
+        with torch.no_grad():
+            similarity = z.detach() @ z.detach().T
+            device = self.generator.device
+            same_label = bool(torch.rand((), generator=self.generator, device=device) < 0.5)
+            partner = contradicting_partners(similarity, y, same_label)
+            share = (torch.rand(len(x), generator=self.generator, device=device) * SELECMIX_MAX_ANCHOR).to(x.device)
+            mixed = mix(x, partner, share)
+        loss = F.cross_entropy(net(mixed), y[partner])
+        if len(x) > 1:  # a contrastive loss needs two vectors: a batch of one trains f alone
+            loss = loss + self.contrastive(z[:, None], y)
+        return loss
+
+
+def joint_trainer(spec: DebiasSpec, twin: nn.Module, labels: torch.Tensor, num_classes: int,
+                  generator: torch.Generator) -> LfF | SelecMix:
+    """The network trained beside the kept one, for the methods that have one: LfF's biased model
+    or SelecMix's auxiliary encoder, built on `twin` (a fresh network of the kept one's architecture)."""
+    if spec.method == "lff":
+        return LfF(twin, labels, num_classes, spec).train()
+    if spec.method == "selecmix":
+        return SelecMix(twin, spec, generator).train()
+    raise ValueError(f"{spec.method} trains no network beside the kept one")

@@ -4,8 +4,8 @@ Reference protocol: SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, lr 
 the epochs, DSA augmentation during training; accuracy reported overall ("unbiased", colours
 uniform), on bias-aligned and on bias-conflicting test samples; mean and std over several
 freshly initialised models. Accuracies are in percent. Under --eval-debias the models are trained
-with Learning from Failure or Just Train Twice (ddcore.debias) with the same optimiser, schedule
-and augmentation.
+with Learning from Failure, Just Train Twice or SelecMix (ddcore.debias) with the same optimiser,
+schedule and augmentation.
 
 Group metrics (a group is one (class, bias value) pair of the test split): `group_accuracy`, the
 [classes x bias values] matrix of accuracies (None where the test split has no such sample); the
@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -95,8 +96,8 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     spec = debias.spec_from(cfg.eval.eval_debias, cfg.eval)
     if spec is None:
         return fit(images, labels, num_classes, cfg, epochs, seed, progress)
-    if spec.method == "lff":
-        return fit(images, labels, num_classes, cfg, epochs, seed, progress, lff=spec)
+    if spec.method in ("lff", "selecmix"):
+        return fit(images, labels, num_classes, cfg, epochs, seed, progress, joint=spec)
     # JTT: the identification model is this very training stopped after T epochs
     stop = debias.identification_epochs(epochs, math.ceil(len(images) / cfg.eval.eval_batch), spec.jtt_id_steps)
     total = stop + epochs
@@ -111,20 +112,21 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
 
 def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: RunConfig, epochs: int, seed: int,
          progress: Progress | None = None, stop: int | None = None, index: torch.Tensor | None = None,
-         lff: debias.DebiasSpec | None = None) -> ConvNet:
+         joint: debias.DebiasSpec | None = None) -> ConvNet:
     """The evaluation's training loop: `epochs` epochs of SGD (lr x 0.1 at half), or only the first
     `stop` of them; over `index` (a multiset of sample positions) instead of every sample once; and
-    with LfF's biased model trained beside the returned one."""
+    with LfF's biased model or SelecMix's auxiliary encoder (`joint`) trained beside the returned one."""
     device = images.device
     g = torch.Generator(device=device).manual_seed(seed)
     aug_g = torch.Generator().manual_seed(seed + 1)
     n, e = cfg.net, cfg.eval
     net = build_convnet(num_classes, n.net_width, n.net_depth, n.net_norm, tuple(images.shape[2:]), g, device)
     params = list(net.parameters())
-    if lff is not None:
-        biased = build_convnet(num_classes, n.net_width, n.net_depth, n.net_norm, tuple(images.shape[2:]), g, device)
-        joint = debias.LfF(biased, labels, num_classes, lff).train()
-        params += list(biased.parameters())
+    helper = None
+    if joint is not None:
+        twin = build_convnet(num_classes, n.net_width, n.net_depth, n.net_norm, tuple(images.shape[2:]), g, device)
+        helper = debias.joint_trainer(joint, twin, labels, num_classes, g)
+        params += list(helper.parameters())
     opt = torch.optim.SGD(params, lr=e.eval_lr, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[epochs // 2], gamma=0.1)
     strategy = dsa_strategy(cfg) if e.eval_dsa else "none"
@@ -137,8 +139,7 @@ def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: RunCo
         for start in range(0, size, e.eval_batch):
             idx = order[start:start + e.eval_batch]
             x = augment.augment(images[idx], strategy, aug_g)
-            logits = net(x)
-            loss = F.cross_entropy(logits, labels[idx]) if lff is None else joint.loss(logits, x, labels[idx], idx)
+            loss = F.cross_entropy(net(x), labels[idx]) if helper is None else helper.loss(net, x, labels[idx], idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

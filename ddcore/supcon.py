@@ -13,13 +13,20 @@ class SupConLoss(nn.Module):
     itself. Returns the mean over anchors of
         -1/|P(i)| * sum_{p in P(i)} log( exp(z_i.z_p / T) / sum_{a != i} exp(z_i.z_a / T) ).
     An anchor with no positive contributes 0 (never NaN); the mean is taken over all anchors.
+
+    With `q` (0 < q <= 1) it is SelecMix's generalised SupCon (Hwang et al., NeurIPS 2022), the
+    contrastive analogue of generalised cross-entropy: each log-probability term is weighted by
+    q * p^q, p its own probability, held constant, so the encoder leans on the pairs it already
+    finds easy (on biased data, the bias) and becomes a bias detector.
     """
 
-    def __init__(self, temperature: float = 0.1) -> None:
+    def __init__(self, temperature: float = 0.1, q: float | None = None) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        self.temperature = temperature
+        if q is not None and not 0 < q <= 1:
+            raise ValueError(f"generalised SupCon's q must be in (0, 1], got {q}")
+        self.temperature, self.q = temperature, q
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if features.dim() != 3:
@@ -37,6 +44,8 @@ class SupConLoss(nn.Module):
         logits = logits - logits.masked_fill(self_mask, float("-inf")).amax(dim=1, keepdim=True).detach()
         log_denominator = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
         log_prob = logits - log_denominator
+        if self.q is not None:
+            log_prob = log_prob * (self.q * log_prob.detach().exp() ** self.q)
         positives = (y[:, None] == y[None, :]) & ~self_mask
         n_pos = positives.sum(dim=1)
         per_anchor = -(log_prob * positives).sum(dim=1) / n_pos.clamp(min=1)

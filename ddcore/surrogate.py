@@ -6,16 +6,16 @@ cue whose clusters the density estimate has to find.
 
 A cross-entropy surrogate can be debiased (--surrogate-debias; ddcore.debias) to ask the paper's
 Table 4 question, whether a debiased surrogate gives better densities. LfF trains a biased model
-beside it and JTT an identification model before it, both on the same batches, augmentation and
-schedule; those helpers are discarded, and the surrogate kept (and cached) is the debiased model
-itself: LfF's f_D, JTT's final model. Its embedding is then defined as for any cross-entropy
-surrogate: the encoder's features, L2-normalised.
+beside it, SelecMix an auxiliary contrastive encoder, and JTT an identification model before it,
+all on the same batches, augmentation and schedule; those helpers are discarded, and the surrogate
+kept (and cached) is the debiased model itself: LfF's f_D, SelecMix's f, JTT's final model. Its
+embedding is then defined as for any cross-entropy surrogate: the encoder's features, L2-normalised.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +69,7 @@ class SurrogateSpec:
     norm: str
     temperature: float
     max_steps: int | None = None  # stop after this many steps in all, mid-epoch if need be
-    debiasing: debias.DebiasSpec | None = None  # LfF or JTT training (objective "ce" only); part of the cache key
+    debiasing: debias.DebiasSpec | None = None  # LfF, JTT or SelecMix ("ce" only); part of the cache key
 
 
 def build_surrogate(spec: SurrogateSpec, num_classes: int, image_shape: tuple[int, int, int],
@@ -94,8 +94,8 @@ def train_surrogate(
         raise ValueError(f"a debiased surrogate is a cross-entropy one, not {spec.objective}")
     if spec.objective == "untrained" or spec.epochs == 0 or spec.debiasing is None:
         return fit(images, labels, num_classes, spec, generator, aug_generator, progress)
-    if spec.debiasing.method == "lff":
-        return fit(images, labels, num_classes, spec, generator, aug_generator, progress, lff=spec.debiasing)
+    if spec.debiasing.method in ("lff", "selecmix"):
+        return fit(images, labels, num_classes, spec, generator, aug_generator, progress, joint=spec.debiasing)
     # JTT: the identification model is a cross-entropy surrogate stopped after T of its epochs
     stop = debias.identification_epochs(spec.epochs, max(1, len(images) // spec.batch), spec.debiasing.jtt_id_steps)
     identifier = fit(images, labels, num_classes, spec, generator, aug_generator, stop=stop)
@@ -107,20 +107,21 @@ def train_surrogate(
 def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, spec: SurrogateSpec,
          generator: torch.Generator, aug_generator: torch.Generator, progress: Progress | None = None,
          stop: int | None = None, index: torch.Tensor | None = None,
-         lff: debias.DebiasSpec | None = None) -> Surrogate:
+         joint: debias.DebiasSpec | None = None) -> Surrogate:
     """The surrogate's training loop: `spec.epochs` epochs (cosine schedule), or only the first
     `stop`; over `index` (a multiset of sample positions) instead of every sample once; with LfF's
-    biased model trained beside it."""
+    biased model or SelecMix's auxiliary encoder (`joint`) trained beside it."""
     device = images.device
     model = build_surrogate(spec, num_classes, tuple(images.shape[1:]), generator).to(device)
     encoder = model.encoder
     if spec.objective == "untrained" or spec.epochs == 0:
         return model
     params = list(model.parameters())
-    if lff is not None:
-        biased = build_surrogate(spec, num_classes, tuple(images.shape[1:]), generator).encoder.to(device)
-        joint = debias.LfF(biased, labels, num_classes, lff).train()
-        params += list(biased.parameters())
+    helper = None
+    if joint is not None:
+        twin = build_surrogate(spec, num_classes, tuple(images.shape[1:]), generator).encoder.to(device)
+        helper = debias.joint_trainer(joint, twin, labels, num_classes, generator)
+        params += list(helper.parameters())
     opt = torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=5e-4)
     size = len(images) if index is None else len(index)
     steps_per_epoch = max(1, size // spec.batch)
@@ -150,7 +151,7 @@ def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, spec: Surr
                 loss = supcon(z, y)
             else:
                 xa = augment.augment(x, VIEW_AUGMENTATION, aug_generator)
-                loss = F.cross_entropy(encoder(xa), y) if lff is None else joint.loss(encoder(xa), xa, y, idx)
+                loss = F.cross_entropy(encoder(xa), y) if helper is None else helper.loss(encoder, xa, y, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -1,6 +1,7 @@
 """Debiasing (ddcore.debias): GCE against a hand computation, LfF's relative weights on
-constructed losses, JTT's upsampling of exactly the misclassified samples, and smoke runs with
-each option for the evaluation and the surrogate."""
+constructed losses, JTT's upsampling of exactly the misclassified samples, SelecMix's partners,
+mixing and generalised SupCon on constructed inputs, and smoke runs with each option for the
+evaluation and the surrogate."""
 from __future__ import annotations
 
 import json
@@ -17,8 +18,10 @@ from ddcore.config import preset, validate
 from ddcore.data import load_biased
 from ddcore.errors import ConfigError
 from ddcore.evaluate import train_classifier
+from ddcore.nets import init_parameters
 from ddcore.pipeline import execute_run
 from ddcore.records import Metrics
+from ddcore.supcon import SupConLoss
 from ddcore.sweeps import results, store
 from ddcore.sweeps.backends import LocalBackend, run_sweep
 from ddcore.sweeps.spec import expand, parse_spec
@@ -70,7 +73,7 @@ def test_lff_relative_weights_on_constructed_losses() -> None:
     x[:, 0, 0] = logits_b
     spec = debias.DebiasSpec("lff", gce_q=0.7, lff_ema=0.7, jtt_upweight=20, jtt_id_steps=15)
     lff = debias.LfF(Fixed(), labels, 3, spec)
-    loss = lff.loss(logits_d, x, labels, torch.arange(4))
+    loss = lff.loss(lambda _: logits_d, x, labels, torch.arange(4))
     ce_b = F.cross_entropy(logits_b, labels, reduction="none")
     ce_d = F.cross_entropy(logits_d, labels, reduction="none")
     norm_b = ce_b / torch.stack([ce_b[:2].max()] * 2 + [ce_b[2:].max()] * 2)
@@ -99,6 +102,69 @@ def test_jtt_upweights_exactly_the_misclassified_samples() -> None:
         == [15, 8, 1, 1, 5]
 
 
+def test_selecmix_partners_contradict_and_the_partner_dominates_the_mix() -> None:
+    similarity = torch.tensor([[1.0, 0.2, 0.9, 0.1, 0.5],
+                               [0.2, 1.0, 0.3, 0.8, 0.0],
+                               [0.9, 0.3, 1.0, 0.4, 0.6],
+                               [0.1, 0.8, 0.4, 1.0, -0.7],
+                               [0.5, 0.0, 0.6, -0.7, 1.0]])
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    # same label, least similar (the same class with another bias); sample 4 is alone in its class
+    assert debias.contradicting_partners(similarity, labels, True).tolist() == [1, 0, 3, 2, 4]
+    # another label, most similar (the same bias, another class); negative similarities still count
+    assert debias.contradicting_partners(similarity, labels, False).tolist() == [2, 3, 0, 1, 2]
+    assert debias.contradicting_partners(similarity[:1, :1], labels[:1], False).tolist() == [0]
+    with pytest.raises(ValueError, match=r"similarity must be \[B, B\]"):
+        debias.contradicting_partners(similarity[:4], labels, True)
+    x = torch.arange(5.0).view(5, 1, 1, 1).expand(5, 3, 2, 2)
+    mixed = debias.mix(x, torch.tensor([1, 0, 3, 2, 4]), torch.tensor([0.0, 0.5, 0.25, 0.1, 0.3]))
+    assert mixed[:, 0, 0, 0].tolist() == pytest.approx([1.0, 0.5, 2.75, 2.1, 4.0])
+
+
+def test_generalised_supcon_weights_each_term_by_q_p_to_the_q() -> None:
+    z = F.normalize(torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]), dim=1)[:, None]
+    labels = torch.tensor([0, 0, 1])
+    t, q = 0.5, 0.7
+    sims = (z[:, 0] @ z[:, 0].T) / t
+
+    def log_p(i: int, j: int) -> torch.Tensor:  # log softmax of pair (i, j) over a != i
+        others = [a for a in range(3) if a != i]
+        return sims[i, j] - torch.logsumexp(sims[i, others], 0)
+
+    # anchors 0 and 1 have one positive each, anchor 2 none (it contributes 0 to the mean)
+    plain = -(log_p(0, 1) + log_p(1, 0)) / 3
+    weighted = -(q * log_p(0, 1).exp() ** q * log_p(0, 1) + q * log_p(1, 0).exp() ** q * log_p(1, 0)) / 3
+    torch.testing.assert_close(SupConLoss(t)(z, labels), plain)
+    torch.testing.assert_close(SupConLoss(t, q=q)(z, labels), weighted)
+    with pytest.raises(ValueError, match="q must be in"):
+        SupConLoss(t, q=0.0)
+
+
+def test_selecmix_loss_is_the_mixed_cross_entropy_plus_the_auxiliary_contrastive_loss() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    aux = nn.Sequential(nn.Flatten(), nn.Linear(12, 6))
+    aux.embed, aux.embed_dim = aux.forward, 6  # the ConvNet interface SelecMix builds its head on
+    spec = debias.DebiasSpec("selecmix", gce_q=0.7, lff_ema=0.7, jtt_upweight=20, jtt_id_steps=15)
+    selecmix = debias.SelecMix(aux, spec, torch.Generator().manual_seed(5))
+    x, y = torch.randn(6, 3, 2, 2), torch.tensor([0, 0, 1, 1, 2, 2])
+    loss = selecmix.loss(net, x, y)
+    # the same draws again: the coin for the kind of pair, then each sample's anchor share
+    g = torch.Generator().manual_seed(5)
+    init_parameters(nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 128)), g)
+    same_label = bool(torch.rand((), generator=g) < 0.5)
+    share = torch.rand(6, generator=g) * 0.5
+    z = selecmix.project(x)
+    partner = debias.contradicting_partners(z @ z.T, y, same_label)
+    assert (partner != torch.arange(6)).all() and ((y[partner] == y) == same_label).all()
+    expected = F.cross_entropy(net(debias.mix(x, partner, share)), y[partner]) + \
+        SupConLoss(0.2, q=0.7)(z[:, None], y)
+    torch.testing.assert_close(loss, expected)
+    # both networks learn from the one loss; the kept one never sees an unmixed batch
+    loss.backward()
+    assert all(p.grad is not None for p in [*net.parameters(), *aux.parameters(), *selecmix.head.parameters()])
+
+
 def test_jtt_trains_its_final_model_with_the_plain_recipe() -> None:
     """With lambda_up = 1 the upsampled set is the training set itself, so JTT's final model is
     the plain evaluation model, weight for weight: the recipe (seed, optimiser, schedule,
@@ -109,9 +175,11 @@ def test_jtt_trains_its_final_model_with_the_plain_recipe() -> None:
     plain = train_classifier(x, y, 10, cfg, 3, seed=3)
     jtt = train_classifier(x, y, 10, cfg.with_overrides(eval_debias="jtt", jtt_upweight=1), 3, seed=3)
     lff = train_classifier(x, y, 10, cfg.with_overrides(eval_debias="lff"), 3, seed=3)
-    for a, b, c in zip(plain.parameters(), jtt.parameters(), lff.parameters()):
+    selecmix = train_classifier(x, y, 10, cfg.with_overrides(eval_debias="selecmix"), 3, seed=3)
+    for a, b in zip(plain.parameters(), jtt.parameters()):
         assert torch.equal(a, b)
-    assert not all(torch.equal(a, c) for a, c in zip(plain.parameters(), lff.parameters()))
+    for other in (lff, selecmix):
+        assert not all(torch.equal(a, c) for a, c in zip(plain.parameters(), other.parameters()))
 
 
 def smoke(**overrides):
@@ -124,6 +192,8 @@ def test_smoke_runs_with_each_option_write_their_metrics(tmp_path) -> None:
         "eval-jtt-surrogate-lff": smoke(eval_debias="jtt", surrogate="ce", surrogate_debias="lff"),
         "plain-ce": smoke(surrogate="ce"),
         "baseline-jtt": smoke(kind="baseline", eval_debias="jtt"),
+        "eval-selecmix-surrogate-selecmix": smoke(eval_debias="selecmix", surrogate="ce", surrogate_debias="selecmix"),
+        "baseline-selecmix": smoke(kind="baseline", eval_debias="selecmix"),
     }
     for name, cfg in runs.items():
         metrics = execute_run(runstore.create_run(tmp_path / name, validate(cfg)))
@@ -134,13 +204,14 @@ def test_smoke_runs_with_each_option_write_their_metrics(tmp_path) -> None:
         assert saved["eval"]["eval_debias"] == cfg.eval.eval_debias
         assert saved["reweight"]["surrogate_debias"] == cfg.reweight.surrogate_debias
     # the surrogate cache keeps the debiased and the plain cross-entropy surrogates apart
-    assert len(list((tmp_path / ".cache").glob("surrogate-*.pt"))) == 3
+    assert len(list((tmp_path / ".cache").glob("surrogate-*.pt"))) == 4
     log = "\n".join(runstore.read_log(tmp_path / "eval-jtt-surrogate-lff"))
     assert "loaded from cache" not in log
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"eval_debias": "selecmix"}, "unknown evaluation debiasing 'selecmix'; choose one of none, lff, jtt"),
+    ({"eval_debias": "mixup"}, "unknown evaluation debiasing 'mixup'; choose one of none, lff, jtt, selecmix"),
+    ({"surrogate_debias": "groupdro"}, "unknown surrogate debiasing 'groupdro'; choose one of none, lff, jtt, selecmix"),
     ({"surrogate_debias": "lff"}, "--surrogate-debias lff trains a cross-entropy classifier; use it with --surrogate ce"),
     ({"gce_q": 0.0}, "GCE q must be positive and at most 1"),
     ({"lff_ema": 1.0}, "LfF's moving-average factor (--lff-ema) must be in [0, 1)"),

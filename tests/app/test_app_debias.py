@@ -46,3 +46,5 @@ def test_labels_name_the_debiasing() -> None:
     assert runs.label(info(baseline), with_name=False).endswith("· JTT evaluation")
     # a run re-evaluated by `ddcore evaluate --eval-debias lff` is labelled by what its metrics hold
     assert runs.label(info(smoke, Metrics(eval_debias="lff")), with_name=False).endswith("· LfF evaluation")
+    mixed = smoke.with_overrides(eval_debias="selecmix", surrogate="ce", surrogate_debias="selecmix")
+    assert runs.label(info(mixed), with_name=False).endswith("SelecMix surrogate · SelecMix evaluation")
