@@ -240,13 +240,17 @@ def test_cli_takes_the_options_and_refuses_bad_ones(tmp_path, capsys) -> None:
 
 
 def test_eval_debias_is_a_sweep_axis_and_reaches_the_baseline(tmp_path) -> None:
+    methods = ("none", "lff", "jtt", "selecmix")
     spec = parse_spec({"name": "debias", "preset": "smoke",
-                       "axes": {"eval_debias": ["none", "lff", "jtt"], "kind": ["distill", "baseline"]}})
+                       "axes": {"eval_debias": list(methods), "kind": ["distill", "baseline"]}})
     cells = expand(spec)
-    assert len(cells) == 6 and len({c.name for c in cells}) == 6
+    assert len(cells) == 8 and len({c.name for c in cells}) == 8
     assert sorted((c.config.kind, c.config.eval.eval_debias) for c in cells) == sorted(
-        (k, m) for k in ("distill", "baseline") for m in ("none", "lff", "jtt"))
+        (k, m) for k in ("distill", "baseline") for m in methods)
+    # a debiased evaluation shows in the cell's folder name; the plain one keeps the usual name
+    assert all((f"-eval-{c.config.eval.eval_debias}-" in c.name) == (c.config.eval.eval_debias != "none")
+               for c in cells)
     run_sweep(tmp_path, spec, LocalBackend(start_worker=False))  # queued only: the table names the axis
     table = results.long_table(store.sweep_cells(tmp_path, "debias"))
     assert sorted((r["variant"], r["eval_debias"]) for r in table.records()) == sorted(
-        (v, m) for v in ("reweighted", "full data") for m in ("none", "lff", "jtt"))
+        (v, m) for v in ("reweighted", "full data") for m in methods)

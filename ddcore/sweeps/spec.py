@@ -233,6 +233,8 @@ def cell_name(sweep: str, cfg: RunConfig, key: str) -> str:
     ratio = "asis" if cfg.data.conflict_ratio is None else f"{cfg.data.conflict_ratio:g}"
     d = cfg.distill
     what = "baseline" if cfg.kind == "baseline" else f"{d.method}-{cfg.reweight.reweight}-ipc{d.ipc}"
+    if cfg.eval.eval_debias != "none":
+        what += f"-eval-{cfg.eval.eval_debias}"
     name = f"{sweep}-{cfg.data.dataset}-r{ratio}-{what}-s{cfg.seed}-{key[:8]}"
     return name if len(name) <= 100 else f"{sweep}-{key}"
 
