@@ -1,5 +1,6 @@
 """The GPU path (run by bench/gpu_check.sh with `pytest -m cuda`; skipped without a GPU): every
-method end to end on CUDA, DM's unchunked real side against the CPU, and auto precision."""
+method and every debiasing method end to end on CUDA, DM's unchunked real side against the CPU,
+and auto precision."""
 import pytest
 import torch
 
@@ -21,6 +22,16 @@ def test_every_method_runs_end_to_end_on_cuda(tmp_path, method):
     assert metrics.device.startswith("cuda") and metrics.gpu == torch.cuda.get_device_name()
     assert 0 <= metrics.test_acc_unbiased <= 100
     assert torch.isfinite(SyntheticImages.load(tmp_path / method).images).all()
+
+
+@pytest.mark.parametrize("method", ["lff", "jtt", "selecmix"])
+def test_every_debiasing_method_runs_on_cuda(tmp_path, method):
+    """The evaluation and the surrogate trained with each method: generators, helper networks
+    and per-sample state on the GPU."""
+    cfg = preset("smoke").with_overrides(device="cuda", map_points=200, eval_debias=method, surrogate="ce",
+                                         surrogate_debias=method)
+    metrics = execute_run(runstore.create_run(tmp_path / method, cfg))
+    assert metrics.device.startswith("cuda") and 0 <= metrics.test_acc_unbiased <= 100
 
 
 def test_dm_takes_the_real_batch_whole_on_cuda_and_matches_the_cpu():
