@@ -26,18 +26,19 @@ METHOD_HELP = (
     "inner loop and one of MTT unrolls many training steps, so the presets give them far fewer iterations."
 )
 
-DEBIAS_LABELS = {"none": "none", "lff": "Learning from Failure", "jtt": "Just Train Twice", "selecmix": "SelecMix"}
+DEBIAS_LABELS = {"none": "none", "lff": "Learning from Failure", "jtt": "Just Train Twice", "selecmix": "SelecMix",
+                 "selecmix-lff": "SelecMix+L (with LfF)"}
 EVAL_DEBIAS_HELP = (
     "Train the models that score the synthetic set with a debiasing method that needs no bias labels "
     "(the paper's Table 3: debiasing afterwards instead of during distillation). LfF trains a biased model "
     "beside each one and upweights the samples it fails on; JTT trains once, then again with its mistakes "
     "upsampled; SelecMix trains on mixes of contradicting pairs (same class and another bias, or the same bias "
-    "and another class) picked by a biased contrastive encoder. Hyperparameters: --gce-q, --lff-ema, "
-    "--jtt-upweight, --jtt-id-steps (ddcore/debias.py)."
+    "and another class) picked by a biased contrastive encoder; SelecMix+L adds them to LfF. Hyperparameters: "
+    "--gce-q, --lff-ema, --jtt-upweight, --jtt-id-steps (ddcore/debias.py)."
 )
 SURROGATE_DEBIAS_HELP = (
     "Train the surrogate whose embedding the density is estimated on with LfF, JTT or SelecMix (the paper's "
-    "Table 4). All three train a classifier: pick the cross-entropy surrogate objective with them."
+    "Table 4). All of them train a classifier: pick the cross-entropy surrogate objective with them."
 )
 
 ui.warm_worker()

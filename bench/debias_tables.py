@@ -1,9 +1,9 @@
 """The paper's Tables 3 and 4 on our data: debiasing after distillation against reweighting during it.
 
 Table 3 (debiasing while training on the distilled set): rows full-data baseline, vanilla DM and
-reweighted DM; columns the evaluation's training, plain, LfF, JTT or SelecMix (--eval-debias).
-Table 4 (debiased surrogates): reweighted DM with the surrogate trained by SupCon, cross-entropy,
-or cross-entropy with LfF, JTT or SelecMix (--surrogate-debias): unbiased and conflicting
+reweighted DM; columns the evaluation's training, plain, LfF, JTT, SelecMix or SelecMix+L
+(--eval-debias). Table 4 (debiased surrogates): reweighted DM with the surrogate trained by SupCon,
+cross-entropy, or cross-entropy with LfF, JTT, SelecMix or SelecMix+L (--surrogate-debias): unbiased and conflicting
 accuracy, and the share of the weight the conflicting samples get.
 
     python bench/debias_tables.py                     # quick preset, bundled data, 5%, IPC 10
@@ -36,11 +36,13 @@ from ddcore.errors import DDError
 from ddcore.pipeline import execute_run, preflight
 from ddcore.records import Metrics
 
-EVALUATIONS = (("none", "plain"), ("lff", "LfF"), ("jtt", "JTT"), ("selecmix", "SelecMix"))
+EVALUATIONS = (("none", "plain"), ("lff", "LfF"), ("jtt", "JTT"), ("selecmix", "SelecMix"),
+               ("selecmix-lff", "SelecMix+L"))
 SURROGATES = (("SupCon", dict(surrogate="supcon")), ("CE", dict(surrogate="ce")),
               ("CE + LfF", dict(surrogate="ce", surrogate_debias="lff")),
               ("CE + JTT", dict(surrogate="ce", surrogate_debias="jtt")),
-              ("CE + SelecMix", dict(surrogate="ce", surrogate_debias="selecmix")))
+              ("CE + SelecMix", dict(surrogate="ce", surrogate_debias="selecmix")),
+              ("CE + SelecMix+L", dict(surrogate="ce", surrogate_debias="selecmix-lff")))
 
 
 def _done(root: Path, cfg: RunConfig, evaluated: str) -> runstore.RunInfo | None:
@@ -106,7 +108,8 @@ def table4(root: Path, base: RunConfig, ipc: int, methods: set[str]) -> list[str
         if overrides.get("surrogate_debias", "none") not in methods:
             continue
         cfg = base.with_overrides(ipc=ipc, reweight="kde", **overrides)
-        m = ensure_run(root, cfg, f"dm-kde-ipc{ipc}-{label.replace(' + ', '-').lower()}").metrics
+        name = "-".join(v for v in (overrides["surrogate"], overrides.get("surrogate_debias")) if v)
+        m = ensure_run(root, cfg, f"dm-kde-ipc{ipc}-{name}").metrics
         share = "–" if m.weight_share_conflicting is None else f"{100 * m.weight_share_conflicting:.1f}%"
         rows.append(f"| {label} | {_acc(m)} | {_acc(m, 'conflicting')} | {share} |")
     return rows

@@ -18,7 +18,8 @@ def data_label(cfg: RunConfig) -> str:
     return f"{cfg.data.dataset} {'as distributed' if ratio is None else f'{ratio:.1%}'}"
 
 
-DEBIAS_NAMES = {"lff": "LfF", "jtt": "JTT", "selecmix": "SelecMix"}  # ddcore.debias, as the papers write them
+# ddcore.debias, as the papers write them
+DEBIAS_NAMES = {"lff": "LfF", "jtt": "JTT", "selecmix": "SelecMix", "selecmix-lff": "SelecMix+L"}
 REWEIGHT_NAMES = {"none": "vanilla", "kde": "reweighted", "oracle": "oracle"}  # ddcore.config.REWEIGHT_MODES
 
 

@@ -22,7 +22,8 @@ MAX_IMAGE_SIZE = 256  # a whole split is held as float32 [N, 3, S, S]: 50,000 CI
 METHODS = ("dm", "dc", "dsa", "mtt")
 REWEIGHT_MODES = ("kde", "none", "oracle")  # oracle: equal weight per (class, bias) group from the bias labels
 SURROGATE_OBJECTIVES = ("supcon", "ce", "untrained")
-DEBIAS_METHODS = ("none", "lff", "jtt", "selecmix")  # ddcore.debias: Learning from Failure, Just Train Twice, SelecMix
+# ddcore.debias: Learning from Failure, Just Train Twice, SelecMix, and SelecMix+L (with LfF)
+DEBIAS_METHODS = ("none", "lff", "jtt", "selecmix", "selecmix-lff")
 WEIGHTINGS = ("sample", "mean")
 NORMS = ("instance", "none")
 DEVICES = ("auto", "cpu", "cuda")

@@ -56,12 +56,17 @@ the batch holds no candidate of the chosen kind a sample is its own partner (x~ 
 official code falls through to an arbitrary index there. Deviations, as for LfF: f_C takes the
 trained model's optimiser and schedule (the official code gives it Adam, lr 0.02 on Coloured MNIST),
 and partners are searched within one training batch (the official code searches a batch of 1,024
-and steps on minibatches of 256 from it). SelecMix+L, the variant that adds LfF's weighted loss,
-is not implemented.
+and steps on minibatches of 256 from it).
+
+SelecMix+L (`selecmix-lff`; the official `train_lff` with its `l_ours` config, a = 0.1, b = 1):
+LfF's objective on the plain batch, both models as above, plus SelecMix's mixed loss weighted by
+0.1 and the auxiliary encoder's contrastive loss:
+    mean(GCE_B) + mean(W * CE_D) + 0.1 * CE(f_D(x~), y_partner) + L_GSC(f_C).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -77,13 +82,15 @@ MAX_FLOOR = 1e-12  # a class whose largest average loss is 0 divides by this ins
 SELECMIX_TEMPERATURE = 0.2  # the official configs' tau for the auxiliary encoder's generalised SupCon
 SELECMIX_MAX_ANCHOR = 0.5  # lambda ~ U(0, this): the partner's share of a mixed sample is at least half
 SELECMIX_PROJECTION = 128  # the auxiliary encoder's projection dimension (SupConResNet's feat_dim)
+SELECMIX_LFF_MIX_WEIGHT = 0.1  # SelecMix+L: the mixed samples' loss beside LfF's (the official config's a)
+JOINT_METHODS = ("lff", "selecmix", "selecmix-lff")  # a network trained beside the kept one, in the same loop
 
 
 @dataclass(frozen=True)
 class DebiasSpec:
     """One debiasing method and its hyperparameters (ddcore.config.EvalConfig holds the values)."""
 
-    method: str  # "lff" | "jtt" | "selecmix"
+    method: str  # "lff" | "jtt" | "selecmix" | "selecmix-lff"
     gce_q: float
     lff_ema: float
     jtt_upweight: int
@@ -220,12 +227,13 @@ def mix(x: torch.Tensor, partner: torch.Tensor, anchor_share: torch.Tensor) -> t
 
 class SelecMix(nn.Module):
     """The auxiliary encoder f_C and its loss; the caller trains f (the model kept) through `loss`.
-    Its parameters (f_C's) go into the same optimiser as f's: the two losses share no parameter,
-    so one step on their sum is the official code's two steps."""
+    Its parameters (f_C's, and with `lff` the biased model's) go into the same optimiser as f's:
+    the losses share no parameter, so one step on their sum is the official code's separate steps."""
 
-    def __init__(self, encoder: nn.Module, spec: DebiasSpec, generator: torch.Generator) -> None:
+    def __init__(self, encoder: nn.Module, spec: DebiasSpec, generator: torch.Generator,
+                 lff: LfF | None = None) -> None:
         super().__init__()
-        self.encoder, self.generator = encoder, generator
+        self.encoder, self.generator, self.lff = encoder, generator, lff
         d = encoder.embed_dim
         self.head = init_parameters(
             nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, SELECMIX_PROJECTION)), generator,
@@ -236,8 +244,8 @@ class SelecMix(nn.Module):
         return F.normalize(self.head(self.encoder.embed(x)), dim=1)
 
     def loss(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        """One batch: x the (augmented) images [B, C, H, W], y their labels [B]. `index` is unused
-        (SelecMix keeps no per-sample state); it is there so every joint method is called alike."""
+        """One batch: x the (augmented) images [B, C, H, W], y their labels [B], index their
+        positions in the training set (used by SelecMix+L's LfF part only)."""
         z = self.project(x)
         with torch.no_grad():
             similarity = z.detach() @ z.detach().T
@@ -247,17 +255,24 @@ class SelecMix(nn.Module):
             share = (torch.rand(len(x), generator=self.generator, device=device) * SELECMIX_MAX_ANCHOR).to(x.device)
             mixed = mix(x, partner, share)
         loss = F.cross_entropy(net(mixed), y[partner])
+        if self.lff is not None:
+            if index is None:
+                raise ValueError("SelecMix+L needs the samples' positions in the training set (index)")
+            loss = self.lff.loss(net, x, y, index) + SELECMIX_LFF_MIX_WEIGHT * loss
         if len(x) > 1:  # a contrastive loss needs two vectors: a batch of one trains f alone
             loss = loss + self.contrastive(z[:, None], y)
         return loss
 
 
-def joint_trainer(spec: DebiasSpec, twin: nn.Module, labels: torch.Tensor, num_classes: int,
-                  generator: torch.Generator) -> LfF | SelecMix:
-    """The network trained beside the kept one, for the methods that have one: LfF's biased model
-    or SelecMix's auxiliary encoder, built on `twin` (a fresh network of the kept one's architecture)."""
+def joint_trainer(spec: DebiasSpec, make_twin: Callable[[], nn.Module], labels: torch.Tensor,
+                  num_classes: int, generator: torch.Generator) -> LfF | SelecMix:
+    """What is trained beside the kept model, for JOINT_METHODS: LfF's biased model, SelecMix's
+    auxiliary encoder, or both; each a fresh network of the kept one's architecture from `make_twin`."""
     if spec.method == "lff":
-        return LfF(twin, labels, num_classes, spec).train()
+        return LfF(make_twin(), labels, num_classes, spec).train()
     if spec.method == "selecmix":
-        return SelecMix(twin, spec, generator).train()
+        return SelecMix(make_twin(), spec, generator).train()
+    if spec.method == "selecmix-lff":
+        auxiliary = make_twin()
+        return SelecMix(auxiliary, spec, generator, LfF(make_twin(), labels, num_classes, spec)).train()
     raise ValueError(f"{spec.method} trains no network beside the kept one")

@@ -4,7 +4,7 @@ Reference protocol: SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, lr 
 the epochs, DSA augmentation during training; accuracy reported overall ("unbiased", colours
 uniform), on bias-aligned and on bias-conflicting test samples; mean and std over several
 freshly initialised models. Accuracies are in percent. Under --eval-debias the models are trained
-with Learning from Failure, Just Train Twice or SelecMix (ddcore.debias) with the same optimiser,
+with Learning from Failure, Just Train Twice or SelecMix (+L) (ddcore.debias) with the same optimiser,
 schedule and augmentation.
 
 Group metrics (a group is one (class, bias value) pair of the test split): `group_accuracy`, the
@@ -96,7 +96,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: in
     spec = debias.spec_from(cfg.eval.eval_debias, cfg.eval)
     if spec is None:
         return fit(images, labels, num_classes, cfg, epochs, seed, progress)
-    if spec.method in ("lff", "selecmix"):
+    if spec.method in debias.JOINT_METHODS:
         return fit(images, labels, num_classes, cfg, epochs, seed, progress, joint=spec)
     # JTT: the identification model is this very training stopped after T epochs
     stop = debias.identification_epochs(epochs, math.ceil(len(images) / cfg.eval.eval_batch), spec.jtt_id_steps)
@@ -124,7 +124,9 @@ def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: RunCo
     params = list(net.parameters())
     helper = None
     if joint is not None:
-        twin = build_convnet(num_classes, n.net_width, n.net_depth, n.net_norm, tuple(images.shape[2:]), g, device)
+        def twin() -> ConvNet:
+            return build_convnet(num_classes, n.net_width, n.net_depth, n.net_norm, tuple(images.shape[2:]), g, device)
+
         helper = debias.joint_trainer(joint, twin, labels, num_classes, g)
         params += list(helper.parameters())
     opt = torch.optim.SGD(params, lr=e.eval_lr, momentum=0.9, weight_decay=5e-4)

@@ -94,7 +94,7 @@ def train_surrogate(
         raise ValueError(f"a debiased surrogate is a cross-entropy one, not {spec.objective}")
     if spec.objective == "untrained" or spec.epochs == 0 or spec.debiasing is None:
         return fit(images, labels, num_classes, spec, generator, aug_generator, progress)
-    if spec.debiasing.method in ("lff", "selecmix"):
+    if spec.debiasing.method in debias.JOINT_METHODS:
         return fit(images, labels, num_classes, spec, generator, aug_generator, progress, joint=spec.debiasing)
     # JTT: the identification model is a cross-entropy surrogate stopped after T of its epochs
     stop = debias.identification_epochs(spec.epochs, max(1, len(images) // spec.batch), spec.debiasing.jtt_id_steps)
@@ -119,7 +119,9 @@ def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, spec: Surr
     params = list(model.parameters())
     helper = None
     if joint is not None:
-        twin = build_surrogate(spec, num_classes, tuple(images.shape[1:]), generator).encoder.to(device)
+        def twin() -> ConvNet:
+            return build_surrogate(spec, num_classes, tuple(images.shape[1:]), generator).encoder.to(device)
+
         helper = debias.joint_trainer(joint, twin, labels, num_classes, generator)
         params += list(helper.parameters())
     opt = torch.optim.SGD(params, lr=spec.lr, momentum=0.9, weight_decay=5e-4)

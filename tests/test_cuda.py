@@ -24,7 +24,7 @@ def test_every_method_runs_end_to_end_on_cuda(tmp_path, method):
     assert torch.isfinite(SyntheticImages.load(tmp_path / method).images).all()
 
 
-@pytest.mark.parametrize("method", ["lff", "jtt", "selecmix"])
+@pytest.mark.parametrize("method", ["lff", "jtt", "selecmix", "selecmix-lff"])
 def test_every_debiasing_method_runs_on_cuda(tmp_path, method):
     """The evaluation and the surrogate trained with each method: generators, helper networks
     and per-sample state on the GPU."""

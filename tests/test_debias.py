@@ -164,6 +164,19 @@ def test_selecmix_loss_is_the_mixed_cross_entropy_plus_the_auxiliary_contrastive
     loss.backward()
     assert all(p.grad is not None for p in [*net.parameters(), *aux.parameters(), *selecmix.head.parameters()])
 
+    # SelecMix+L: LfF's objective on the plain batch, plus the mixed loss at 0.1 and the contrastive loss
+    biased = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    lff_spec = debias.DebiasSpec("selecmix-lff", gce_q=0.7, lff_ema=0.7, jtt_upweight=20, jtt_id_steps=15)
+    with_lff = debias.SelecMix(aux, lff_spec, torch.Generator().manual_seed(5), debias.LfF(biased, y, 3, lff_spec))
+    twin = debias.LfF(biased, y, 3, lff_spec)  # the same biased model, fresh loss averages
+    combined = with_lff.loss(net, x, y, torch.arange(6))
+    expected = twin.loss(net, x, y, torch.arange(6)) + 0.1 * F.cross_entropy(net(debias.mix(x, partner, share)),
+                                                                             y[partner]) + \
+        SupConLoss(0.2, q=0.7)(z[:, None], y)
+    torch.testing.assert_close(combined, expected)
+    with pytest.raises(ValueError, match="needs the samples' positions"):
+        with_lff.loss(net, x, y)
+
 
 def test_jtt_trains_its_final_model_with_the_plain_recipe() -> None:
     """With lambda_up = 1 the upsampled set is the training set itself, so JTT's final model is
@@ -176,9 +189,10 @@ def test_jtt_trains_its_final_model_with_the_plain_recipe() -> None:
     jtt = train_classifier(x, y, 10, cfg.with_overrides(eval_debias="jtt", jtt_upweight=1), 3, seed=3)
     lff = train_classifier(x, y, 10, cfg.with_overrides(eval_debias="lff"), 3, seed=3)
     selecmix = train_classifier(x, y, 10, cfg.with_overrides(eval_debias="selecmix"), 3, seed=3)
+    selecmix_lff = train_classifier(x, y, 10, cfg.with_overrides(eval_debias="selecmix-lff"), 3, seed=3)
     for a, b in zip(plain.parameters(), jtt.parameters()):
         assert torch.equal(a, b)
-    for other in (lff, selecmix):
+    for other in (lff, selecmix, selecmix_lff):
         assert not all(torch.equal(a, c) for a, c in zip(plain.parameters(), other.parameters()))
 
 
@@ -194,6 +208,8 @@ def test_smoke_runs_with_each_option_write_their_metrics(tmp_path) -> None:
         "baseline-jtt": smoke(kind="baseline", eval_debias="jtt"),
         "eval-selecmix-surrogate-selecmix": smoke(eval_debias="selecmix", surrogate="ce", surrogate_debias="selecmix"),
         "baseline-selecmix": smoke(kind="baseline", eval_debias="selecmix"),
+        "eval-selecmix-lff-surrogate-selecmix-lff": smoke(eval_debias="selecmix-lff", surrogate="ce",
+                                                          surrogate_debias="selecmix-lff"),
     }
     for name, cfg in runs.items():
         metrics = execute_run(runstore.create_run(tmp_path / name, validate(cfg)))
@@ -204,14 +220,14 @@ def test_smoke_runs_with_each_option_write_their_metrics(tmp_path) -> None:
         assert saved["eval"]["eval_debias"] == cfg.eval.eval_debias
         assert saved["reweight"]["surrogate_debias"] == cfg.reweight.surrogate_debias
     # the surrogate cache keeps the debiased and the plain cross-entropy surrogates apart
-    assert len(list((tmp_path / ".cache").glob("surrogate-*.pt"))) == 4
+    assert len(list((tmp_path / ".cache").glob("surrogate-*.pt"))) == 5
     log = "\n".join(runstore.read_log(tmp_path / "eval-jtt-surrogate-lff"))
     assert "loaded from cache" not in log
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"eval_debias": "mixup"}, "unknown evaluation debiasing 'mixup'; choose one of none, lff, jtt, selecmix"),
-    ({"surrogate_debias": "groupdro"}, "unknown surrogate debiasing 'groupdro'; choose one of none, lff, jtt, selecmix"),
+    ({"eval_debias": "mixup"}, "unknown evaluation debiasing 'mixup'; choose one of none, lff, jtt, selecmix, selecmix-lff"),
+    ({"surrogate_debias": "groupdro"}, "unknown surrogate debiasing 'groupdro'; choose one of none, lff, jtt, selecmix, selecmix-lff"),
     ({"surrogate_debias": "lff"}, "--surrogate-debias lff trains a cross-entropy classifier; use it with --surrogate ce"),
     ({"gce_q": 0.0}, "GCE q must be positive and at most 1"),
     ({"lff_ema": 1.0}, "LfF's moving-average factor (--lff-ema) must be in [0, 1)"),
@@ -240,11 +256,11 @@ def test_cli_takes_the_options_and_refuses_bad_ones(tmp_path, capsys) -> None:
 
 
 def test_eval_debias_is_a_sweep_axis_and_reaches_the_baseline(tmp_path) -> None:
-    methods = ("none", "lff", "jtt", "selecmix")
+    methods = ("none", "lff", "jtt", "selecmix", "selecmix-lff")
     spec = parse_spec({"name": "debias", "preset": "smoke",
                        "axes": {"eval_debias": list(methods), "kind": ["distill", "baseline"]}})
     cells = expand(spec)
-    assert len(cells) == 8 and len({c.name for c in cells}) == 8
+    assert len(cells) == 10 and len({c.name for c in cells}) == 10
     assert sorted((c.config.kind, c.config.eval.eval_debias) for c in cells) == sorted(
         (k, m) for k in ("distill", "baseline") for m in methods)
     # a debiased evaluation shows in the cell's folder name; the plain one keeps the usual name
