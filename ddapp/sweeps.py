@@ -13,6 +13,8 @@ from ddcore.sweeps import results
 from ddcore.sweeps.spec import SweepSpec, expand, parse_spec
 from ddcore.sweeps.store import CellRecord
 
+from .runs import DEBIAS_NAMES
+
 VARIANT_AXES = {"vanilla": ("distill", "none"), "reweighted": ("distill", "kde"), "full data": ("baseline", None)}
 STATE_COLOURS = {"queued": "#e0e0e0", "running": "#9ecae1", "done": "#a1d99b", "failed": "#fc9272",
                  "cancelled": "#fdd0a2", "damaged": "#fc9272"}
@@ -171,6 +173,25 @@ def bandwidth_figures(agg: pd.DataFrame) -> list[go.Figure]:
     return figures
 
 
+def debias_figures(agg: pd.DataFrame) -> list[go.Figure]:
+    """The paper's Table 3 as grouped bars: for each training set (the full data, each method's
+    vanilla and reweighted sets) one bar per way of training the evaluation models."""
+    figures = []
+    for subtitle, rows in _panels(agg, ("eval_debias", "method", "variant")):
+        rows = rows.assign(training=rows.apply(_line_name, axis=1))
+        fig = go.Figure()
+        for method, bars in rows.groupby("eval_debias", sort=False):
+            fig.add_trace(go.Bar(
+                x=bars["training"], y=bars["unbiased mean"], name=DEBIAS_NAMES.get(method, "plain"),
+                error_y=dict(type="data", array=bars["unbiased std"].fillna(0).tolist(), visible=True),
+            ))
+        title = "Debiasing the evaluation's training" + (f" · {subtitle}" if subtitle else "")
+        fig.update_layout(title=title, barmode="group", xaxis_title="training set", height=420,
+                          yaxis_title="unbiased test accuracy (%)", legend_title="evaluation trained with")
+        figures.append(fig)
+    return figures
+
+
 def figures(agg: pd.DataFrame) -> list[go.Figure]:
     """The plots this sweep's axes allow: each needs its x axis (and the heat map both axes) to vary."""
     out: list[go.Figure] = []
@@ -182,4 +203,6 @@ def figures(agg: pd.DataFrame) -> list[go.Figure]:
         out += ipc_figures(agg)
     if {"kde_sigma", "kde_tau"} <= set(agg.columns) and (agg["variant"] == "reweighted").any():
         out += bandwidth_figures(agg)
+    if "eval_debias" in agg.columns and agg["eval_debias"].nunique() > 1:
+        out += debias_figures(agg)
     return out

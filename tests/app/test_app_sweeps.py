@@ -115,6 +115,22 @@ def test_bandwidth_heat_map_places_the_adaptive_rule_by_the_bandwidth_it_used() 
     assert [list(r) for r in heat.z] == [[80.0, 90.0, 85.0], [75.0, 85.0, 80.0]]
 
 
+def test_debias_bars_put_each_evaluation_beside_the_others_per_training_set() -> None:
+    rows = [("cmnist", 0.05, method, variant, ipc, debias, 1, 1, acc, None)
+            for method, variant, ipc, plain in (("dm", "vanilla", 10, 24.0), ("dm", "reweighted", 10, 92.0),
+                                                (None, "full data", None, 33.0))
+            for debias, acc in (("none", plain), ("jtt", plain + 1), ("selecmix", plain + 2))]
+    columns = ["dataset", "conflict_ratio", "method", "variant", "ipc", "eval_debias", "seeds done", "seeds",
+               "unbiased mean", "unbiased std"]
+    agg = pd.DataFrame(rows, columns=columns)
+    (fig,) = sweeps.figures(agg)
+    assert fig.layout.title.text == "Debiasing the evaluation's training" and fig.layout.barmode == "group"
+    assert [t.name for t in fig.data] == ["plain", "JTT", "SelecMix"]
+    assert list(fig.data[2].x) == ["DM vanilla", "DM reweighted", "full data"]
+    assert list(fig.data[2].y) == [26.0, 94.0, 35.0]
+    assert sweeps.figures(agg[agg["eval_debias"] == "none"]) == []  # one way of evaluating: nothing to compare
+
+
 def test_figures_follow_the_axes(smoke_sweep: Path) -> None:
     agg = sweeps.frame(results.aggregate(results.long_table(store.sweep_cells(smoke_sweep, "smoke"))))
     (ratio,) = sweeps.figures(agg)
