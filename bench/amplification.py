@@ -13,7 +13,7 @@ command to run where they are.
 Bias gap = aligned minus conflicting test accuracy. Distillation *amplifies* the bias when
 vanilla DM's gap is wider than the full-data model's, and *suppresses* it when narrower. Where the
 test split has no aligned samples (BFFHQ's), the conflicting accuracies are compared instead.
-Runs go to bench/runs/ like bench/pair.py's (and are made by its run_pair).
+Runs go to bench/runs/pairs/ like bench/pair.py's (and are made by its run_pair).
 """
 from __future__ import annotations
 

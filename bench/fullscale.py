@@ -5,7 +5,8 @@ balance and seconds per stage; one markdown table.
     python bench/fullscale.py --root ../shared/data [--ratios 0.005,0.01,0.02,0.05] [--ipcs 10,50]
                               [--preset quick] [--oracle] [--evaluate-on validation] [--name value ...]
 
-Runs go to bench/runs/ and are ordinary run folders (their surrogates shared through its cache).
+Runs go to bench/runs/pairs/ (bench/pair.py's) and are ordinary run folders (their surrogates shared
+through its cache).
 """
 from __future__ import annotations
 

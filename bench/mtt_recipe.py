@@ -1,6 +1,6 @@
 """MTT has no published MNIST recipe: this sweep is how ours was chosen. Each row is one reweighted
 MTT run on the `quick` preset (bundled data unless overridden) with one setting changed; experts
-are cached in bench/runs/.cache, so rows that share them train them once.
+are cached in bench/runs/mtt-recipe/.cache, so rows that share them train them once.
 
     python bench/mtt_recipe.py                       # CPU, bundled data
     python bench/mtt_recipe.py --ipc 50 --device cuda --preset paper
@@ -34,7 +34,7 @@ def main() -> None:
     args, rest = p.parse_known_args()
     common = parse_overrides(rest)
     base = preset(args.preset, "mtt").with_overrides(reweight="kde", eval_models=2, **common)
-    out = Path(__file__).parent / "runs"
+    out = Path(__file__).parent / "runs" / "mtt-recipe"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     d = base.distill
     print(f"{time.strftime('%Y-%m-%d')} | preset {args.preset} | base: ipc {d.ipc}, lr_img {d.lr_img}, "

@@ -7,7 +7,8 @@ balance and per-stage seconds.
     python bench/pair.py --preset paper --source files --root ../shared/data --ipc 50 --device cuda
 
 Extra `--name value` pairs are passed to every run as config overrides (e.g. --weighting mean).
-Runs go to bench/runs/ (ignored by git) and are ordinary run folders.
+Runs go to bench/runs/pairs/ (ignored by git, like every runs folder under bench/runs/) and are
+ordinary run folders.
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from ddcore.pipeline import execute_run, preflight
 from ddcore.records import Metrics
 
 Row = tuple[str, Metrics, float, Path]  # (label, metrics, wall seconds, run folder)
+# A runs folder of its own: each bench script keeps one under bench/runs/ (a runs folder holds only
+# what ddcore made, so two scripts cannot share bench/runs/ itself)
+PAIRS = Path(__file__).parent / "runs" / "pairs"
 
 # label -> how the run differs from the base config
 VARIANTS = {"vanilla": {"reweight": "none"}, "reweighted": {"reweight": "kde"}, "oracle": {"reweight": "oracle"},
@@ -33,8 +37,8 @@ VARIANTS = {"vanilla": {"reweight": "none"}, "reweighted": {"reweight": "kde"}, 
 
 def run_set(base: RunConfig, name: str, labels: list[str]) -> list[Row]:
     """Run `base` as each variant in `labels`, one after the other in this process, each in its
-    own folder bench/runs/<time>-<name>-<label>."""
-    out = Path(__file__).parent / "runs"
+    own folder bench/runs/pairs/<time>-<name>-<label>."""
+    out = PAIRS
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows = []
     for label in labels:
