@@ -3,8 +3,8 @@
 Table 3 (debiasing while training on the distilled set): rows full-data baseline, vanilla DM and
 reweighted DM; columns the evaluation's training, plain, LfF, JTT, SelecMix or SelecMix+L
 (--eval-debias). Table 4 (debiased surrogates): reweighted DM with the surrogate trained by SupCon,
-cross-entropy, or cross-entropy with LfF, JTT, SelecMix or SelecMix+L (--surrogate-debias): unbiased and conflicting
-accuracy, and the share of the weight the conflicting samples get.
+cross-entropy, or cross-entropy with LfF, JTT, SelecMix or SelecMix+L (--surrogate-debias):
+unbiased and conflicting accuracy, and the share of the weight the conflicting samples get.
 
     python bench/debias_tables.py                     # quick preset, bundled data, 5%, IPC 10
     python bench/debias_tables.py --ipc 10 50         # and IPC 50

@@ -38,12 +38,11 @@ VARIANTS = {"vanilla": {"reweight": "none"}, "reweighted": {"reweight": "kde"}, 
 def run_set(base: RunConfig, name: str, labels: list[str]) -> list[Row]:
     """Run `base` as each variant in `labels`, one after the other in this process, each in its
     own folder bench/runs/pairs/<time>-<name>-<label>."""
-    out = PAIRS
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows = []
     for label in labels:
         cfg = base.with_overrides(**VARIANTS[label])
-        run_dir = runstore.create_run(out / f"{stamp}-{name}-{label.replace(' ', '-')}", preflight(cfg))
+        run_dir = runstore.create_run(PAIRS / f"{stamp}-{name}-{label.replace(' ', '-')}", preflight(cfg))
         t0 = time.time()
         metrics = execute_run(run_dir)
         rows.append((label, metrics, time.time() - t0, run_dir))

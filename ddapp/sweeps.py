@@ -181,8 +181,9 @@ def debias_figures(agg: pd.DataFrame) -> list[go.Figure]:
         rows = rows.assign(training=rows.apply(_line_name, axis=1))
         fig = go.Figure()
         for method, bars in rows.groupby("eval_debias", sort=False):
+            name = "plain" if method == "none" else DEBIAS_NAMES.get(method, method)
             fig.add_trace(go.Bar(
-                x=bars["training"], y=bars["unbiased mean"], name=DEBIAS_NAMES.get(method, "plain"),
+                x=bars["training"], y=bars["unbiased mean"], name=name,
                 error_y=dict(type="data", array=bars["unbiased std"].fillna(0).tolist(), visible=True),
             ))
         title = "Debiasing the evaluation's training" + (f" · {subtitle}" if subtitle else "")
