@@ -5,6 +5,7 @@ from ddapp import forms, ui
 from ddcore import jobs
 from ddcore.config import (
     DEBIAS_METHODS,
+    DEBIAS_NAMES,
     DEVICES,
     METHODS,
     PRESETS,
@@ -26,8 +27,6 @@ METHOD_HELP = (
     "inner loop and one of MTT unrolls many training steps, so the presets give them far fewer iterations."
 )
 
-DEBIAS_LABELS = {"none": "none", "lff": "Learning from Failure", "jtt": "Just Train Twice", "selecmix": "SelecMix",
-                 "selecmix-lff": "SelecMix+L (with LfF)"}
 EVAL_DEBIAS_HELP = (
     "Train the models that score the synthetic set with a debiasing method that needs no bias labels "
     "(the paper's Table 3: debiasing afterwards instead of during distillation). LfF trains a biased model "
@@ -72,9 +71,12 @@ with st.form("distill"):
     reweight = c8.checkbox("Reweight (single run)", value=d.reweight)
     with st.expander("Advanced"):
         a1, a2 = st.columns(2)
-        eval_debias = a1.selectbox("Debias the evaluation models", DEBIAS_METHODS, format_func=DEBIAS_LABELS.get,
+        def full_name(method: str) -> str:
+            return DEBIAS_NAMES[method].full
+
+        eval_debias = a1.selectbox("Debias the evaluation models", DEBIAS_METHODS, format_func=full_name,
                                    help=EVAL_DEBIAS_HELP)
-        surrogate_debias = a2.selectbox("Debias the surrogate", DEBIAS_METHODS, format_func=DEBIAS_LABELS.get,
+        surrogate_debias = a2.selectbox("Debias the surrogate", DEBIAS_METHODS, format_func=full_name,
                                         help=SURROGATE_DEBIAS_HELP)
     b1, b2 = st.columns([1, 3])
     both = b1.form_submit_button("Run vanilla + reweighted", type="primary")

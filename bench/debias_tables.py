@@ -31,18 +31,15 @@ import torch
 from ddcore import hardware, runstore
 from ddcore.cli import main as ddcore_main
 from ddcore.cli import parse_overrides
-from ddcore.config import RunConfig, preset
+from ddcore.config import DEBIAS_NAMES, RunConfig, preset
 from ddcore.errors import DDError
 from ddcore.pipeline import execute_run, preflight
 from ddcore.records import Metrics
 
-EVALUATIONS = (("none", "plain"), ("lff", "LfF"), ("jtt", "JTT"), ("selecmix", "SelecMix"),
-               ("selecmix-lff", "SelecMix+L"))
+EVALUATIONS = tuple((method, name.short) for method, name in DEBIAS_NAMES.items())
 SURROGATES = (("SupCon", dict(surrogate="supcon")), ("CE", dict(surrogate="ce")),
-              ("CE + LfF", dict(surrogate="ce", surrogate_debias="lff")),
-              ("CE + JTT", dict(surrogate="ce", surrogate_debias="jtt")),
-              ("CE + SelecMix", dict(surrogate="ce", surrogate_debias="selecmix")),
-              ("CE + SelecMix+L", dict(surrogate="ce", surrogate_debias="selecmix-lff")))
+              *((f"CE + {name.short}", dict(surrogate="ce", surrogate_debias=method))
+                for method, name in DEBIAS_NAMES.items() if method != "none"))
 
 
 def _done(root: Path, cfg: RunConfig, evaluated: str) -> runstore.RunInfo | None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from ddcore.config import RunConfig
+from ddcore.config import DEBIAS_NAMES, RunConfig
 from ddcore.runstore import Metrics, RunInfo
 
 from .examples import is_example
@@ -18,9 +18,12 @@ def data_label(cfg: RunConfig) -> str:
     return f"{cfg.data.dataset} {'as distributed' if ratio is None else f'{ratio:.1%}'}"
 
 
-# ddcore.debias, as the papers write them
-DEBIAS_NAMES = {"lff": "LfF", "jtt": "JTT", "selecmix": "SelecMix", "selecmix-lff": "SelecMix+L"}
 REWEIGHT_NAMES = {"none": "vanilla", "kde": "reweighted", "oracle": "oracle"}  # ddcore.config.REWEIGHT_MODES
+
+
+def debias_name(method: str) -> str:
+    """A debiasing method's short name; an unknown code (a newer run's) as it is."""
+    return DEBIAS_NAMES[method].short if method in DEBIAS_NAMES else method
 
 
 def variant(cfg: RunConfig) -> str:
@@ -44,11 +47,11 @@ def label(run: RunInfo, with_name: bool = True) -> str:
     else:
         text = f"{variant(cfg)} {cfg.distill.method.upper()} · IPC {cfg.distill.ipc} · {data} · seed {cfg.seed}"
         if cfg.reweight.reweight == "kde" and cfg.reweight.surrogate_debias != "none":
-            text += f" · {DEBIAS_NAMES.get(cfg.reweight.surrogate_debias, cfg.reweight.surrogate_debias)} surrogate"
+            text += f" · {debias_name(cfg.reweight.surrogate_debias)} surrogate"
     # `ddcore evaluate` may have re-evaluated with another method than config.json names
     evaluated = (run.metrics.eval_debias if run.metrics else None) or cfg.eval.eval_debias
     if evaluated != "none":
-        text += f" · {DEBIAS_NAMES.get(evaluated, evaluated)} evaluation"
+        text += f" · {debias_name(evaluated)} evaluation"
     if is_example(run):
         return f"example · {text}"
     return f"{text} · {run.name}" if with_name else text

@@ -13,7 +13,7 @@ from ddcore.sweeps import results
 from ddcore.sweeps.spec import SweepSpec, expand, parse_spec
 from ddcore.sweeps.store import CellRecord
 
-from .runs import DEBIAS_NAMES
+from .runs import debias_name
 
 VARIANT_AXES = {"vanilla": ("distill", "none"), "reweighted": ("distill", "kde"), "full data": ("baseline", None)}
 STATE_COLOURS = {"queued": "#e0e0e0", "running": "#9ecae1", "done": "#a1d99b", "failed": "#fc9272",
@@ -181,7 +181,7 @@ def debias_figures(agg: pd.DataFrame) -> list[go.Figure]:
         rows = rows.assign(training=rows.apply(_line_name, axis=1))
         fig = go.Figure()
         for method, bars in rows.groupby("eval_debias", sort=False):
-            name = "plain" if method == "none" else DEBIAS_NAMES.get(method, method)
+            name = debias_name(method)
             fig.add_trace(go.Bar(
                 x=bars["training"], y=bars["unbiased mean"], name=name,
                 error_y=dict(type="data", array=bars["unbiased std"].fillna(0).tolist(), visible=True),

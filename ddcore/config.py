@@ -10,7 +10,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigError
 from .hardware import BF16_MODES
@@ -22,8 +22,23 @@ MAX_IMAGE_SIZE = 256  # a whole split is held as float32 [N, 3, S, S]: 50,000 CI
 METHODS = ("dm", "dc", "dsa", "mtt")
 REWEIGHT_MODES = ("kde", "none", "oracle")  # oracle: equal weight per (class, bias) group from the bias labels
 SURROGATE_OBJECTIVES = ("supcon", "ce", "untrained")
-# ddcore.debias: Learning from Failure, Just Train Twice, SelecMix, and SelecMix+L (with LfF)
-DEBIAS_METHODS = ("none", "lff", "jtt", "selecmix", "selecmix-lff")
+
+
+class DebiasName(NamedTuple):
+    short: str  # as the papers' tables write it
+    full: str   # for forms
+
+
+# ddcore.debias's methods by code, the one list of their names (CLI choices, forms, tables, legends)
+DEBIAS_NAMES = {
+    "none": DebiasName("plain", "none"),
+    "lff": DebiasName("LfF", "Learning from Failure"),
+    "jtt": DebiasName("JTT", "Just Train Twice"),
+    "selecmix": DebiasName("SelecMix", "SelecMix"),
+    "selecmix-lff": DebiasName("SelecMix+L", "SelecMix+L (with LfF)"),
+}
+DEBIAS_METHODS = tuple(DEBIAS_NAMES)
+
 WEIGHTINGS = ("sample", "mean")
 NORMS = ("instance", "none")
 DEVICES = ("auto", "cpu", "cuda")
