@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import runstore
-from .config import FLAT_FIELDS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
+from .config import CHOICES, FLAT_FIELDS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
 from .errors import Cancelled, ConfigError, DDError
 from .hardware import configure_process
 from .records import Metrics, SyntheticImages
@@ -81,7 +81,11 @@ def _add_overrides(p: argparse.ArgumentParser, only: set[str] | None = None) -> 
     for name, type_name in _field_types().items():
         if name in _TOP_LEVEL or (only is not None and name not in only):
             continue
-        help_text = f"override the preset's {name} ({type_name}{'; auto or none for the default rule' if 'None' in type_name else ''})"
+        if name in CHOICES:
+            help_text = f"override the preset's {name}: one of {', '.join(CHOICES[name][1])}"
+        else:
+            rule = "; auto or none for the default rule" if "None" in type_name else ""
+            help_text = f"override the preset's {name} ({type_name}{rule})"
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_converter(type_name),
                        default=argparse.SUPPRESS, help=help_text)
 
@@ -216,7 +220,9 @@ def format_cache(root: Path, clear: bool) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m ddcore", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m ddcore", description=(
+        "Dataset distillation on biased data, vanilla and KDE-reweighted (Cui et al., ICML 2024): "
+        "each command below takes --help."))
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, what in (("distill", "distil a synthetic set, evaluate it, map it"),
                        ("baseline", "train on the whole biased training set (the full-data baseline)"),

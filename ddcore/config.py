@@ -251,9 +251,38 @@ def preset(name: str, method: str = "dm") -> RunConfig:
 DATA_ENV = "DDBIAS_DATA"  # where the paper preset looks for the datasets' files when --root is not given
 
 
+# Every option that takes one of a list of names: how messages name it, and the names
+CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "dataset": ("dataset", DATASETS),
+    "source": ("source", SOURCES),
+    "evaluate_on": ("evaluation split (--evaluate-on)", EVALUATE_ON),
+    "net_norm": ("norm", NORMS),
+    "reweight": ("reweighting", REWEIGHT_MODES),
+    "surrogate": ("surrogate objective", SURROGATE_OBJECTIVES),
+    "weighting": ("weighting", WEIGHTINGS),
+    "surrogate_debias": ("surrogate debiasing", DEBIAS_METHODS),
+    "method": ("method", METHODS),
+    "init": ("init", INITS),
+    "bf16": ("bf16 mode", BF16_MODES),
+    "eval_debias": ("evaluation debiasing", DEBIAS_METHODS),
+    "kind": ("run kind", KINDS),
+    "preset": ("preset", PRESETS),
+    "device": ("device", DEVICES),
+}
+
+
 def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
     if value not in options:
         raise ConfigError(f"unknown {name} '{value}'; choose one of {', '.join(options)}")
+
+
+def _choices(section: Any) -> None:
+    """Each of the section's (or the RunConfig's own) fields that takes a name is one of CHOICES'."""
+    for f in fields(section):
+        # RunConfig's own `reweight` is the section, not ReweightConfig's field of that name
+        if f.name in CHOICES and not (isinstance(section, RunConfig) and f.name in SECTION_TYPES):
+            what, options = CHOICES[f.name]
+            _choice(what, getattr(section, f.name), options)
 
 
 def positive(name: str, value: float, minimum: float = 1) -> None:
@@ -290,8 +319,6 @@ def _finite(cfg: RunConfig) -> None:
 
 
 def _validate_debias(r: ReweightConfig, e: EvalConfig) -> None:
-    _choice("evaluation debiasing", e.eval_debias, DEBIAS_METHODS)
-    _choice("surrogate debiasing", r.surrogate_debias, DEBIAS_METHODS)
     if r.surrogate_debias != "none" and r.surrogate != "ce":
         raise ConfigError(f"--surrogate-debias {r.surrogate_debias} trains a cross-entropy classifier; use it with "
                           f"--surrogate ce, not {r.surrogate}")
@@ -310,9 +337,7 @@ def _validate_debias(r: ReweightConfig, e: EvalConfig) -> None:
 def validate_data(d: DataConfig) -> DataConfig:
     """The data section's values on their own; what depends on the dataset (a bundled sample,
     --download, the CSV) is checked by ddcore.data.check_config. Returns `d` unchanged."""
-    _choice("dataset", d.dataset, DATASETS)
-    _choice("source", d.source, SOURCES)
-    _choice("evaluation split (--evaluate-on)", d.evaluate_on, EVALUATE_ON)
+    _choices(d)
     if d.conflict_ratio is not None and not (
         isinstance(d.conflict_ratio, (int, float)) and 0.0 <= d.conflict_ratio <= 1.0
     ):
@@ -335,16 +360,14 @@ def validate(cfg: RunConfig) -> RunConfig:
 
     d, n, r, s, e, m = cfg.data, cfg.net, cfg.reweight, cfg.distill, cfg.eval, cfg.map
     validate_data(d)
+    for section in (n, r, s, e, cfg):
+        _choices(section)
     if d.image_size is not None and isinstance(n.net_depth, int) and d.image_size < 2 ** n.net_depth:
         raise ConfigError(f"image size {d.image_size} is too small for a depth-{n.net_depth} ConvNet (each block "
                           f"halves the image); use at least --image-size {2 ** n.net_depth}")
-    _choice("norm", n.net_norm, NORMS)
     positive("net width", n.net_width)
     between("net width", n.net_width, 1, 4096)
     positive("net depth", n.net_depth)
-    _choice("reweighting", r.reweight, REWEIGHT_MODES)
-    _choice("surrogate objective", r.surrogate, SURROGATE_OBJECTIVES)
-    _choice("weighting", r.weighting, WEIGHTINGS)
     positive("surrogate epochs", r.surrogate_epochs, 0)
     if r.surrogate_steps is not None:
         positive("surrogate steps", r.surrogate_steps)
@@ -357,9 +380,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         between("KDE sigma", r.kde_sigma, *SIGMA_RANGE, note=" (the embeddings are L2-normalised, so distances lie "
                  "in 0..2), or unset for the adaptive rule")
     between("KDE tau", r.kde_tau, 1e-3, 1e6, note=" (1: inverse density; large: uniform)")
-    _choice("method", s.method, METHODS)
     positive("IPC", s.ipc)
-    _choice("init", s.init, INITS)
     positive("iterations", s.iterations, 0)
     positive("real batch", s.batch_real)
     between("image lr", s.lr_img, 0, MAX_IMAGE_LR, above=True, flag="--lr-img")
@@ -369,7 +390,6 @@ def validate(cfg: RunConfig) -> RunConfig:
         _choice("DSA op", op, DSA_OPS)
     spec = get_method_spec(s.method)
     spec.check(s)
-    _choice("bf16 mode", s.bf16, BF16_MODES)
     if s.bf16 == "true" and not spec.autocast:
         raise ConfigError(f"bf16 autocast is not implemented for method {s.method}; use --bf16 auto")
     if s.compile and not spec.autocast:
@@ -383,12 +403,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     positive("map points", m.map_points, 10)
     positive("map neighbours", m.map_neighbors, 2)
     between("map minimum distance", m.map_min_dist, 0, 1, note=" (UMAP's spread is 1)", flag="--map-min-dist")
-    _choice("preset", cfg.preset, PRESETS)
     if cfg.preset == "paper" and d.source == "bundled":
         raise ConfigError(f"the paper preset runs on the full datasets, not the bundled 4,000-image sample: pass "
                           f"--source files --root DIR (or set {DATA_ENV}=DIR), or choose --preset quick")
-    _choice("run kind", cfg.kind, KINDS)
-    _choice("device", cfg.device, DEVICES)
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed <= MAX_SEED:
         raise ConfigError(f"seed must be a whole number in 0..{MAX_SEED}, got {cfg.seed!r}")
     _finite(cfg)  # after the checks above, whose messages say more about the options they know

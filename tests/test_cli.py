@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ddcore.cli import main, parse_overrides
-from ddcore.config import preset, validate
+from ddcore.config import CHOICES, preset, validate
 from ddcore.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +111,23 @@ def test_invalid_input_exits_2_with_one_line(tmp_path, capsys, args, message):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+
+
+@pytest.mark.parametrize("args", [["--device", "tpu"], ["--init", "zeros"], ["--bf16", "maybe"],
+                                  ["--eval-debias", "mixup"], ["--net-norm", "batch"]])
+def test_every_named_choice_is_checked(tmp_path, capsys, args):
+    code, _, err = main_in_process(capsys, "distill", "--preset", "smoke", "--out", str(tmp_path / "run"), *args)
+    assert code == 2 and f"'{args[1]}'; choose one of" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_lists_the_choices_of_every_named_option(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "2000")  # argparse wraps at the terminal's width, hyphens included
+    code, out, _ = main_in_process(capsys, "distill", "--help")
+    assert code == 0
+    for name, (_, options) in CHOICES.items():
+        if name not in ("kind", "preset"):  # the command sets the kind; --preset lists its choices itself
+            assert f"--{name.replace('_', '-')} {name.upper()}" in out and f"one of {', '.join(options)}" in out, name
 
 
 def test_existing_output_needs_overwrite(smoke_run, capsys):
