@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,10 +27,15 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _config_fields() -> dict[str, Field]:
+    """Every config field by its (globally unique) flat name."""
+    found = {g.name: g for typ in SECTION_TYPES.values() for g in fields(typ)}
+    found.update({f.name: f for f in fields(RunConfig) if f.name not in SECTION_TYPES})
+    return found
+
+
 def _field_types() -> dict[str, str]:
-    types = {g.name: str(g.type) for typ in SECTION_TYPES.values() for g in fields(typ)}
-    types.update({f.name: str(f.type) for f in fields(RunConfig) if f.name not in SECTION_TYPES})
-    return types
+    return {name: str(f.type) for name, f in _config_fields().items()}
 
 
 def _converter(type_name: str):
@@ -78,14 +83,15 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
 
 
 def _add_overrides(p: argparse.ArgumentParser, only: set[str] | None = None) -> None:
-    for name, type_name in _field_types().items():
+    for name, f in _config_fields().items():
         if name in _TOP_LEVEL or (only is not None and name not in only):
             continue
+        type_name = str(f.type)
         if name in CHOICES:
-            help_text = f"override the preset's {name}: one of {', '.join(CHOICES[name][1])}"
+            values = f"one of {', '.join(CHOICES[name][1])}"
         else:
-            rule = "; auto or none for the default rule" if "None" in type_name else ""
-            help_text = f"override the preset's {name} ({type_name}{rule})"
+            values = type_name.replace(" | None", " or none")
+        help_text = f"{f.metadata['help']} ({values})"
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_converter(type_name),
                        default=argparse.SUPPRESS, help=help_text)
 

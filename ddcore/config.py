@@ -48,101 +48,116 @@ INITS = ("real", "weighted", "noise")
 DSA_OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
 
 
+def _opt(default: Any, help: str) -> Any:
+    """A config field with its one line of help (the CLI's --help prints it; choices are added
+    from CHOICES, so the line says what the option means, not what it may be)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which biased data a run uses; `ddcore.data.files_help(cfg)` says which files go where."""
 
-    dataset: str = "cmnist"
-    source: str = "bundled"  # "bundled": the sample shipped with the code (cmnist, bg-cmnist); "files": under `root`
-    root: str | None = None  # the folder holding the dataset's files (torchvision's layout where one exists)
-    download: bool = False  # let torchvision fetch the files into `root` (MNIST, Fashion-MNIST, CIFAR-10)
-    # per class, the share of bias-conflicting training samples; None: as the files come (bffhq, csv)
-    conflict_ratio: float | None = 0.05
-    severity: int | None = None  # 1..5: colour jitter (coloured MNIST) or CIFAR-10-C level; None: the benchmark's (4; CIFAR 5)
-    image_size: int | None = None  # resize images to this side; None: the dataset's own (bffhq: 64)
-    csv_path: str | None = None  # dataset csv: the CSV of path,label,bias[,split] (paths relative to it)
-    # "validation": hold out every 10th training image of each class, train on the rest and evaluate
-    # on the held-out images with the test split's unbiased protocol; for choosing settings
-    # without ever looking at the test split
-    evaluate_on: str = "test"
+    dataset: str = _opt("cmnist", "the biased dataset")
+    source: str = _opt("bundled", "bundled: the sample shipped with the code (cmnist, bg-cmnist); files: the full dataset under --root")
+    root: str | None = _opt(None, "the folder holding the dataset's files for --source files (torchvision's "
+                                   "layout where one exists); the paper preset's default is $DDBIAS_DATA")
+    download: bool = _opt(False, "let torchvision fetch the files into --root (MNIST, Fashion-MNIST, CIFAR-10)")
+    conflict_ratio: float | None = _opt(
+        0.05, "per class, the share of bias-conflicting training samples; none: as the files come (bffhq, csv)")
+    severity: int | None = _opt(
+        None, "1..5: colour jitter (coloured MNIST) or CIFAR-10-C level; none: the benchmark's (4; CIFAR 5)")
+    image_size: int | None = _opt(None, "resize images to this side; none: the dataset's own (bffhq: 64)")
+    csv_path: str | None = _opt(None, "dataset csv: the CSV of path,label,bias[,split] (paths relative to it)")
+    # validation: for choosing settings without ever looking at the test split
+    evaluate_on: str = _opt("test", "validation: hold out every 10th training image of each class, train on the "
+                                    "rest and evaluate on those with the test split's unbiased protocol")
 
 
 @dataclass(frozen=True)
 class NetConfig:
-    net_width: int = 128
-    net_depth: int = 3
-    net_norm: str = "instance"
+    net_width: int = _opt(128, "ConvNet channels per layer (distillation and evaluation)")
+    net_depth: int = _opt(3, "ConvNet blocks, each halving the image")
+    net_norm: str = _opt("instance", "the ConvNet's normalisation (instance: the reference's GroupNorm per channel)")
 
 
 @dataclass(frozen=True)
 class ReweightConfig:
-    reweight: str = "kde"
-    surrogate: str = "supcon"
-    surrogate_epochs: int = 4
-    # at most this many SGD steps in all (None: no cap). The KDE needs a surrogate that still sees
-    # the bias: trained longer (4 epochs of full MNIST are 940 steps) it learns shape, the
-    # bias-conflicting samples join their class's cluster and lose their weight (bench/RESULTS.md)
-    surrogate_steps: int | None = 60
-    surrogate_lr: float = 0.05
-    surrogate_batch: int = 256
-    surrogate_width: int = 64
-    supcon_temperature: float = 0.1
-    kde_sigma: float | None = None  # None: the adaptive rule in ddcore.density.auto_bandwidth
-    kde_tau: float = 1.0
-    weighting: str = "sample"  # how weights enter DM: weighted sampling or weighted mean
-    surrogate_debias: str = "none"  # train the (cross-entropy) surrogate with LfF, JTT or SelecMix (ddcore.debias)
+    reweight: str = _opt("kde", "kde: weights from the surrogate's density; none: vanilla; oracle: equal weight "
+                                "per (class, bias) group from the bias labels")
+    surrogate: str = _opt("supcon", "the surrogate encoder's training objective")
+    surrogate_epochs: int = _opt(4, "the surrogate's epochs over the training set")
+    # The KDE needs a surrogate that still sees the bias: trained longer (4 epochs of full MNIST
+    # are 940 steps) it learns shape, the bias-conflicting samples join their class's cluster and
+    # lose their weight (bench/RESULTS.md)
+    surrogate_steps: int | None = _opt(60, "at most this many surrogate SGD steps in all; none: no cap")
+    surrogate_lr: float = _opt(0.05, "the surrogate's SGD learning rate")
+    surrogate_batch: int = _opt(256, "the surrogate's batch")
+    surrogate_width: int = _opt(64, "the surrogate ConvNet's channels per layer")
+    supcon_temperature: float = _opt(0.1, "the SupCon loss's temperature")
+    kde_sigma: float | None = _opt(None, "the KDE's Gaussian bandwidth; none: the adaptive rule (ddcore.density)")
+    kde_tau: float = _opt(1.0, "weights proportional to density^(-1/tau): 1 is inverse density, large is uniform")
+    weighting: str = _opt("sample", "how weights enter DM: sample: real batches drawn by weight; mean: a weighted "
+                                    "mean over uniform batches")
+    surrogate_debias: str = _opt("none", "train the (cross-entropy) surrogate with a debiasing method (ddcore.debias)")
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    method: str = "dm"
-    ipc: int = 10
-    init: str = "weighted"  # synthetic images start as real images drawn uniformly ("real") or by weight, or as noise
-    iterations: int = 20000
-    batch_real: int = 256
-    lr_img: float = 1.0
-    momentum_img: float = 0.5
-    dsa_strategy: str | None = None  # e.g. color_crop_cutout_scale_rotate, or none; None: the dataset's (ddcore.data.dsa_strategy)
-    bf16: str = "auto"  # DM's network forward in bfloat16: auto (where the device runs it faster; ddcore.hardware), true, false
-    compile: bool = False  # DM: torch.compile the network's feature layers (a one-off cost; see bench/RESULTS.md)
-    lr_net: float = 0.01  # DC/DSA: the network's SGD lr between matching steps
-    outer_loop: int | None = None  # DC/DSA: matching steps per network; None: by IPC (ddcore.methods.dc)
-    inner_loop: int | None = None  # DC/DSA: network epochs on the synthetic set between matching steps; None: by IPC
-    batch_train: int = 256  # DC/DSA: the batch of those network epochs
-    # MTT (ddcore.methods.mtt, ddcore.methods.experts); None: the MNIST recipe's value for the IPC
-    num_experts: int = 20  # expert trajectories trained (and cached) per run configuration
-    expert_lr: float = 0.01  # the experts' SGD lr, and the student's initial (learned) lr
-    expert_batch: int = 256
-    expert_parallel: int = 0  # experts trained at once with torch.func.vmap; 0: all on CUDA, 1 on a CPU
-    expert_epochs: int = 2  # the target is this many expert epochs after the start
-    max_start_epoch: int | None = None  # start epochs are drawn from [0, max_start_epoch)
-    syn_steps: int | None = None  # student SGD steps unrolled per iteration
-    batch_syn: int | None = None  # synthetic images per student step; None: all of them
-    lr_lr: float = 1e-5  # SGD lr of the learned student lr
+    method: str = _opt("dm", "the distillation method (DM, DC, DSA, MTT)")
+    ipc: int = _opt(10, "synthetic images per class")
+    init: str = _opt("weighted", "the synthetic images start as real images drawn uniformly (real) or by weight "
+                                 "(weighted), or as noise")
+    iterations: int = _opt(20000, "distillation iterations (the method's preset sets its own)")
+    batch_real: int = _opt(256, "real images per class per iteration")
+    lr_img: float = _opt(1.0, "the synthetic images' SGD learning rate")
+    momentum_img: float = _opt(0.5, "the synthetic images' SGD momentum")
+    dsa_strategy: str | None = _opt(
+        None, "augmentation ops joined by _, e.g. color_crop_cutout_scale_rotate, or none; unset: the dataset's")
+    bf16: str = _opt("auto", "DM's network forward in bfloat16: auto: where this device runs it faster (measured, "
+                             "cached per machine)")
+    compile: bool = _opt(False, "DM: torch.compile the network's feature layers (a one-off cost)")
+    lr_net: float = _opt(0.01, "DC/DSA: the network's SGD learning rate between matching steps")
+    outer_loop: int | None = _opt(None, "DC/DSA: matching steps per network; none: by IPC (ddcore.methods.dc)")
+    inner_loop: int | None = _opt(None, "DC/DSA: network epochs on the synthetic set between matching steps; "
+                                        "none: by IPC")
+    batch_train: int = _opt(256, "DC/DSA: the batch of those network epochs")
+    # MTT (ddcore.methods.mtt, ddcore.methods.experts); none: the MNIST recipe's value for the IPC
+    num_experts: int = _opt(20, "MTT: expert trajectories trained (and cached) per run configuration")
+    expert_lr: float = _opt(0.01, "MTT: the experts' SGD learning rate, and the student's initial (learned) one")
+    expert_batch: int = _opt(256, "MTT: the experts' batch")
+    expert_parallel: int = _opt(0, "MTT: experts trained at once with torch.func.vmap; 0: all on CUDA, 1 on a CPU")
+    expert_epochs: int = _opt(2, "MTT: the target is this many expert epochs after the start")
+    max_start_epoch: int | None = _opt(None, "MTT: start epochs are drawn from [0, max_start_epoch); none: by IPC")
+    syn_steps: int | None = _opt(None, "MTT: student SGD steps unrolled per iteration; none: by IPC")
+    batch_syn: int | None = _opt(None, "MTT: synthetic images per student step; none: all of them")
+    lr_lr: float = _opt(1e-5, "MTT: the SGD learning rate of the learned student learning rate")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    eval_models: int = 5
-    eval_epochs: int = 1000
-    eval_lr: float = 0.01
-    eval_batch: int = 256
-    eval_dsa: bool = True
-    baseline_epochs: int = 20  # full-data baseline: epochs over the whole biased training set
+    eval_models: int = _opt(5, "networks trained from scratch on the synthetic set; accuracies are their mean ± std")
+    eval_epochs: int = _opt(1000, "each evaluation network's epochs")
+    eval_lr: float = _opt(0.01, "the evaluation networks' SGD learning rate (a tenth after half the epochs)")
+    eval_batch: int = _opt(256, "the evaluation networks' batch")
+    eval_dsa: bool = _opt(True, "augment while training the evaluation networks (the dataset's DSA ops)")
+    baseline_epochs: int = _opt(20, "the full-data baseline's epochs over the whole biased training set")
     # debiased training of the evaluation models (ddcore.debias); the hyperparameters below serve
     # --surrogate-debias too
-    eval_debias: str = "none"
-    gce_q: float = 0.7  # LfF: the biased model's generalised cross-entropy exponent; SelecMix: its generalised SupCon's
-    lff_ema: float = 0.7  # LfF: moving-average factor of each sample's losses
-    jtt_upweight: int = 20  # JTT: lambda_up, copies of each sample the identification model got wrong
-    jtt_id_steps: int = 15  # JTT: the identification model trains the fewest whole epochs holding this many SGD steps
+    eval_debias: str = _opt("none", "train the evaluation networks with a debiasing method (ddcore.debias)")
+    gce_q: float = _opt(0.7, "LfF: the biased model's generalised cross-entropy exponent; SelecMix: its "
+                             "generalised SupCon's")
+    lff_ema: float = _opt(0.7, "LfF: moving-average factor of each sample's losses")
+    jtt_upweight: int = _opt(20, "JTT: lambda_up, copies of each sample the identification model got wrong")
+    jtt_id_steps: int = _opt(15, "JTT: the identification model trains the fewest whole epochs holding this many "
+                                 "SGD steps")
 
 
 @dataclass(frozen=True)
 class MapConfig:
-    map_points: int = 6000  # real samples placed in the 2-D map (stratified subsample above this)
-    map_neighbors: int = 15
-    map_min_dist: float = 0.1
+    map_points: int = _opt(6000, "real samples placed in the 2-D map (a stratified subsample above this)")
+    map_neighbors: int = _opt(15, "UMAP's n_neighbors")
+    map_min_dist: float = _opt(0.1, "UMAP's min_dist")
 
 
 @dataclass(frozen=True)
@@ -153,10 +168,11 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     map: MapConfig = field(default_factory=MapConfig)
-    kind: str = "distill"  # "distill": a DD run; "baseline": train on the whole biased set; "random-subset": IPC real images per class
-    preset: str = "paper"
-    seed: int = 0
-    device: str = "auto"
+    kind: str = _opt("distill", "distill: a DD run; baseline: train on the whole biased set; random-subset: "
+                                "IPC real images per class")
+    preset: str = _opt("paper", "the preset the other values start from")
+    seed: int = _opt(0, "seeds every random draw of the run (data subsampling, networks, augmentation)")
+    device: str = _opt("auto", "auto: CUDA where available, else the CPU")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from ddcore.cli import main, parse_overrides
-from ddcore.config import CHOICES, preset, validate
+from ddcore.config import CHOICES, SECTION_TYPES, RunConfig, preset, validate
 from ddcore.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,9 +126,15 @@ def test_help_lists_the_choices_of_every_named_option(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "2000")  # argparse wraps at the terminal's width, hyphens included
     code, out, _ = main_in_process(capsys, "distill", "--help")
     assert code == 0
+    out = " ".join(out.split())  # argparse aligns the help column with runs of spaces
     for name, (_, options) in CHOICES.items():
         if name not in ("kind", "preset"):  # the command sets the kind; --preset lists its choices itself
             assert f"--{name.replace('_', '-')} {name.upper()}" in out and f"one of {', '.join(options)}" in out, name
+    # every option says what it means, from its field's help
+    for typ in (*SECTION_TYPES.values(), RunConfig):
+        for f in fields(typ):
+            if f.name not in SECTION_TYPES and f.name not in ("kind", "preset"):
+                assert f"--{f.name.replace('_', '-')} {f.name.upper()} {f.metadata['help']} (" in out, f.name
 
 
 def test_existing_output_needs_overwrite(smoke_run, capsys):
