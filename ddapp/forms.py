@@ -66,7 +66,7 @@ def data_overrides(form: DataForm) -> dict[str, Any]:
         source=form.source,
         root=path if spec.path_option == "--root" else None,
         csv_path=path if spec.path_option == "--csv-path" else None,
-        download=form.download and spec.downloadable,
+        download=form.download and spec.downloadable and form.source == "files",
         conflict_ratio=None if own else float(form.conflict_percent) / 100.0,
         severity=None if form.severity is None else int(form.severity),
     )

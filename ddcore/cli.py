@@ -6,6 +6,7 @@ top of the chosen preset. Bad input exits with status 2 and one line saying what
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import Field, fields
 from pathlib import Path
@@ -21,9 +22,15 @@ from .sweeps import cli as sweep_cli
 _TOP_LEVEL = {"preset", "kind"}  # set by the command itself, not by override flags
 
 
+def one_line(text: str) -> str:
+    """text with its control characters escaped: a newline typed into a path must not split the
+    one line an error gets."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one clear line instead of usage + message
-        print(f"error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        print(one_line(f"error: {message} (see '{self.prog} --help')"), file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -63,6 +70,16 @@ def _converter(type_name: str):
     if name.endswith("|None"):
         return optional(base[name[: -len("|None")]])
     return base[name]
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds (0 or more), got '{text}'")
+    return value
 
 
 def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
@@ -171,6 +188,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     run_dir = runstore.check_run_folder(args.run, "evaluated")  # it rewrites metrics.json there
     if not (run_dir / "config.json").is_file():
         raise DDError(f"{run_dir} has no config.json to evaluate with")
+    state = runstore.read_status(run_dir).state
+    if state in ("queued", "running"):  # it will write its own metrics.json
+        raise DDError(f"{run_dir} holds a run that is still {state}; evaluate it once it has finished")
     overrides = {k: v for k, v in vars(args).items() if k in FLAT_FIELDS}
     cfg = validate(runstore.read_config(run_dir).with_overrides(**overrides))
     synthetic = SyntheticImages.load(run_dir)
@@ -178,6 +198,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     # the test split in the space the synthetic set was distilled in (older runs: [0, 1], mean 0, std 1)
     norm = Normalization(synthetic.mean, synthetic.std)
     test = load_biased(cfg.data, train=False, seed=TEST_SEED).normalized(norm).to(device)
+    synthetic.check_fits(run_dir, test.images.shape[1:], test.num_classes)
     listener = _progress_listener()
     result = evaluate_set(synthetic.images.to(device), synthetic.labels.to(device), test, cfg,
                           cfg.eval.eval_epochs, cfg.seed, lambda d, t, l: listener("evaluate", d, t, l))
@@ -250,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clear", action="store_true", help="delete it (runs recompute what they need)")
     p = sub.add_parser("worker", help="execute queued runs (the app starts this for you)")
     p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
-    p.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    p.add_argument("--idle-exit", type=_seconds, default=None, help="exit after this many idle seconds")
     sweep_cli.add_parser(sub, _Parser)
     return parser
 
@@ -282,5 +303,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("cancelled: interrupted", file=sys.stderr)
         return 130
     except (DDError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(one_line(f"error: {exc}"), file=sys.stderr)
         return 2

@@ -315,6 +315,10 @@ MAX_IMAGE_LR = 1e6
 SIGMA_RANGE = (1e-3, 1e3)
 MAX_UPWEIGHT = 1000  # JTT copies each misclassified sample this often at most: the set grows by that factor
 MAX_SEED = 2**31 - 1  # seeds are offset per model and stage, and UMAP takes at most 2**32 - 1
+# Batches: the largest any recipe uses is 256; beyond this a value is a typo that would try to
+# allocate terabytes mid-run
+BATCH_FIELDS = ("batch_real", "surrogate_batch", "eval_batch", "batch_train", "expert_batch", "batch_syn")
+MAX_BATCH = 2**16
 
 
 def between(what: str, value: Any, lo: float, hi: float, above: bool = False, note: str = "", flag: str = "") -> None:
@@ -332,6 +336,14 @@ def _finite(cfg: RunConfig) -> None:
             value = getattr(getattr(cfg, section), f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"--{f.name.replace('_', '-')} must be a finite number, got {value!r}")
+
+
+def check_choices(cfg: RunConfig) -> RunConfig:
+    """Every option of cfg that takes a name holds one ddcore knows (readers of run folders
+    dispatch on them); ConfigError otherwise. Returns cfg unchanged."""
+    for section in (*(getattr(cfg, name) for name in SECTION_TYPES), cfg):
+        _choices(section)
+    return cfg
 
 
 def _validate_debias(r: ReweightConfig, e: EvalConfig) -> None:
@@ -354,6 +366,10 @@ def validate_data(d: DataConfig) -> DataConfig:
     """The data section's values on their own; what depends on the dataset (a bundled sample,
     --download, the CSV) is checked by ddcore.data.check_config. Returns `d` unchanged."""
     _choices(d)
+    if d.source == "bundled" and (d.root is not None or d.download):
+        given = "--root" if d.root is not None else "--download"
+        raise ConfigError(f"{given} applies to --source files; the bundled sample needs no files (pass --source "
+                          "files to use the full dataset)")
     if d.conflict_ratio is not None and not (
         isinstance(d.conflict_ratio, (int, float)) and 0.0 <= d.conflict_ratio <= 1.0
     ):
@@ -375,9 +391,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     from .methods import get_method_spec  # the methods import this module
 
     d, n, r, s, e, m = cfg.data, cfg.net, cfg.reweight, cfg.distill, cfg.eval, cfg.map
+    if cfg.preset == "paper" and d.source == "bundled":
+        raise ConfigError(f"the paper preset runs on the full datasets, not the bundled 4,000-image sample: pass "
+                          f"--source files --root DIR (or set {DATA_ENV}=DIR), or choose --preset quick")
     validate_data(d)
-    for section in (n, r, s, e, cfg):
-        _choices(section)
+    check_choices(cfg)
     if d.image_size is not None and isinstance(n.net_depth, int) and d.image_size < 2 ** n.net_depth:
         raise ConfigError(f"image size {d.image_size} is too small for a depth-{n.net_depth} ConvNet (each block "
                           f"halves the image); use at least --image-size {2 ** n.net_depth}")
@@ -419,10 +437,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     positive("map points", m.map_points, 10)
     positive("map neighbours", m.map_neighbors, 2)
     between("map minimum distance", m.map_min_dist, 0, 1, note=" (UMAP's spread is 1)", flag="--map-min-dist")
-    if cfg.preset == "paper" and d.source == "bundled":
-        raise ConfigError(f"the paper preset runs on the full datasets, not the bundled 4,000-image sample: pass "
-                          f"--source files --root DIR (or set {DATA_ENV}=DIR), or choose --preset quick")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed <= MAX_SEED:
         raise ConfigError(f"seed must be a whole number in 0..{MAX_SEED}, got {cfg.seed!r}")
+    for name in BATCH_FIELDS:
+        value = getattr(getattr(cfg, FLAT_FIELDS[name]), name)
+        if isinstance(value, int) and value > MAX_BATCH:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at most {MAX_BATCH:,} images, got {value:,}")
     _finite(cfg)  # after the checks above, whose messages say more about the options they know
     return cfg

@@ -49,7 +49,7 @@ def worker_pid(root: Path) -> int | None:
     if not worker_alive(root):
         return None
     text = (Path(root) / LOCK_NAME).read_text().strip()
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isdigit() and 0 < int(text) < 2**31 else None  # never 0: kill(0) is our own group
 
 
 def worker_alive(root: Path) -> bool:

@@ -15,10 +15,12 @@ default (what older files read back as).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
 import pickle
+import stat
 import tempfile
 import types
 import typing
@@ -78,9 +80,31 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+MAX_JSON_BYTES = 16 * 2**20  # a run's JSON files hold kilobytes: a larger one is not ours
+
+
 def read_json(path: Path) -> Any:
-    with open(path, "rb") as f:
-        return json.loads(f.read())
+    """A run file's JSON. Reads only a regular file, never through a symbolic link (a FIFO would
+    block, /dev/zero never end, a link reach outside the run), and at most MAX_JSON_BYTES.
+    FileNotFoundError when it is missing; ValueError (or OSError) when it is not such a file or
+    not JSON."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError("it is a symbolic link; ddcore reads only the files it wrote") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("it is not a regular file")
+        if info.st_size > MAX_JSON_BYTES:
+            raise ValueError(f"{info.st_size:,} bytes, more than any file ddcore writes")
+        data = f.read(MAX_JSON_BYTES + 1)
+    try:
+        return json.loads(data)
+    except RecursionError:  # nesting deeper than the parser's stack
+        raise ValueError("nested too deeply") from None
 
 
 def _short(value: Any) -> str:
@@ -244,7 +268,7 @@ class Status(JsonRecord):
     started: float | None = None
     updated: float = 0.0
     finished: float | None = None
-    pid: int | None = None
+    pid: int | None = _range(1, 2**31 - 1)  # os.kill(0, ...) would signal our own group
 
     @property
     def final(self) -> bool:
@@ -365,6 +389,17 @@ class SyntheticImages:
             raise RecordError("std should be positive")
         if not bool(torch.isfinite(x).all()):
             raise RecordError("images hold non-finite values")
+
+    def check_fits(self, run_dir: Path, image_shape: tuple[int, ...], num_classes: int) -> None:
+        """DamagedRun unless the images are [3, H, W] as `image_shape` and every label names one
+        of `num_classes` classes: the data the run's config loads."""
+        path = Path(run_dir) / self.FILE
+        if tuple(self.images.shape[1:]) != tuple(image_shape):
+            raise DamagedRun(path, f"its images are {list(self.images.shape[1:])}, the run's data "
+                                   f"{list(image_shape)}")
+        if int(self.labels.max()) >= num_classes:
+            raise DamagedRun(path, f"it labels an image {int(self.labels.max())}, the run's data has "
+                                   f"{num_classes} classes")
 
     def display(self) -> torch.Tensor:
         """The images as shown: de-normalised and clamped to [0, 1], float32 [N, 3, H, W]."""

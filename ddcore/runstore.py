@@ -56,7 +56,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .config import SECTION_TYPES, RunConfig
+from .config import SECTION_TYPES, RunConfig, check_choices
 from .errors import ConfigError, DDError
 from .records import DamagedRun, Metrics, RecordError, Status, atomic_write, check_fields, read_json, write_json
 
@@ -104,6 +104,7 @@ def check_root(root: str | Path) -> Path:
 def init_root(root: str | Path) -> Path:
     """check_root, then make the folder (and its marker) if it is not there yet."""
     path = check_root(root)
+    cache_dir(path)  # before any run is made there
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -288,7 +289,7 @@ def read_config(run_dir: Path) -> RunConfig:
             raise RecordError("should hold a JSON object with one object per section")
         cfg = RunConfig.from_dict(raw)
         check_fields(cfg)
-        return cfg
+        return check_choices(cfg)
     except (ValueError, TypeError) as exc:  # ConfigError (an unknown option), RecordError
         raise DamagedRun(path, str(exc)) from None
 
@@ -536,8 +537,13 @@ def export_run(run_dir: Path) -> bytes:
 
 
 def cache_dir(root: Path) -> Path:
-    """Where runs under `root` share reusable work (see the layout above)."""
-    return Path(root) / CACHE_DIR
+    """Where runs under `root` share reusable work (see the layout above). DDError when something
+    other than a folder is in its place: a symbolic link there would have runs write elsewhere."""
+    folder = Path(root) / CACHE_DIR
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise DDError(f"{folder} is {'a symbolic link' if folder.is_symlink() else 'not a folder'}; ddcore keeps "
+                      "its cache only in a folder of its own there: move it out of the way")
+    return folder
 
 
 def _base_name(name: str) -> str:
@@ -571,7 +577,7 @@ class CacheEntry:
 def cache_usage(root: Path) -> list[CacheEntry]:
     """Every entry ddcore wrote in `root`'s cache with its size, largest first (empty when none)."""
     folder = cache_dir(root)
-    if folder.is_symlink() or not folder.is_dir():
+    if not folder.is_dir():
         return []
     foreign = set(_foreign_cache_entries(folder))
     entries = []
@@ -591,8 +597,6 @@ def clear_cache(root: Path) -> int:
     if not (folder.exists() or folder.is_symlink()):
         return 0
     root = _require_marked(folder.parent)
-    if folder.is_symlink():
-        raise DDError(f"{folder} is a symbolic link; ddcore does not follow it, nothing was deleted")
     running = [r.name for r in list_runs(root) if r.status.state == "running"]
     if running:
         raise DDError(f"run {running[0]} is running under {root}; clear the cache once it has finished")

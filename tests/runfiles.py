@@ -102,6 +102,19 @@ def damaged_store(root: Path, done_run: Path, outside: Path) -> dict[str, str]:
     np.savez(copy("map-index-out-of-range", "syn_neighbors should index") / "embeddings.npz",
              **{**arrays, "syn_neighbors": arrays["syn_neighbors"] + 10**6})
     _edit_json(copy("running-but-dead", "died") / "status.json", state="running", pid=dead_pid())
+    # readers dispatch on the named options: an unknown one would be a KeyError on every page
+    _edit_json(copy("config-unknown-kind", "unknown run kind 'teleport'") / "config.json", kind="teleport")
+    # kill(0, 0) asks about our own process group (alive), kill(10**30, 0) overflows
+    _edit_json(copy("status-pid-zero", "pid should lie in") / "status.json", state="running", pid=0)
+    _edit_json(copy("status-pid-huge", "pid should lie in") / "status.json", state="running", pid=10**30)
+    # a FIFO would block the reader, /dev/zero never end, deep nesting overflow the parser's stack
+    fifo = copy("status-fifo", "not a regular file") / "status.json"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    metrics = copy("metrics-symlink", "symbolic link") / "metrics.json"
+    metrics.unlink()
+    metrics.symlink_to("/dev/zero")
+    (copy("metrics-deep", "nested too deeply") / "metrics.json").write_text("[" * 100_000 + "]" * 100_000)
     (root / "empty-folder").mkdir()
     runs["empty-folder"] = "is missing"
     (root / "symlinked").symlink_to(outside, target_is_directory=True)

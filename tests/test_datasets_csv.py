@@ -160,6 +160,12 @@ def test_csv_dataset_level_errors(tmp_path) -> None:
     with pytest.raises(DatasetError, match=r"differ in size \(12x12 \(line 2\), 20x10 \(line 3\)\); pass --image-size N"):
         train_summary(csv_cfg(sizes))
     assert load_biased(csv_cfg(sizes, image_size=16), True, 0).images.shape == (2, 3, 16, 16)
+    # a whole split is held as float32 [N, 3, S, S]: photos at their own size would not fit
+    write_png(tmp_path / "photo.png", (1, 2, 3), (300, 300))
+    photos = write_csv(tmp_path / "photos.csv", [["photo.png", "a", "x", "train"], ["photo.png", "b", "y", "train"]])
+    with pytest.raises(DatasetError, match=r"are 300x300 \(line 2\), larger than ddcore holds \(256 a side\); pass --image-size"):
+        train_summary(csv_cfg(photos))
+    assert load_biased(csv_cfg(photos, image_size=8), True, 0).images.shape == (2, 3, 8, 8)
     only_test = write_csv(tmp_path / "only-test.csv", [["small.png", "a", "x", "train"], ["small.png", "b", "y", "test"]])
     with pytest.raises(DatasetError, match="class 'b' has no training rows"):
         load_biased(csv_cfg(only_test), True, 0)

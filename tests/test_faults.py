@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from ddcore import jobs, runstore
 from ddcore.cli import main
@@ -173,7 +174,8 @@ def test_list_shows_every_kind_of_damaged_run_as_a_row(done_run, tmp_path, capsy
     assert " done " in rows["good"]
     listed = {r.name: r for r in runstore.list_runs(root)}
     for name in ("config-not-json", "config-wrong-type", "status-wrong-type", "status-unknown-state",
-                 "metrics-wrong-type", "metrics-newer-version", "empty-folder", "symlinked"):
+                 "metrics-wrong-type", "metrics-newer-version", "empty-folder", "symlinked", "config-unknown-kind",
+                 "status-pid-zero", "status-pid-huge", "status-fifo", "metrics-symlink", "metrics-deep"):
         assert " damaged " in rows[name], rows[name]
         assert damaged[name] in listed[name].error, listed[name].error
     assert "failed" in rows["running-but-dead"] and "died" in rows["running-but-dead"]
@@ -278,3 +280,63 @@ def test_saturated_images_end_done_with_a_warning(tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["warning"] == metrics.warning
     code, listing, _ = run_cli(capsys, "list", "--runs", str(tmp_path / "runs"))
     assert "the synthetic images saturated" in listing
+
+
+# A second hostile pass (2026-12-02): what it found, one test per cause
+
+
+def _tiny_args() -> list[str]:
+    return [arg for key, value in TINY.items() for arg in (f"--{key.replace('_', '-')}", str(value))]
+
+
+def test_a_symlinked_cache_is_refused_before_any_run_is_made(tmp_path, capsys):
+    root, outside = tmp_path / "runs", tmp_path / "outside"
+    outside.mkdir()
+    runstore.init_root(root)
+    (root / ".cache").symlink_to(outside, target_is_directory=True)
+    code, _, err = run_cli(capsys, "distill", "--preset", "smoke", "--out", str(root / "a"), *_tiny_args())
+    assert code == 2
+    one_line(err, ".cache is a symbolic link; ddcore keeps its cache only in a folder of its own")
+    for args in (["cache", "--runs", str(root)], ["cache", "--clear", "--runs", str(root)]):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and "symbolic link" in one_line(err, ".cache")
+    assert not (root / "a").exists() and list(outside.iterdir()) == []
+
+
+def test_evaluate_refuses_a_live_run_and_a_set_that_does_not_fit_its_data(done_run, tmp_path, capsys):
+    run = copy_run(done_run, tmp_path / "runs")
+    before = (run / "metrics.json").read_bytes()
+    runstore.update_status(run, state="queued")
+    code, _, err = run_cli(capsys, "evaluate", str(run))
+    assert code == 2
+    one_line(err, "holds a run that is still queued; evaluate it once it has finished")
+    runstore.update_status(run, state="done")
+    synthetic = torch.load(run / "synthetic.pt", weights_only=True)
+    for damage, says in (({"labels": synthetic["labels"] + 57}, "the run's data has 10 classes"),
+                         ({"images": synthetic["images"][:, :, :5, :5].contiguous()}, "the run's data [3, 28, 28]")):
+        torch.save({**synthetic, **damage}, run / "synthetic.pt")
+        code, _, err = run_cli(capsys, "evaluate", str(run))
+        assert code == 2
+        one_line(err, says)
+    assert (run / "metrics.json").read_bytes() == before
+
+
+def test_a_sweep_tag_that_cannot_be_read_is_no_cell(done_run, tmp_path, capsys):
+    from ddcore.sweeps import store
+
+    for name, tag in (("inf-seed", '{"sweep": "s", "key": "k", "index": 0, "axes": {}, "seed": 1e999}'),
+                      ("unknown-axis", '{"sweep": "s", "key": "k", "index": 0, "axes": {"bogus": 1}, "seed": 0}')):
+        (copy_run(done_run, tmp_path / "runs", name) / store.TAG).write_text(tag)
+        assert store.read_tag(tmp_path / "runs" / name) is None
+    code, _, err = run_cli(capsys, "sweep", "table", "s", "--long", "--runs", str(tmp_path / "runs"))
+    assert code == 2 and not any("Traceback" in line for line in err)
+
+
+def test_worker_idle_exit_and_control_characters_are_one_line(tmp_path, capsys):
+    for value in ("nan", "-5", "inf"):
+        code, _, err = run_cli(capsys, "worker", "--runs", str(tmp_path / "runs"), "--idle-exit", value)
+        assert code == 2
+        one_line(err, f"expected a number of seconds (0 or more), got '{value}'")
+    code, _, err = run_cli(capsys, "distill", "--preset", "smoke", "--out", str(tmp_path / "a\nb"))
+    assert code == 2
+    one_line(err, "run name 'a\\nb' is invalid")

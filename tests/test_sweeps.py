@@ -99,6 +99,9 @@ BAD_SPECS = [
     ('seeds = []\n', "seeds: expected a non-empty list"),
     ('colour = "red"\n', "colour: unknown key"),
     ('[axes]\nipc = [10000]\n', "cell ipc=10000, seed 0: IPC 10000 is larger than the smallest class"),
+    ('seeds = [0, 1]\n[axes]\nipc = [%s]\nkde_tau = [%s]\n' % (", ".join(map(str, range(1, 101))),
+                                                        ", ".join(str(t / 10) for t in range(1, 101))),
+     "axes: 20,000 cells (100 x 100 x 2 seeds); a sweep holds at most 1,000: split it"),
 ]
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..config import DataConfig
+from ..config import MAX_IMAGE_SIZE, DataConfig
 from ..errors import ConfigError, DatasetError
 from .base import BiasedDataset, BiasedTensors, BuildCache, keep_for_ratio, num_conflicting, to_float
 from .imagefiles import READ_ERRORS, Problems, image_size_of, read_rgb
@@ -211,6 +211,11 @@ def _check_headers(image_size: int | None) -> Callable[[CSVTable, Problems], Non
             first = ", ".join(f"{w}x{h} (line {line})" for (h, w), line in list(sizes.items())[:3])
             raise DatasetError(f"the images of {table.csv_path} differ in size ({first}); pass --image-size N to "
                                "resize them all to N x N")
+        too_big = [(hw, line) for hw, line in sizes.items() if max(hw) > MAX_IMAGE_SIZE]
+        if image_size is None and too_big and not problems:
+            (h, w), line = too_big[0]
+            raise DatasetError(f"the images of {table.csv_path} are {w}x{h} (line {line}), larger than ddcore holds "
+                               f"({MAX_IMAGE_SIZE} a side); pass --image-size N (at most {MAX_IMAGE_SIZE}) to resize them")
 
     return check
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -138,7 +139,7 @@ class RayBackend:
                  echo: Callable[[str], None] | None = None) -> None:
         if cpus_per_cell < 1:
             raise ConfigError(f"CPUs per cell must be at least 1, got {cpus_per_cell}")
-        if gpus_per_cell is not None and gpus_per_cell < 0:
+        if gpus_per_cell is not None and not (math.isfinite(gpus_per_cell) and gpus_per_cell >= 0):
             raise ConfigError(f"GPUs per cell must be zero or more, got {gpus_per_cell}")
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.cpus_per_cell, self.gpus_per_cell = cpus_per_cell, gpus_per_cell

@@ -28,6 +28,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, fields
@@ -40,6 +41,7 @@ from ..errors import ConfigError
 # the repository's shipped specs (absent when ddcore is installed without its checkout)
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "sweeps"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+MAX_CELLS = 1000  # the paper's tables are tens of cells; thousands is a typo in an axis, each cell a run folder
 TOP_LEVEL = ("name", "description", "estimate", "preset", "method", "seeds", "overrides", "axes")
 # set by the spec's own keys, never by overrides or axes
 RESERVED = {"preset": "the base preset is the top-level `preset`",
@@ -183,6 +185,10 @@ def parse_spec(data: dict[str, Any], source: str = "<spec>") -> SweepSpec:
         axes.append(Axis(k, coerced))
     if "method" in raw_axes and "method" in data:
         raise _fail(source, "method", "`method` is both the base method and an axis; keep the axis")
+    cells = math.prod(len(a.values) for a in axes) * len(seeds)
+    if cells > MAX_CELLS:  # counted before anything is expanded or queued
+        sizes = " x ".join([*(str(len(a.values)) for a in axes), f"{len(seeds)} seeds"])
+        raise _fail(source, "axes", f"{cells:,} cells ({sizes}); a sweep holds at most {MAX_CELLS:,}: split it")
     return SweepSpec(name, base, method, tuple(seeds), overrides, tuple(axes),
                      _text(source, data, "description", ""), _text(source, data, "estimate", ""), source)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import runstore
-from ..config import RunConfig
+from ..config import FLAT_FIELDS, RunConfig
 from ..errors import ConfigError
 from ..records import STATES, DamagedRun, Metrics
 from ..runstore import Status
@@ -87,8 +87,11 @@ def read_tag(run_dir: Path) -> Tag | None:
     """The folder's tag, or None when it has none (or an unreadable one: not a sweep cell then)."""
     try:
         raw = runstore.read_json(Path(run_dir) / TAG)
-        return Tag(str(raw["sweep"]), str(raw["key"]), int(raw["index"]), tuple(raw["axes"].items()), int(raw["seed"]))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        tag = Tag(str(raw["sweep"]), str(raw["key"]), int(raw["index"]), tuple(raw["axes"].items()), int(raw["seed"]))
+        if any(name not in FLAT_FIELDS for name, _ in tag.axes):  # the tables look each axis up in the config
+            return None
+        return tag
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):  # OverflowError: int(inf)
         return None
 
 
