@@ -174,6 +174,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         raise (Cancelled if isinstance(exc, Cancelled) else DDError)(message) from None
     if replacing:
         runstore.replace_run(run_dir, out)
+    runstore.update_status(run_dir, warning=metrics.warning)
     print(summary_line(metrics))
     if metrics.warning:
         print(f"warning: {metrics.warning}", file=sys.stderr)
@@ -183,7 +184,7 @@ def _run(args: argparse.Namespace, kind: str) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .data import Normalization, load_biased
     from .evaluate import evaluate_set
-    from .pipeline import TEST_SEED, resolve_device
+    from .pipeline import TEST_SEED, resolve_device, saturated_share, saturation_warning
 
     run_dir = runstore.check_run_folder(args.run, "evaluated")  # it rewrites metrics.json there
     if not (run_dir / "config.json").is_file():
@@ -203,10 +204,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate_set(synthetic.images.to(device), synthetic.labels.to(device), test, cfg,
                           cfg.eval.eval_epochs, cfg.seed, lambda d, t, l: listener("evaluate", d, t, l))
     old = Metrics.load(run_dir)
+    saturated = saturated_share(synthetic.denormalized())  # a set edited since its run is judged afresh
     metrics = runstore.save_metrics(run_dir, {**(old.to_json() if old else {}), **result,
                                               "eval_models": cfg.eval.eval_models, "eval_epochs": cfg.eval.eval_epochs,
-                                              "eval_debias": cfg.eval.eval_debias})
+                                              "eval_debias": cfg.eval.eval_debias, "saturated_share": saturated,
+                                              "warning": saturation_warning(saturated, cfg)})
+    runstore.update_status(run_dir, warning=metrics.warning)
     print(summary_line(metrics))
+    if metrics.warning:
+        print(f"warning: {metrics.warning}", file=sys.stderr)
     return 0
 
 

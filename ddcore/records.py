@@ -401,9 +401,13 @@ class SyntheticImages:
             raise DamagedRun(path, f"it labels an image {int(self.labels.max())}, the run's data has "
                                    f"{num_classes} classes")
 
+    def denormalized(self) -> torch.Tensor:
+        """The images in pixel units (0..1 is what a display shows), float32 [N, 3, H, W]."""
+        return self.images * self.std[:, None, None] + self.mean[:, None, None]
+
     def display(self) -> torch.Tensor:
         """The images as shown: de-normalised and clamped to [0, 1], float32 [N, 3, H, W]."""
-        return (self.images * self.std[:, None, None] + self.mean[:, None, None]).clamp(0.0, 1.0)
+        return self.denormalized().clamp(0.0, 1.0)
 
     def save(self, run_dir: Path) -> None:
         payload = {"images": self.images.contiguous(), "labels": self.labels, "mean": self.mean, "std": self.std,

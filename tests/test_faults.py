@@ -340,3 +340,13 @@ def test_worker_idle_exit_and_control_characters_are_one_line(tmp_path, capsys):
     code, _, err = run_cli(capsys, "distill", "--preset", "smoke", "--out", str(tmp_path / "a\nb"))
     assert code == 2
     one_line(err, "run name 'a\\nb' is invalid")
+
+
+def test_evaluating_a_saturated_set_warns_however_it_got_there(done_run, tmp_path, capsys):
+    run = copy_run(done_run, tmp_path / "runs")
+    assert Metrics.load(run).warning == ""
+    synthetic = torch.load(run / "synthetic.pt", weights_only=True)
+    torch.save({**synthetic, "images": torch.full_like(synthetic["images"], 3e38)}, run / "synthetic.pt")
+    code, summary, err = run_cli(capsys, "evaluate", str(run))
+    assert code == 0 and "unbiased" in summary and err[-1].startswith("warning: the synthetic images saturated")
+    assert Metrics.load(run).saturated_share == 1.0 and "saturated" in runstore.read_status(run).warning
