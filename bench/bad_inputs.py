@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ddcore import runstore
 from ddcore.cli import main
@@ -32,6 +33,8 @@ OPTIONS = [
     "--surrogate-lr 1e9", "--eval-lr 1e9", "--momentum-img 1", "--map-min-dist 5", "--net-width 1000000",
     "--image-size 1000", "--max-start-epoch abc", "--dsa-strategy color_spin", "--method nope",
     "--dataset imagenet", "--source files --root /nonexistent/mnist",
+    # a second pass (2026-12-02)
+    "--root /nonexistent/mnist", "--download true", "--batch-real 100000000000", "--device tpu",
 ]
 
 
@@ -61,7 +64,9 @@ def main_() -> None:
         (t / "runs" / "notes" / "todo.txt").write_text("mine")
         damaged = {}
         for name, damage in (("truncated", "synthetic.pt"), ("pickle", "synthetic.pt"), ("wrong-type", "metrics.json"),
-                             ("progress-abc", "status.json"), ("object-map", "embeddings.npz")):
+                             ("progress-abc", "status.json"), ("object-map", "embeddings.npz"),
+                             ("fifo", "status.json"), ("dev-zero", "metrics.json"), ("deep", "metrics.json"),
+                             ("pid-0", "status.json"), ("teleport", "config.json"), ("label-57", "synthetic.pt")):
             run = t / "runs" / name
             shutil.copytree(done, run)
             damaged[name] = run
@@ -71,6 +76,25 @@ def main_() -> None:
         (damaged["wrong-type"] / "metrics.json").write_text(json.dumps({"test_acc_unbiased": "abc"}))
         (damaged["progress-abc"] / "status.json").write_text(json.dumps({"state": "done", "progress": "abc"}))
         np.savez(damaged["object-map"] / "embeddings.npz", real_map=np.array([{"x": 1}], dtype=object))
+        (damaged["fifo"] / "status.json").unlink()
+        os.mkfifo(damaged["fifo"] / "status.json")
+        (damaged["dev-zero"] / "metrics.json").unlink()
+        (damaged["dev-zero"] / "metrics.json").symlink_to("/dev/zero")
+        (damaged["deep"] / "metrics.json").write_text("[" * 100_000 + "]" * 100_000)
+        status = json.loads((done / "status.json").read_text())
+        (damaged["pid-0"] / "status.json").write_text(json.dumps({**status, "state": "running", "pid": 0}))
+        config = json.loads((done / "config.json").read_text())
+        (damaged["teleport"] / "config.json").write_text(json.dumps({**config, "kind": "teleport"}))
+        synthetic = torch.load(done / "synthetic.pt", weights_only=True)
+        torch.save({**synthetic, "labels": synthetic["labels"] + 57}, damaged["label-57"] / "synthetic.pt")
+        runstore.init_root(t / "linked")
+        (t / "linked" / ".cache").symlink_to(t / "h", target_is_directory=True)
+        (t / "photos").mkdir()
+        Image.new("RGB", (3000, 3000)).save(t / "photos" / "x.png")
+        (t / "photos" / "d.csv").write_text("path,label,bias,split\n" + "".join(
+            f"x.png,{c},{b},{split}\n" for c, b, split in (("a", "p", "train"), ("b", "q", "train"), ("a", "q", "test"))))
+        (t / "huge.toml").write_text('name = "huge"\npreset = "smoke"\nseeds = [0, 1]\n[axes]\nipc = [%s]\nkde_tau = [%s]\n'
+                                     % (", ".join(map(str, range(1, 101))), ", ".join(str(v / 10) for v in range(1, 101))))
 
         cases: list[tuple[str, list[str]]] = [(f"distill {o}", [*RUN, "--out", str(t / "new"), *o.split()])
                                               for o in OPTIONS]
@@ -88,6 +112,14 @@ def main_() -> None:
             ("evaluate <a model folder>", ["evaluate", str(t / "models" / "bert")]),
             ("evaluate <run with truncated synthetic.pt>", ["evaluate", str(damaged["truncated"])]),
             ("evaluate <run with a pickle in synthetic.pt>", ["evaluate", str(damaged["pickle"])]),
+            ("evaluate <run whose synthetic labels are shifted by 57>", ["evaluate", str(damaged["label-57"])]),
+            ("distill --out <root whose .cache links elsewhere>/run", [*RUN, "--out", str(t / "linked" / "run")]),
+            ("distill --out 'a<newline>b'", [*RUN, "--out", str(t / "runs" / "a\nb")]),
+            ("distill --dataset csv <3000x3000 images>", [*RUN, "--dataset", "csv", "--source", "files", "--csv-path",
+                                                          str(t / "photos" / "d.csv"), "--conflict-ratio", "none",
+                                                          "--ipc", "1", "--out", str(t / "new")]),
+            ("sweep run <100 x 100 values x 2 seeds>", ["sweep", "run", str(t / "huge.toml"), "--runs", str(t / "new")]),
+            ("worker --idle-exit nan", ["worker", "--runs", str(t / "new"), "--idle-exit", "nan"]),
         ]
         print("| input | exit | what the user sees |")
         print("|---|---|---|")
@@ -96,7 +128,10 @@ def main_() -> None:
             print(f"| `{label}` | {code} | {line.replace(tmp, 'TMP').replace('|', '/')} |", flush=True)
         rows = {r.name: r for r in runstore.list_runs(t / "runs")}
         for name, what in (("wrong-type", 'metrics.json {"test_acc_unbiased": "abc"}'),
-                           ("progress-abc", 'status.json {"progress": "abc"}')):
+                           ("progress-abc", 'status.json {"progress": "abc"}'), ("fifo", "a FIFO for status.json"),
+                           ("dev-zero", "metrics.json a link to /dev/zero"), ("deep", "metrics.json nested 100,000 deep"),
+                           ("pid-0", 'status.json {"state": "running", "pid": 0}'),
+                           ("teleport", 'config.json {"kind": "teleport"}')):
             print(f"| `list` row of a run with {what} | 0 | {rows[name].error.replace(tmp, 'TMP')} |")
         try:
             EmbeddingMap.load(damaged["object-map"])

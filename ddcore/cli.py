@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from dataclasses import Field, fields
 from pathlib import Path
@@ -219,8 +220,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 def format_listing(runs: list[runstore.RunInfo]) -> str:
     rows = [("NAME", "STATE", "KIND", "METHOD", "REWEIGHT", "IPC", "RATIO", "UNBIASED", "NOTE")]
     for r in runs:
-        if r.error:
-            rows.append((r.name, "damaged", "", "", "", "", "", "", r.error[:60]))
+        if r.error:  # the row names the run: the note says which file and why, not the folder's path again
+            why = r.error.removeprefix("damaged run folder: ").replace(f"{r.path}{os.sep}", "")
+            rows.append((r.name, "damaged", "", "", "", "", "", "", why[:100]))
             continue
         c, s = r.config, r.status
         acc = "" if r.metrics is None or r.metrics.test_acc_unbiased is None else f"{r.metrics.test_acc_unbiased:.1f}"

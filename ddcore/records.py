@@ -398,8 +398,8 @@ class SyntheticImages:
             raise DamagedRun(path, f"its images are {list(self.images.shape[1:])}, the run's data "
                                    f"{list(image_shape)}")
         if int(self.labels.max()) >= num_classes:
-            raise DamagedRun(path, f"it labels an image {int(self.labels.max())}, the run's data has "
-                                   f"{num_classes} classes")
+            raise DamagedRun(path, f"an image's label is {int(self.labels.max())}, the run's data has "
+                                   f"{num_classes} classes (0..{num_classes - 1})")
 
     def denormalized(self) -> torch.Tensor:
         """The images in pixel units (0..1 is what a display shows), float32 [N, 3, H, W]."""

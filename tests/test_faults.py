@@ -312,7 +312,7 @@ def test_evaluate_refuses_a_live_run_and_a_set_that_does_not_fit_its_data(done_r
     one_line(err, "holds a run that is still queued; evaluate it once it has finished")
     runstore.update_status(run, state="done")
     synthetic = torch.load(run / "synthetic.pt", weights_only=True)
-    for damage, says in (({"labels": synthetic["labels"] + 57}, "the run's data has 10 classes"),
+    for damage, says in (({"labels": synthetic["labels"] + 57}, "an image's label is 66, the run's data has 10 classes (0..9)"),
                          ({"images": synthetic["images"][:, :, :5, :5].contiguous()}, "the run's data [3, 28, 28]")):
         torch.save({**synthetic, **damage}, run / "synthetic.pt")
         code, _, err = run_cli(capsys, "evaluate", str(run))
