@@ -175,7 +175,6 @@ def _run(args: argparse.Namespace, kind: str) -> int:
         raise (Cancelled if isinstance(exc, Cancelled) else DDError)(message) from None
     if replacing:
         runstore.replace_run(run_dir, out)
-    runstore.update_status(run_dir, warning=metrics.warning)
     print(summary_line(metrics))
     if metrics.warning:
         print(f"warning: {metrics.warning}", file=sys.stderr)
