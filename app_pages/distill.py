@@ -10,6 +10,7 @@ from ddcore.config import (
     METHODS,
     PRESETS,
     SURROGATE_OBJECTIVES,
+    field_help,
     preset,
 )
 from ddcore.errors import DDError
@@ -40,6 +41,11 @@ SURROGATE_DEBIAS_HELP = (
     "Table 4). All of them train a classifier: pick the cross-entropy surrogate objective with them."
 )
 
+
+def debias_full_name(method: str) -> str:
+    return DEBIAS_NAMES[method].full
+
+
 ui.warm_worker()
 st.title("Distill")
 st.markdown(
@@ -60,23 +66,21 @@ if data.source == "files":
 with st.form("distill"):
     c1, c2, c3, c4 = st.columns(4)
     iterations = c1.number_input("Iterations", min_value=0, value=base.distill.iterations,
-                                 step=100 if method == "dm" else 1)
-    ipc = c2.number_input("Images per class (IPC)", min_value=1, value=base.distill.ipc)
-    seed = c3.number_input("Seed", min_value=0, value=d.seed)
-    device = c4.selectbox("Device", DEVICES)
+                                 step=100 if method == "dm" else 1, help=field_help("iterations"))
+    ipc = c2.number_input("Images per class (IPC)", min_value=1, value=base.distill.ipc, help=field_help("ipc"))
+    seed = c3.number_input("Seed", min_value=0, value=d.seed, help=field_help("seed"))
+    device = c4.selectbox("Device", DEVICES, help=field_help("device"))
     c5, c6, c7, c8 = st.columns(4)
-    sigma = c5.text_input("Kernel bandwidth σ", placeholder="adaptive", help="Blank: the core's adaptive rule.")
-    tau = c6.number_input("Temperature τ", min_value=0.0, value=d.tau, step=0.5, help="1: inverse density; large: uniform.")
-    surrogate = c7.selectbox("Surrogate objective", SURROGATE_OBJECTIVES)
+    sigma = c5.text_input("Kernel bandwidth σ", placeholder="adaptive",
+                          help=field_help("kde_sigma").replace("none:", "blank:"))
+    tau = c6.number_input("Temperature τ", min_value=0.0, value=d.tau, step=0.5, help=field_help("kde_tau"))
+    surrogate = c7.selectbox("Surrogate objective", SURROGATE_OBJECTIVES, help=field_help("surrogate"))
     reweight = c8.checkbox("Reweight (single run)", value=d.reweight)
     with st.expander("Advanced"):
         a1, a2 = st.columns(2)
-        def full_name(method: str) -> str:
-            return DEBIAS_NAMES[method].full
-
-        eval_debias = a1.selectbox("Debias the evaluation models", DEBIAS_METHODS, format_func=full_name,
+        eval_debias = a1.selectbox("Debias the evaluation models", DEBIAS_METHODS, format_func=debias_full_name,
                                    help=EVAL_DEBIAS_HELP)
-        surrogate_debias = a2.selectbox("Debias the surrogate", DEBIAS_METHODS, format_func=full_name,
+        surrogate_debias = a2.selectbox("Debias the surrogate", DEBIAS_METHODS, format_func=debias_full_name,
                                         help=SURROGATE_DEBIAS_HELP)
     b1, b2 = st.columns([1, 3])
     both = b1.form_submit_button("Run vanilla + reweighted", type="primary")

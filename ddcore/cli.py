@@ -9,12 +9,11 @@ import argparse
 import math
 import os
 import sys
-from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
 from . import runstore
-from .config import CHOICES, FLAT_FIELDS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
+from .config import CHOICES, CONFIG_FIELDS, FLAT_FIELDS, PRESETS, RunConfig, field_help, preset, validate
 from .errors import Cancelled, ConfigError, DDError
 from .hardware import configure_process
 from .records import Metrics, SyntheticImages
@@ -35,15 +34,8 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _config_fields() -> dict[str, Field]:
-    """Every config field by its (globally unique) flat name."""
-    found = {g.name: g for typ in SECTION_TYPES.values() for g in fields(typ)}
-    found.update({f.name: f for f in fields(RunConfig) if f.name not in SECTION_TYPES})
-    return found
-
-
 def _field_types() -> dict[str, str]:
-    return {name: str(f.type) for name, f in _config_fields().items()}
+    return {name: str(f.type) for name, f in CONFIG_FIELDS.items()}
 
 
 def _converter(type_name: str):
@@ -101,7 +93,7 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
 
 
 def _add_overrides(p: argparse.ArgumentParser, only: set[str] | None = None) -> None:
-    for name, f in _config_fields().items():
+    for name, f in CONFIG_FIELDS.items():
         if name in _TOP_LEVEL or (only is not None and name not in only):
             continue
         type_name = str(f.type)
@@ -109,7 +101,7 @@ def _add_overrides(p: argparse.ArgumentParser, only: set[str] | None = None) -> 
             values = f"one of {', '.join(CHOICES[name][1])}"
         else:
             values = type_name.replace(" | None", " or none")
-        help_text = f"{f.metadata['help']} ({values})"
+        help_text = f"{field_help(name)} ({values})"
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_converter(type_name),
                        default=argparse.SUPPRESS, help=help_text)
 
@@ -270,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_overrides(p)
     p = sub.add_parser("evaluate", help="re-evaluate a run's synthetic set (updates metrics.json)")
     p.add_argument("run", help="the run folder")
-    _add_overrides(p, only={g.name for g in fields(SECTION_TYPES["eval"])} | {"device"})
+    _add_overrides(p, only={name for name, section in FLAT_FIELDS.items() if section == "eval"} | {"device"})
     p = sub.add_parser("list", help="list the runs under a root")
     p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
     p = sub.add_parser("cache", help="show (or --clear) the work runs share: surrogates and MTT experts")

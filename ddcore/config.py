@@ -231,6 +231,16 @@ FLAT_FIELDS: dict[str, str] = {
     **{f.name: "" for f in fields(RunConfig) if f.name not in SECTION_TYPES},
 }
 assert len(FLAT_FIELDS) == sum(len(fields(t)) for t in SECTION_TYPES.values()) + 4, "field names must be unique"
+# flat field name -> its dataclass field: type, default and one line of help (the CLI's and the app's)
+CONFIG_FIELDS: dict[str, dataclasses.Field] = {
+    **{g.name: g for typ in SECTION_TYPES.values() for g in fields(typ)},
+    **{f.name: f for f in fields(RunConfig) if f.name not in SECTION_TYPES},
+}
+
+
+def field_help(name: str) -> str:
+    """The config field's one line of help, e.g. field_help("kde_tau")."""
+    return CONFIG_FIELDS[name].metadata["help"]
 
 
 def preset(name: str, method: str = "dm") -> RunConfig:

@@ -85,7 +85,7 @@ def test_submit_pair_then_see_map_and_images(server: str, page: Page) -> None:
     choose(page, "Preset", "smoke")
     # the preset refills the form; submitting before that rerun lands would use the old values
     # (during a rerun Streamlit briefly shows the stale widget next to the new one)
-    ipc = page.get_by_label("Images per class (IPC)")
+    ipc = page.locator('input[aria-label="Images per class (IPC)"]')  # not its help icon, labelled alike
     expect(page.locator('input[aria-label="Images per class (IPC)"][value="2"]')).to_be_attached()
     expect(ipc).to_have_count(1)
     expect(ipc).to_have_value("2")
