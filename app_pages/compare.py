@@ -3,7 +3,6 @@ and a random subset; the per-group accuracy matrices; where the weight went."""
 import streamlit as st
 
 from ddapp import figures, metrics, runs, ui
-from ddcore import jobs
 from ddcore.errors import DDError
 
 st.title("Compare")
@@ -66,9 +65,12 @@ if distilled:
     buttons = {"full-data baseline": "Queue a full-data baseline for this data", "oracle": "Queue the oracle run",
                "random subset": "Queue a random subset"}
     for column, (name, cfg) in zip(st.columns(max(len(missing), 1)), missing.items()):
-        if column.button(buttons[name], key=f"queue:{name}"):
+        twin = runs.pending_twin(everything, cfg)
+        if twin is not None:  # queued by an earlier click: a second one would only repeat it
+            column.caption(f"The {name} is queued (`{twin.name}`); follow it on the Distill page.")
+        elif column.button(buttons[name], key=f"queue:{name}"):
             try:
-                queued = jobs.submit(ui.runs_root(), cfg).name
-                st.success(f"Queued `{queued}`; follow it on the Distill page.")
+                queued, already = runs.queue_new(ui.runs_root(), ui.list_runs(), [cfg])
+                st.success(f"Queued `{(queued or already)[0]}`; follow it on the Distill page.")
             except DDError as exc:
                 st.error(str(exc))

@@ -1,8 +1,7 @@
 """Distill: configure a run, queue vanilla + reweighted (or one run), follow the jobs."""
 import streamlit as st
 
-from ddapp import forms, ui
-from ddcore import jobs
+from ddapp import forms, runs, ui
 from ddcore.config import (
     DEBIAS_METHODS,
     DEBIAS_NAMES,
@@ -94,10 +93,13 @@ if both or single:
     )
     try:
         configs = forms.build_pair(form) if both else (forms.build_config(form),)
-        queued = [jobs.submit(ui.runs_root(), cfg).name for cfg in configs]
+        queued, already = runs.queue_new(ui.runs_root(), ui.list_runs(), configs)
     except DDError as exc:
         st.error(str(exc))
     else:
-        st.success("Queued " + ", ".join(f"`{n}`" for n in queued))
+        if queued:
+            st.success("Queued " + ", ".join(f"`{n}`" for n in queued))
+        if already:
+            st.info("Already queued or running, so not queued again: " + ", ".join(f"`{n}`" for n in already))
 
 ui.jobs_panel(ui.list_runs())

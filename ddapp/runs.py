@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
+from ddcore import jobs
 from ddcore.config import DEBIAS_NAMES, RunConfig
 from ddcore.runstore import Metrics, RunInfo
 
@@ -77,6 +79,24 @@ def with_metrics(runs: Sequence[RunInfo]) -> list[RunInfo]:
 
 def active(runs: Sequence[RunInfo]) -> list[RunInfo]:
     return [r for r in runs if r.error is None and r.status.state in ("queued", "running")]
+
+
+def pending_twin(runs: Sequence[RunInfo], cfg: RunConfig) -> RunInfo | None:
+    """A queued or running run of exactly `cfg`: queueing it again would only repeat its result."""
+    return next((r for r in active(runs) if r.config == cfg), None)
+
+
+def queue_new(root: Path, runs: Sequence[RunInfo], configs: Sequence[RunConfig]) -> tuple[list[str], list[str]]:
+    """Queue each config under root unless `runs` (root's listing) already has it queued or running
+    (a second click of the same button): (names queued now, names of the twins already there)."""
+    queued, already = [], []
+    for cfg in configs:
+        twin = pending_twin(runs, cfg)
+        if twin is None:
+            queued.append(jobs.submit(root, cfg).name)
+        else:
+            already.append(twin.name)
+    return queued, already
 
 
 def _without_reweighting(run: RunInfo) -> dict:

@@ -47,11 +47,17 @@ def sidebar() -> None:
 def runs_root() -> Path:
     """The sidebar's runs folder (`~` expanded), if ddcore may keep runs there; otherwise the
     page says why in one line and stops (a foreign folder is never listed, written or deleted in)."""
+    typed = (st.session_state.get("runs_root") or "").strip()  # blanks alone mean the default
     try:
-        return runstore.check_root(st.session_state.get("runs_root") or os.environ.get("DDCORE_RUNS", "runs"))
+        root = runstore.check_root(typed or os.environ.get("DDCORE_RUNS", "runs"))
     except DDError as exc:
         st.error(str(exc))
         st.stop()
+    if root == examples.ROOT.resolve():  # they are shown on every page already, and never deleted
+        st.error(f"{root} holds the example runs that ship with ddbias (every page shows them already); "
+                 "choose another folder for your own runs")
+        st.stop()
+    return root
 
 
 def _watch() -> runstore.RunsWatch:

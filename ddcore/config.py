@@ -325,10 +325,18 @@ MAX_IMAGE_LR = 1e6
 SIGMA_RANGE = (1e-3, 1e3)
 MAX_UPWEIGHT = 1000  # JTT copies each misclassified sample this often at most: the set grows by that factor
 MAX_SEED = 2**31 - 1  # seeds are offset per model and stage, and UMAP takes at most 2**32 - 1
-# Batches: the largest any recipe uses is 256; beyond this a value is a typo that would try to
-# allocate terabytes mid-run
-BATCH_FIELDS = ("batch_real", "surrogate_batch", "eval_batch", "batch_train", "expert_batch", "batch_syn")
+# Beyond these a value is a typo: a batch would try to allocate terabytes mid-run (the largest
+# any recipe uses is 256), a count would make a run that never ends (the longest: DM's 20,000
+# iterations, 1,000 evaluation epochs)
 MAX_BATCH = 2**16
+MAX_COUNT = 10**6
+UPPER_LIMITS = {
+    **dict.fromkeys(("batch_real", "surrogate_batch", "eval_batch", "batch_train", "expert_batch", "batch_syn"),
+                    MAX_BATCH),
+    **dict.fromkeys(("iterations", "eval_epochs", "baseline_epochs", "surrogate_epochs", "surrogate_steps",
+                     "expert_epochs", "num_experts", "eval_models", "syn_steps", "outer_loop", "inner_loop",
+                     "max_start_epoch", "map_points", "map_neighbors", "jtt_id_steps"), MAX_COUNT),
+}
 
 
 def between(what: str, value: Any, lo: float, hi: float, above: bool = False, note: str = "", flag: str = "") -> None:
@@ -449,9 +457,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     between("map minimum distance", m.map_min_dist, 0, 1, note=" (UMAP's spread is 1)", flag="--map-min-dist")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or not 0 <= cfg.seed <= MAX_SEED:
         raise ConfigError(f"seed must be a whole number in 0..{MAX_SEED}, got {cfg.seed!r}")
-    for name in BATCH_FIELDS:
+    for name, limit in UPPER_LIMITS.items():
         value = getattr(getattr(cfg, FLAT_FIELDS[name]), name)
-        if isinstance(value, int) and value > MAX_BATCH:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at most {MAX_BATCH:,} images, got {value:,}")
+        if isinstance(value, int) and value > limit:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at most {limit:,}, got {value:,}")
     _finite(cfg)  # after the checks above, whose messages say more about the options they know
     return cfg

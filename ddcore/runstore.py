@@ -78,10 +78,17 @@ def check_root(root: str | Path) -> Path:
     """`root` (`~` expanded) as an absolute path, if ddcore may keep runs there: a folder it
     marked, an empty or missing one, or an unmarked one that holds only run folders and ddcore's
     own files (written before the marker existed: it is marked now). DDError otherwise."""
-    path = Path(os.path.expanduser(str(root))).resolve()
-    if path.exists() and not path.is_dir():
+    text = os.path.expanduser(str(root))
+    if text.startswith("~"):  # expanduser leaves ~name as it is when there is no such user
+        raise DDError(f"runs folder {str(root)!r}: there is no user {text[1:].split(os.sep)[0]!r} whose home '~' could name")
+    try:
+        path = Path(text).resolve()
+        exists, is_dir, marked = path.exists(), path.is_dir(), (path / MARKER).is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise DDError(f"runs folder {str(root)!r} is not a usable path ({exc})") from None
+    if exists and not is_dir:
         raise DDError(f"runs folder {path} is a file, not a folder; choose a folder for the runs")
-    if not path.exists() or (path / MARKER).is_file():
+    if not exists or marked:
         return path
     try:
         entries = list(path.iterdir())

@@ -108,8 +108,9 @@ def test_evaluate_recomputes_metrics(smoke_run):
     (["--source", "files", "--root", "/nonexistent/mnist"], "/nonexistent/mnist"),
     (["--root", "/nonexistent/mnist"], "--root applies to --source files"),
     (["--download", "true"], "--download applies to --source files"),
-    (["--batch-real", "100000000000"], "--batch-real must be at most 65,536 images"),
-    (["--method", "dc", "--batch-train", "70000"], "--batch-train must be at most 65,536 images"),
+    (["--batch-real", "100000000000"], "--batch-real must be at most 65,536, got 100,000,000,000"),
+    (["--method", "dc", "--batch-train", "70000"], "--batch-train must be at most 65,536"),
+    (["--iterations", "1000000000000"], "--iterations must be at most 1,000,000, got 1,000,000,000,000"),
 ])
 def test_invalid_input_exits_2_with_one_line(tmp_path, capsys, args, message):
     code, _, err = main_in_process(capsys, "distill", "--preset", "smoke", "--out", str(tmp_path / "run"), *args)

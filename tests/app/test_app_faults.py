@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ddapp import ui
+from ddapp import examples, ui
 from ddcore import jobs, runstore
 from ddcore.config import preset
 from tests.runfiles import damaged_store, dead_pid
@@ -71,7 +71,7 @@ def test_a_symlinked_run_is_neither_deleted_nor_exported(app, goto, damaged) -> 
     assert (root / "symlinked").is_symlink() and sorted(p.name for p in outside.iterdir()) == ["canary", "config.json"]
 
 
-@pytest.mark.parametrize("kind", ["foreign", "file", "home"])
+@pytest.mark.parametrize("kind", ["foreign", "file", "home", "no-such-user", "nul", "too-long", "examples"])
 def test_a_runs_folder_ddcore_did_not_make_is_one_line_on_every_page(app, goto, tmp_path, monkeypatch, kind) -> None:
     models = tmp_path / "models"
     (models / "bert").mkdir(parents=True)
@@ -83,7 +83,11 @@ def test_a_runs_folder_ddcore_did_not_make_is_one_line_on_every_page(app, goto, 
     monkeypatch.chdir(tmp_path)
     typed, message = {"foreign": (str(models), "is not a ddcore runs folder"),
                       "file": (str(tmp_path / "a-file"), "is a file, not a folder"),
-                      "home": ("~/models", f"{models} is not a ddcore runs folder")}[kind]
+                      "home": ("~/models", f"{models} is not a ddcore runs folder"),
+                      "no-such-user": ("~no-such-user-x/runs", "there is no user 'no-such-user-x'"),
+                      "nul": (str(tmp_path / "a\x00b"), "is not a usable path"),
+                      "too-long": (str(tmp_path / ("x" * 300) / ("y" * 5000)), "is not a usable path"),
+                      "examples": (str(examples.ROOT), "holds the example runs that ship with ddbias")}[kind]
     at = app(tmp_path / "unused")
     at.text_input(key="runs_root").set_value(typed).run()
     for page in PAGES:
@@ -93,6 +97,17 @@ def test_a_runs_folder_ddcore_did_not_make_is_one_line_on_every_page(app, goto, 
     assert sorted(str(p.relative_to(models)) for p in models.rglob("*")) == [
         ".cache", ".cache/pip", ".cache/pip/wheel", "bert", "bert/config.json"], "nothing written or deleted there"
     assert not (tmp_path / "~").exists() and not (tmp_path / "unused").exists()
+    assert not list(tmp_path.glob("~*")) and not list(examples.ROOT.glob(".worker*"))
+
+
+def test_a_runs_folder_of_blanks_means_the_default(app, goto, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    at = app(tmp_path / "default")
+    at.text_input(key="runs_root").set_value("   ").run()
+    for page in PAGES:
+        goto(at, page)
+        assert not at.exception and not at.error, (page, [e.value for e in at.error])
+    assert not (tmp_path / "   ").exists()
 
 
 def test_app_restart_with_runs_in_every_state(app, goto, smoke_store, tmp_path, monkeypatch) -> None:

@@ -125,6 +125,9 @@ def test_distill_queues_a_pair_and_cancels(app, goto, tmp_path: Path) -> None:
     for r in queued:  # the pair differs in the reweighting mode only
         assert r.status.state == "queued" and r.config.preset == "smoke" and r.config.seed == 3
         assert (r.config.reweight.kde_sigma, r.config.reweight.kde_tau) == (0.2, 2.0)
+    by_label(at.button, "Run vanilla + reweighted").click().run()  # the same pair again: not queued twice
+    assert not at.exception and any("Already queued or running, so not queued again" in i.value for i in at.info)
+    assert len(runstore.list_runs(tmp_path)) == 2
     cancels = [b for b in at.button if b.label == "Cancel"]
     assert len(cancels) == 2
     cancels[0].click().run()
@@ -182,6 +185,9 @@ def test_compare_offers_to_queue_a_missing_baseline(app, goto, store_copy: Path)
     assert not at.exception and at.success
     (queued,) = [r for r in runstore.list_runs(store_copy) if r.status.state == "queued"]
     assert queued.config.kind == "baseline" and queued.config.data == preset("smoke").data
+    at.run()  # once queued, it is not offered again (a second click would only repeat it)
+    assert not [b for b in at.button if b.label == "Queue a full-data baseline for this data"]
+    assert any(f"The full-data baseline is queued (`{queued.name}`)" in c.value for c in at.caption)
 
 
 def test_bias_explorer_names_a_missing_mnist_folder(app, goto, tmp_path: Path) -> None:
