@@ -82,7 +82,7 @@ if st.session_state.get("confirm_delete") == run.name:
         except DDError as exc:
             st.error(str(exc))
         else:
-            st.session_state.pop("runs_run", None)
+            ui.forget("runs_run")
             st.toast(f"Deleted {run.name}")
             st.rerun()
     if no.button("Keep it"):

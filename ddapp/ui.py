@@ -116,13 +116,22 @@ def pick_run(text: str, runs: Sequence[RunInfo], key: str, preferred: str | None
     first time, and `focus(key, name)` from another page overrides it."""
     names = [r.name for r in runs]
     keep = f"_keep:{key}"
+    shown = st.session_state.get(key) or st.session_state.get(keep)  # what this page showed last
     if st.session_state.get(key) not in names:
         remembered = st.session_state.get(keep)
         st.session_state[key] = remembered if remembered in names else (preferred if preferred in names else names[0])
     by_name = {r.name: r for r in runs}
     name = st.selectbox(text, names, key=key, format_func=lambda n: label(by_name[n]))
     st.session_state[keep] = name
+    if shown is not None and shown not in names:  # deleted (or damaged) since: say so, not switch silently
+        st.info(f"Run `{shown}` is no longer here (deleted, or no longer readable); showing another run.")
     return by_name[name]
+
+
+def forget(key: str) -> None:
+    """Let `pick_run(..., key)` choose afresh (after the page itself deleted the run it showed)."""
+    st.session_state.pop(key, None)
+    st.session_state.pop(f"_keep:{key}", None)
 
 
 def focus(key: str, name: str) -> None:

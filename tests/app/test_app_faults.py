@@ -154,3 +154,14 @@ def test_the_jobs_panel_rereads_only_what_changed_and_polls_only_while_jobs_run(
     at.run()
     assert watch.reads == 4 and ui.poll_interval(runstore.list_runs(store_copy)) == ui.POLL_SECONDS
     assert [b.label for b in at.button].count("Cancel") == 1
+
+
+def test_a_run_deleted_while_shown_is_said_not_switched_to_silently(app, goto, store_copy) -> None:
+    at = goto(app(store_copy), "app_pages/embedding_map.py")
+    name = at.selectbox(key="map_run").value
+    runstore.delete_run(store_copy / name)
+    at.run()
+    assert not at.exception and at.selectbox(key="map_run").value != name
+    assert any(f"Run `{name}` is no longer here" in i.value for i in at.info), [i.value for i in at.info]
+    at.run()
+    assert not any("is no longer here" in i.value for i in at.info), "said once"

@@ -156,6 +156,7 @@ def test_delete_asks_for_confirmation(app, goto, store_copy: Path) -> None:
     by_label(at.button, "Yes, delete").click().run()
     assert not at.exception and not (store_copy / "smoke-none").exists()
     assert set(at.dataframe[0].value["name"]) == {"smoke-kde", "smoke-baseline"}
+    assert not any("no longer here" in i.value for i in at.info), "the page deleted it: no notice needed"
 
 
 def test_delete_is_disabled_for_a_queued_run(app, goto, tmp_path: Path) -> None:
