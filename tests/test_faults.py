@@ -325,7 +325,9 @@ def test_a_sweep_tag_that_cannot_be_read_is_no_cell(done_run, tmp_path, capsys):
     from ddcore.sweeps import store
 
     for name, tag in (("inf-seed", '{"sweep": "s", "key": "k", "index": 0, "axes": {}, "seed": 1e999}'),
-                      ("unknown-axis", '{"sweep": "s", "key": "k", "index": 0, "axes": {"bogus": 1}, "seed": 0}')):
+                      ("unknown-axis", '{"sweep": "s", "key": "k", "index": 0, "axes": {"bogus": 1}, "seed": 0}'),
+                      ("newline", '{"sweep": "s", "key": "k", "index": 0, "axes": {"dataset": "a\\nb"}, "seed": 0}'),
+                      ("nested", '{"sweep": "s", "key": "k", "index": 0, "axes": {"ipc": [[1]]}, "seed": 0}')):
         (copy_run(done_run, tmp_path / "runs", name) / store.TAG).write_text(tag)
         assert store.read_tag(tmp_path / "runs" / name) is None
     code, _, err = run_cli(capsys, "sweep", "table", "s", "--long", "--runs", str(tmp_path / "runs"))

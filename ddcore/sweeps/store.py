@@ -83,12 +83,17 @@ def write_tag(run_dir: Path, sweep: str, cell: Cell) -> None:
                                               "axes": dict(cell.axes), "seed": cell.seed})
 
 
+def _plain(value: Any) -> bool:
+    """A config value as the tables print it: a number, a printable string, true/false or null."""
+    return value is None or isinstance(value, bool | int | float) or (isinstance(value, str) and value.isprintable())
+
+
 def read_tag(run_dir: Path) -> Tag | None:
     """The folder's tag, or None when it has none (or an unreadable one: not a sweep cell then)."""
     try:
         raw = runstore.read_json(Path(run_dir) / TAG)
         tag = Tag(str(raw["sweep"]), str(raw["key"]), int(raw["index"]), tuple(raw["axes"].items()), int(raw["seed"]))
-        if any(name not in FLAT_FIELDS for name, _ in tag.axes):  # the tables look each axis up in the config
+        if any(name not in FLAT_FIELDS or not _plain(value) for name, value in tag.axes):  # not as ddcore wrote it
             return None
         return tag
     except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):  # OverflowError: int(inf)
