@@ -34,7 +34,8 @@ OPTIONS = [
     "--image-size 1000", "--max-start-epoch abc", "--dsa-strategy color_spin", "--method nope",
     "--dataset imagenet", "--source files --root /nonexistent/mnist",
     # a second pass (2026-12-02)
-    "--root /nonexistent/mnist", "--download true", "--batch-real 100000000000", "--device tpu",
+    "--root /nonexistent/mnist", "--download true", "--batch-real 100000000000", "--iterations 1000000000000",
+    "--device tpu",
 ]
 
 
