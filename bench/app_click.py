@@ -108,7 +108,7 @@ def main() -> None:
             page.goto(f"http://127.0.0.1:{port}/distill")
             page.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
             page.get_by_role("option", name=args.preset, exact=True).click()
-            expect(page.get_by_label("Images per class (IPC)")).to_have_count(1, timeout=30_000)
+            expect(page.locator('input[aria-label="Images per class (IPC)"]')).to_have_count(1, timeout=30_000)
             page.wait_for_timeout(1000)  # the preset's rerun refills the form before the click
             cpu_before, start = cpu_seconds(server.pid), time.perf_counter()
             harness_before = harness_seconds(server.pid)
