@@ -34,10 +34,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _field_types() -> dict[str, str]:
-    return {name: str(f.type) for name, f in CONFIG_FIELDS.items()}
-
-
 def _converter(type_name: str):
     def to_bool(text: str) -> bool:
         if text.lower() in ("1", "true", "yes", "on"):
@@ -80,13 +76,13 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
     overrides given as flag/value pairs (the benchmarks' extra arguments), typed like the CLI's."""
     if len(args) % 2:
         raise ConfigError(f"options come as --name value pairs; '{args[-1]}' has no value")
-    types, out = _field_types(), {}
+    out: dict[str, Any] = {}
     for flag, text in zip(args[::2], args[1::2]):
         name = flag.lstrip("-").replace("-", "_")
-        if not flag.startswith("--") or name not in types:
+        if not flag.startswith("--") or name not in CONFIG_FIELDS:
             raise ConfigError(f"unknown option '{flag}'")
         try:
-            out[name] = _converter(types[name])(text)
+            out[name] = _converter(str(CONFIG_FIELDS[name].type))(text)
         except (ValueError, argparse.ArgumentTypeError) as exc:
             raise ConfigError(f"bad value for {flag}: {exc}") from None
     return out
