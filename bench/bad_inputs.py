@@ -67,7 +67,8 @@ def main_() -> None:
         for name, damage in (("truncated", "synthetic.pt"), ("pickle", "synthetic.pt"), ("wrong-type", "metrics.json"),
                              ("progress-abc", "status.json"), ("object-map", "embeddings.npz"),
                              ("fifo", "status.json"), ("dev-zero", "metrics.json"), ("deep", "metrics.json"),
-                             ("pid-0", "status.json"), ("teleport", "config.json"), ("label-57", "synthetic.pt")):
+                             ("pid-0", "status.json"), ("teleport", "config.json"), ("ratio-7.5", "config.json"),
+                             ("label-57", "synthetic.pt")):
             run = t / "runs" / name
             shutil.copytree(done, run)
             damaged[name] = run
@@ -86,6 +87,8 @@ def main_() -> None:
         (damaged["pid-0"] / "status.json").write_text(json.dumps({**status, "state": "running", "pid": 0}))
         config = json.loads((done / "config.json").read_text())
         (damaged["teleport"] / "config.json").write_text(json.dumps({**config, "kind": "teleport"}))
+        (damaged["ratio-7.5"] / "config.json").write_text(
+            json.dumps({**config, "data": {**config["data"], "conflict_ratio": 7.5}}))
         synthetic = torch.load(done / "synthetic.pt", weights_only=True)
         torch.save({**synthetic, "labels": synthetic["labels"] + 57}, damaged["label-57"] / "synthetic.pt")
         runstore.init_root(t / "linked")
@@ -132,7 +135,8 @@ def main_() -> None:
                            ("progress-abc", 'status.json {"progress": "abc"}'), ("fifo", "a FIFO for status.json"),
                            ("dev-zero", "metrics.json a link to /dev/zero"), ("deep", "metrics.json nested 100,000 deep"),
                            ("pid-0", 'status.json {"state": "running", "pid": 0}'),
-                           ("teleport", 'config.json {"kind": "teleport"}')):
+                           ("teleport", 'config.json {"kind": "teleport"}'),
+                           ("ratio-7.5", 'config.json {"data": {"conflict_ratio": 7.5, ...}}')):
             print(f"| `list` row of a run with {what} | 0 | {rows[name].error.replace(tmp, 'TMP')} |")
         try:
             EmbeddingMap.load(damaged["object-map"])

@@ -56,7 +56,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .config import SECTION_TYPES, RunConfig, check_choices
+from .config import SECTION_TYPES, RunConfig, validate
 from .errors import ConfigError, DDError
 from .records import DamagedRun, Metrics, RecordError, Status, atomic_write, check_fields, read_json, write_json
 
@@ -282,8 +282,8 @@ def _remove_flat_folder(folder: Path) -> None:
 
 
 def read_config(run_dir: Path) -> RunConfig:
-    """The run's config with every field's type checked; FileNotFoundError when there is none,
-    DamagedRun when it cannot be trusted."""
+    """The run's config with every field's type and value checked (as `distill` checks them before
+    it writes one); FileNotFoundError when there is none, DamagedRun when it cannot be trusted."""
     path = Path(run_dir) / "config.json"
     try:
         raw = read_json(path)
@@ -296,8 +296,8 @@ def read_config(run_dir: Path) -> RunConfig:
             raise RecordError("should hold a JSON object with one object per section")
         cfg = RunConfig.from_dict(raw)
         check_fields(cfg)
-        return check_choices(cfg)
-    except (ValueError, TypeError) as exc:  # ConfigError (an unknown option), RecordError
+        return validate(cfg)
+    except (ValueError, TypeError) as exc:  # ConfigError (an unknown option, a value out of range), RecordError
         raise DamagedRun(path, str(exc)) from None
 
 

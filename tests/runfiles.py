@@ -104,6 +104,9 @@ def damaged_store(root: Path, done_run: Path, outside: Path) -> dict[str, str]:
     _edit_json(copy("running-but-dead", "died") / "status.json", state="running", pid=dead_pid())
     # readers dispatch on the named options: an unknown one would be a KeyError on every page
     _edit_json(copy("config-unknown-kind", "unknown run kind 'teleport'") / "config.json", kind="teleport")
+    # known names, values no run could have: checked as distill checks them before writing the file
+    cfg = copy("config-out-of-range", "conflict ratio must be in [0, 1], got 7.5") / "config.json"
+    _edit_json(cfg, data={**json.loads(cfg.read_text())["data"], "conflict_ratio": 7.5})
     # kill(0, 0) asks about our own process group (alive), kill(10**30, 0) overflows
     _edit_json(copy("status-pid-zero", "pid should lie in") / "status.json", state="running", pid=0)
     _edit_json(copy("status-pid-huge", "pid should lie in") / "status.json", state="running", pid=10**30)

@@ -175,7 +175,7 @@ def test_list_shows_every_kind_of_damaged_run_as_a_row(done_run, tmp_path, capsy
     listed = {r.name: r for r in runstore.list_runs(root)}
     for name in ("config-not-json", "config-wrong-type", "status-wrong-type", "status-unknown-state",
                  "metrics-wrong-type", "metrics-newer-version", "empty-folder", "symlinked", "config-unknown-kind",
-                 "status-pid-zero", "status-pid-huge", "status-fifo", "metrics-symlink", "metrics-deep"):
+                 "config-out-of-range", "status-pid-zero", "status-pid-huge", "status-fifo", "metrics-symlink", "metrics-deep"):
         assert " damaged " in rows[name], rows[name]
         assert damaged[name] in listed[name].error, listed[name].error
     assert "failed" in rows["running-but-dead"] and "died" in rows["running-but-dead"]
