@@ -76,11 +76,13 @@ with st.form("distill"):
     surrogate = c7.selectbox("Surrogate objective", SURROGATE_OBJECTIVES, help=field_help("surrogate"))
     reweight = c8.checkbox("Reweight (single run)", value=d.reweight)
     with st.expander("Advanced"):
-        a1, a2 = st.columns(2)
+        a1, a2, a3 = st.columns(3)
         eval_debias = a1.selectbox("Debias the evaluation models", DEBIAS_METHODS, format_func=debias_full_name,
                                    help=EVAL_DEBIAS_HELP)
         surrogate_debias = a2.selectbox("Debias the surrogate", DEBIAS_METHODS, format_func=debias_full_name,
                                         help=SURROGATE_DEBIAS_HELP)
+        scale = a3.number_input("Adaptive bandwidth scale", min_value=0.01, max_value=100.0, value=d.scale,
+                                step=0.1, help=field_help("kde_scale"))
     b1, b2 = st.columns([1, 3])
     both = b1.form_submit_button("Run vanilla + reweighted", type="primary")
     single = b2.form_submit_button("Run single")
@@ -88,7 +90,7 @@ with st.form("distill"):
 if both or single:
     form = forms.DistillForm(
         preset=preset_name, data=data, method=method, ipc=int(ipc), reweight=reweight, sigma=sigma, tau=tau,
-        surrogate=surrogate, iterations=int(iterations), seed=int(seed), device=device,
+        scale=scale, surrogate=surrogate, iterations=int(iterations), seed=int(seed), device=device,
         eval_debias=eval_debias, surrogate_debias=surrogate_debias,
     )
     try:

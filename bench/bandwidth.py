@@ -1,9 +1,12 @@
-"""How the KDE bandwidth decides the weights: for each conflict ratio and surrogate objective,
-train the surrogate once, then for sigma = scale * (median within-class distance) report the share
-of weight on bias-conflicting samples and how evenly the weight is spread over the (class, colour)
-groups (1.0 = every group present in a class gets the same total weight).
+"""How the surrogate and the KDE bandwidth decide the weights: for each dataset, conflict ratio
+and surrogate setting, train the surrogate as a run would (the pipeline's own data, normalisation,
+spec and generators), then for sigma = scale * (median within-class distance) report the share of
+weight on bias-conflicting samples and how evenly the weight is spread over the (class, bias value)
+groups (1.0 = every group present in a class gets the same total weight, as the oracle gives).
+Reads the training split only (its bias labels, which the method never sees), never the test split.
 
-    python bench/bandwidth.py                                   # bundled data, quick surrogate
+    python bench/bandwidth.py                                         # bundled cmnist, quick surrogate
+    python bench/bandwidth.py --datasets cmnist,bg-cmnist --steps 30,60,120 --ratios 0.02,0.05
     python bench/bandwidth.py --source files --root ../shared/data --preset paper
 """
 from __future__ import annotations
@@ -13,45 +16,62 @@ import time
 
 import torch
 
-from ddcore import density
+from ddcore import density, hardware
 from ddcore.config import preset
-from ddcore.data import load_biased
-from ddcore.pipeline import resolve_device
-from ddcore.surrogate import SurrogateSpec, train_surrogate
+from ddcore.pipeline import load_splits, resolve_device, surrogate_generators, surrogate_spec
+from ddcore.surrogate import train_surrogate
 
-SCALES = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="quick")
+    ap.add_argument("--datasets", default="cmnist")
     ap.add_argument("--source", default="bundled")
     ap.add_argument("--root", default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ratios", default="0.005,0.01,0.02,0.05")
-    ap.add_argument("--objectives", default="supcon,ce,untrained")
+    ap.add_argument("--objectives", default="supcon")
+    ap.add_argument("--steps", default="preset", help="surrogate step budgets, comma-separated ('none': no cap)")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--scales", default="0.25,0.5,1,2",
+                    help="bandwidths, as multiples of the median within-class distance (kde_scale)")
+    ap.add_argument("--taus", default="preset", help="KDE temperatures, comma-separated")
     args = ap.parse_args()
+    scales = tuple(map(float, args.scales.split(",")))
+    threads = hardware.configure_process()
     device = resolve_device(args.device)
-    print(f"{time.strftime('%Y-%m-%d')} | preset {args.preset} | source {args.source} | device {device}\n")
-    print("| ratio | surrogate | median dist | " + " | ".join(f"scale {s}: share / balance" for s in SCALES) + " |")
-    print("|---|---|---|" + "---|" * len(SCALES))
-    for ratio in map(float, args.ratios.split(",")):
-        cfg = preset(args.preset).with_overrides(conflict_ratio=ratio, source=args.source, root=args.root)
-        train = load_biased(cfg.data, train=True, seed=0).to(device)
-        for objective in args.objectives.split(","):
-            r = cfg.reweight
-            spec = SurrogateSpec(objective, r.surrogate_epochs, r.surrogate_lr, r.surrogate_batch, r.surrogate_width,
-                                 cfg.net.net_depth, cfg.net.net_norm, r.supcon_temperature)
-            model = train_surrogate(train.images, train.labels, 10, spec,
-                                    torch.Generator(device=device).manual_seed(11), torch.Generator().manual_seed(12))
-            z = model.embed(train.images)
-            median = density.auto_bandwidth(z, train.labels, torch.Generator().manual_seed(0)) / density.BANDWIDTH_SCALE
-            cells = []
-            for scale in SCALES:
-                w = density.density_weights(density.kde_log_density(z, train.labels, scale * median), train.labels, 1.0)
-                share, _ = density.conflict_shares(w, train.conflicting)
-                cells.append(f"{100 * share:.0f}% / {density.group_balance(w, train.labels, train.bias):.2f}")
-            print(f"| {ratio:g} | {objective} | {median:.3f} | " + " | ".join(cells) + " |", flush=True)
+    print(f"{time.strftime('%Y-%m-%d')} | preset {args.preset} | source {args.source} | device {device} | "
+          f"{threads} threads | CPU capability {hardware.cpu_capability()}\n")
+    print("| dataset | ratio | surrogate | steps | seed | tau | median distance | "
+          + " | ".join(f"scale {s}: share / balance" for s in scales) + " |")
+    print("|---|---|---|---|---|---|---|" + "---|" * len(scales))
+    for dataset in args.datasets.split(","):
+        for ratio in map(float, args.ratios.split(",")):
+            for seed in map(int, args.seeds.split(",")):
+                base = preset(args.preset).with_overrides(dataset=dataset, conflict_ratio=ratio, source=args.source,
+                                                          root=args.root, seed=seed)
+                train, _, _ = load_splits(base, device)
+                for objective in args.objectives.split(","):
+                    for steps in args.steps.split(","):
+                        cfg = base.with_overrides(surrogate=objective)
+                        if steps != "preset":
+                            cfg = cfg.with_overrides(surrogate_steps=None if steps == "none" else int(steps))
+                        model = train_surrogate(train.images, train.labels, train.num_classes, surrogate_spec(cfg),
+                                                *surrogate_generators(cfg, device))
+                        z = model.embed(train.images)
+                        sigma = density.auto_bandwidth(z, train.labels, torch.Generator().manual_seed(seed))
+                        for tau in args.taus.split(","):
+                            tau = cfg.reweight.kde_tau if tau == "preset" else float(tau)
+                            cells = []
+                            for scale in scales:
+                                log_density = density.kde_log_density(z, train.labels, scale * sigma)
+                                w = density.density_weights(log_density, train.labels, tau)
+                                share, _ = density.conflict_shares(w, train.conflicting)
+                                balance = density.group_balance(w, train.labels, train.bias)
+                                cells.append(f"{100 * share:.0f}% / {balance:.2f}")
+                            print(f"| {dataset} | {ratio:g} | {objective} | {cfg.reweight.surrogate_steps} | {seed} | "
+                                  f"{tau:g} | {sigma:.3f} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

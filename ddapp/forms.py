@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ddcore.config import DataConfig, RunConfig, preset, validate, validate_data
+from ddcore.config import DataConfig, ReweightConfig, RunConfig, preset, validate, validate_data
 from ddcore.data import files_help, get_spec
 from ddcore.errors import ConfigError
 
@@ -34,7 +34,8 @@ class DistillForm:
     ipc: int = 10
     reweight: bool = True
     sigma: str = ""
-    tau: float = 1.0
+    tau: float = ReweightConfig.kde_tau
+    scale: float = ReweightConfig.kde_scale  # the adaptive σ's multiple (Advanced), used when sigma is blank
     surrogate: str = "supcon"
     iterations: int | None = None  # None: the preset's count
     seed: int = 0
@@ -91,6 +92,7 @@ def build_config(form: DistillForm, reweight: bool | None = None) -> RunConfig:
         reweight="kde" if (form.reweight if reweight is None else reweight) else "none",
         kde_sigma=parse_sigma(form.sigma),
         kde_tau=float(form.tau),
+        kde_scale=float(form.scale),
         surrogate=form.surrogate,
         seed=int(form.seed),
         device=form.device,

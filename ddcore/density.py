@@ -14,9 +14,6 @@ import math
 
 import torch
 
-# sigma = BANDWIDTH_SCALE * (median within-class pairwise distance): the scale that balanced the
-# (class, colour) groups best for SupCon embeddings at every ratio measured (bench/RESULTS.md)
-BANDWIDTH_SCALE = 1.0
 _BANDWIDTH_SAMPLE = 1000  # per class, for the median: enough for 3 significant digits
 
 
@@ -43,10 +40,11 @@ def kde_log_density(features: torch.Tensor, labels: torch.Tensor, sigma: float, 
     return out
 
 
-def auto_bandwidth(features: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> float:
-    """The default sigma: a fixed fraction of the median distance between two samples of the
-    same class. It follows the embedding's scale (dimension, normalisation, how tightly the
-    surrogate clusters), so one rule serves every dataset and ratio."""
+def auto_bandwidth(features: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+                   scale: float = 1.0) -> float:
+    """The default sigma: `scale` (the config's kde_scale) times the median distance between two
+    samples of the same class. It follows the embedding's scale (dimension, normalisation, how
+    tightly the surrogate clusters), so one rule serves every dataset and ratio."""
     medians = []
     for c in labels.unique():
         idx = (labels == c).nonzero().squeeze(1)
@@ -57,7 +55,7 @@ def auto_bandwidth(features: torch.Tensor, labels: torch.Tensor, generator: torc
         medians.append(d[torch.triu(torch.ones_like(d, dtype=torch.bool), diagonal=1)].median())
     if not medians:
         raise ValueError("every class has fewer than two samples; cannot pick a bandwidth")
-    sigma = BANDWIDTH_SCALE * float(torch.stack(medians).median())
+    sigma = scale * float(torch.stack(medians).median())
     return max(sigma, 1e-6)
 
 

@@ -154,7 +154,7 @@ def preflight(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def _load(cfg: RunConfig, device: torch.device) -> tuple[BiasedTensors, BiasedTensors, Normalization]:
+def load_splits(cfg: RunConfig, device: torch.device) -> tuple[BiasedTensors, BiasedTensors, Normalization]:
     """Both splits, standardised with the training split's statistics (the space every later
     stage works in), on `device`."""
     preflight(cfg)
@@ -164,30 +164,38 @@ def _load(cfg: RunConfig, device: torch.device) -> tuple[BiasedTensors, BiasedTe
     return train.normalized(norm).to(device), test.normalized(norm).to(device), norm
 
 
+def surrogate_spec(cfg: RunConfig) -> SurrogateSpec:
+    """What the run's surrogate is: its objective, schedule, network and debiasing."""
+    r = cfg.reweight
+    return SurrogateSpec(r.surrogate, r.surrogate_epochs, r.surrogate_lr, r.surrogate_batch, r.surrogate_width,
+                         cfg.net.net_depth, cfg.net.net_norm, r.supcon_temperature, r.surrogate_steps,
+                         debias.spec_from(r.surrogate_debias, cfg.eval))
+
+
+def surrogate_generators(cfg: RunConfig, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+    """The surrogate's weights-and-order generator (on its device) and its augmentation generator."""
+    return torch.Generator(device=device).manual_seed(cfg.seed + 11), torch.Generator().manual_seed(cfg.seed + 12)
+
+
 def _surrogate(cfg: RunConfig, train: BiasedTensors, cache_dir: Path, reporter: Reporter) -> Surrogate:
     """Train the surrogate, or load it from the cache shared by runs with the same data, surrogate
     settings and seed (the vanilla and reweighted run of a pair train the same one)."""
-    r = cfg.reweight
-    spec = SurrogateSpec(r.surrogate, r.surrogate_epochs, r.surrogate_lr, r.surrogate_batch,
-                         r.surrogate_width, cfg.net.net_depth, cfg.net.net_norm, r.supcon_temperature,
-                         r.surrogate_steps, debias.spec_from(r.surrogate_debias, cfg.eval))
+    spec = surrogate_spec(cfg)
     key = json.dumps({"format": SURROGATE_FORMAT, "data": asdict(cfg.data), "spec": asdict(spec), "seed": cfg.seed},
                      sort_keys=True)
     path = cache_dir / f"surrogate-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     device = train.images.device
-
-    def generators() -> tuple[torch.Generator, torch.Generator]:
-        return torch.Generator(device=device).manual_seed(cfg.seed + 11), torch.Generator().manual_seed(cfg.seed + 12)
-
     if path.exists():
         try:
-            model = build_surrogate(spec, train.num_classes, tuple(train.images.shape[1:]), generators()[0])
+            model = build_surrogate(spec, train.num_classes, tuple(train.images.shape[1:]),
+                                    surrogate_generators(cfg, device)[0])
             model.load_state_dict(torch.load(path, weights_only=True, map_location=device))
             runstore.append_log(reporter.run_dir, f"surrogate loaded from cache {path.name}")
             return model
         except Exception as exc:  # a damaged cache entry is rebuilt, never trusted
             runstore.append_log(reporter.run_dir, f"surrogate cache {path.name} unreadable ({exc}); retraining")
-    model = train_surrogate(train.images, train.labels, train.num_classes, spec, *generators(), reporter.progress)
+    model = train_surrogate(train.images, train.labels, train.num_classes, spec, *surrogate_generators(cfg, device),
+                             reporter.progress)
     cache_dir.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
@@ -200,14 +208,15 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
     device = resolve_device(cfg.device)
     r = cfg.reweight
     reporter.stage("data")
-    train, test, norm = _load(cfg, device)
+    train, test, norm = load_splits(cfg, device)
 
     reporter.stage("surrogate")
     surrogate = _surrogate(cfg, train, runstore.cache_dir(run_dir.parent), reporter)
     features = surrogate.embed(train.images)
 
     reporter.stage("density")
-    sigma = r.kde_sigma or density.auto_bandwidth(features, train.labels, torch.Generator().manual_seed(cfg.seed))
+    sigma = r.kde_sigma or density.auto_bandwidth(features, train.labels, torch.Generator().manual_seed(cfg.seed),
+                                                  r.kde_scale)
     log_density = density.kde_log_density(features, train.labels, sigma)
     weights = {"kde": lambda: density.density_weights(log_density, train.labels, r.kde_tau),
                "oracle": lambda: density.oracle_weights(train.labels, train.bias),
@@ -292,7 +301,7 @@ def _baseline(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
     t0 = time.time()
     device = resolve_device(cfg.device)
     reporter.stage("data")
-    train, test, _ = _load(cfg, device)
+    train, test, _ = load_splits(cfg, device)
     reporter.stage("evaluate")
     metrics: dict[str, Any] = evaluate_set(train.images, train.labels, test, cfg, cfg.eval.baseline_epochs,
                                            cfg.seed, reporter.progress)
@@ -314,7 +323,7 @@ def _random_subset(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> dict[st
     t0 = time.time()
     device = resolve_device(cfg.device)
     reporter.stage("data")
-    train, test, norm = _load(cfg, device)
+    train, test, norm = load_splits(cfg, device)
     reporter.stage("subset")
     table, w = class_table(train.labels, density.uniform_weights(train.labels), train.num_classes)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
