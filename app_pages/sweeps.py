@@ -1,7 +1,7 @@
 """Sweeps: queue a grid of runs (a shipped spec or one built here), follow it, read its results."""
 import streamlit as st
 
-from ddapp import sweeps, ui
+from ddapp import examples, sweeps, ui
 from ddcore.config import DATASETS, METHODS, PRESETS
 from ddcore.data import DATASET_SPECS
 from ddcore.errors import DDError
@@ -73,14 +73,45 @@ if submit and spec is not None:
                    f"{launch.active} already queued or running.")
         st.session_state["sweep_pick"] = spec.name
 
+
+def show_results(long: results.Table, name: str) -> None:
+    """The tables, plots and downloads of a sweep's long table (its done cells)."""
+    agg = results.aggregate(long)
+    st.subheader("Results")
+    st.caption("Unbiased, aligned and conflicting test accuracy and the bias-conflicting samples' share of the "
+               "weight (all in %), mean ± sample std over the seeds done; sigma_used is the KDE bandwidth the runs "
+               "used.")
+    st.dataframe(sweeps.frame(results.summary(agg)), hide_index=True, key="sweep_summary")
+    for i, fig in enumerate(sweeps.figures(sweeps.frame(agg))):
+        st.plotly_chart(fig, key=f"sweep_plot_{i}")
+    d1, d2, d3 = st.columns(3)
+    d1.download_button("Download the table (CSV)", agg.to_csv(), f"{name}-summary.csv", "text/csv")
+    d2.download_button("Download every cell (CSV)", long.to_csv(), f"{name}-cells.csv", "text/csv")
+    d3.download_button("Download the table (markdown)", results.summary(agg).to_markdown(), f"{name}-summary.md",
+                       "text/markdown")
+    with st.expander("Every cell"):
+        st.dataframe(sweeps.frame(long), hide_index=True, key="sweep_cells")
+
+
 st.subheader("Sweeps in this folder")
 names = store.sweep_names(root)
-if not names:
+example = examples.sweep()
+choices = names + ([example.name] if example else [])
+if not choices:
     st.info("No sweep here yet. Start one above; its cells and results appear here.")
     st.stop()
-if st.session_state.get("sweep_pick") not in names:
-    st.session_state["sweep_pick"] = names[0]
-picked = st.selectbox("Sweep", names, key="sweep_pick")
+if not names:
+    st.info("No sweep in this runs folder yet: start one above. Until then, here is the example that ships "
+            "with ddbias.")
+if st.session_state.get("sweep_pick") not in choices:
+    st.session_state["sweep_pick"] = choices[0]
+picked = st.selectbox("Sweep", choices, key="sweep_pick")
+if example and picked == example.name:
+    st.markdown(f"**Example (shipped, read-only):** every cell of the shipped spec `{examples.SWEEP}` "
+                f"(choose it above to see what it runs, or to run it here yourself).")
+    st.caption(example.made)
+    show_results(example.cells, examples.SWEEP)
+    st.stop()
 cells = store.sweep_cells(root, picked)
 states = tuple(c.state for c in cells)
 
@@ -106,21 +137,7 @@ progress()
 failed = [c for c in cells if c.state == "failed"]
 if failed:
     st.error(f"{len(failed)} cell(s) failed, e.g. `{failed[0].name}`: {failed[0].error or failed[0].status.message}")
-long = results.long_table(cells)
-agg = results.aggregate(long)
 if not any(c.state == "done" for c in cells):
     st.info("No cell has finished yet; the results appear here as they do.")
     st.stop()
-st.subheader("Results")
-st.caption("Unbiased, aligned and conflicting test accuracy and the bias-conflicting samples' share of the weight "
-           "(all in %), mean ± sample std over the seeds done; sigma_used is the KDE bandwidth the runs used.")
-st.dataframe(sweeps.frame(results.summary(agg)), hide_index=True, key="sweep_summary")
-for i, fig in enumerate(sweeps.figures(sweeps.frame(agg))):
-    st.plotly_chart(fig, key=f"sweep_plot_{i}")
-d1, d2, d3 = st.columns(3)
-d1.download_button("Download the table (CSV)", agg.to_csv(), f"{picked}-summary.csv", "text/csv")
-d2.download_button("Download every cell (CSV)", long.to_csv(), f"{picked}-cells.csv", "text/csv")
-d3.download_button("Download the table (markdown)", results.summary(agg).to_markdown(), f"{picked}-summary.md",
-                   "text/markdown")
-with st.expander("Every cell"):
-    st.dataframe(sweeps.frame(long), hide_index=True, key="sweep_cells")
+show_results(results.long_table(cells), picked)

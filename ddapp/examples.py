@@ -8,18 +8,29 @@ as examples everywhere and never deleted, re-run or overwritten. They are shippe
 computed on first start because a pair takes minutes on 2 CPU cores and the story page must be
 drawn in seconds; the oracle and the random subset, which Compare offers to queue, are left out
 to keep the repository light (each distill run is ~2 MB, mostly its synthetic tensors and map).
+
+The Sweeps page's example is the shipped `amplification` sweep, run in full by the same script
+(`make_sweep`) and shipped as its long table (`examples/sweeps/amplification.csv`, one row per
+cell: what the page tabulates and plots) with one line saying where and when it ran; its 24 run
+folders would weigh ~30 MB.
 """
 from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ddcore import runstore
+import torch
+
+from ddcore import hardware, jobs, runstore
 from ddcore.config import RunConfig, preset
 from ddcore.runstore import RunInfo
+from ddcore.sweeps import results, store
+from ddcore.sweeps.backends import LocalBackend, run_sweep
+from ddcore.sweeps.spec import load_spec
 
 if TYPE_CHECKING:
     from ddcore.pipeline import Listener
@@ -27,6 +38,19 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1] / "examples"
 PREFIX = "example:"  # ':' is not allowed in run names, so an example never shares a user's run name
 MAP_POINTS = 1000  # a quarter of the bundled training split: keeps each shipped map under 1 MB
+
+
+SWEEP = "amplification"  # the shipped spec (sweeps/amplification.toml) whose results ship too
+SWEEP_DIR = ROOT / "sweeps"
+
+
+@dataclass(frozen=True)
+class SweepExample:
+    """The shipped sweep's results: what the Sweeps page shows beside the user's own sweeps."""
+
+    name: str  # "example:amplification"
+    cells: results.Table  # its long table (ddcore.sweeps.results.long_table)
+    made: str  # where, when and how long it ran, one line
 
 
 def configs() -> dict[str, RunConfig]:
@@ -72,3 +96,34 @@ def make(root: Path = ROOT, listener: Listener | None = None) -> list[Path]:
                 if not f.name.startswith("."):
                     shutil.copy2(f, target / f.name)
     return [root / p.name for p in made]
+
+
+def sweep(root: Path = ROOT, name: str = SWEEP) -> SweepExample | None:
+    """The shipped sweep's results; None where a checkout lacks them."""
+    table, made = root / "sweeps" / f"{name}.csv", root / "sweeps" / f"{name}.txt"
+    if not (table.is_file() and made.is_file()):
+        return None
+    return SweepExample(PREFIX + name, results.Table.from_csv(table.read_text()), made.read_text().strip())
+
+
+def make_sweep(root: Path = ROOT, spec_path: str | Path = SWEEP) -> Path:
+    """Run every cell of a spec (the shipped one) from scratch in a scratch runs root (the worker's
+    loop, in this process), then write its long table and how it was made into `root`/sweeps.
+    Returns the table's path."""
+    spec = load_spec(spec_path)
+    start = time.time()
+    with tempfile.TemporaryDirectory(prefix="ddbias-example-sweep-") as tmp:
+        run_sweep(Path(tmp), spec, LocalBackend(start_worker=False))
+        jobs.run_worker(Path(tmp), poll_seconds=0.1, idle_exit_seconds=0.5)
+        table = results.long_table(store.sweep_cells(Path(tmp), spec.name))
+    unfinished = [r["cell"] for r in table.records() if r["state"] != "done"]
+    if unfinished:
+        raise RuntimeError(f"cells of {spec.name} that did not finish: {', '.join(unfinished)}")
+    out = Path(root) / "sweeps"
+    out.mkdir(exist_ok=True)
+    (out / f"{spec.name}.csv").write_text(table.to_csv())
+    (out / f"{spec.name}.txt").write_text(
+        f"Made by `python scripts/make_examples.py --sweep` on {time.strftime('%Y-%m-%d')}: {len(table.rows)} "
+        f"cells in {(time.time() - start) / 60:.0f} minutes, one at a time, on {torch.get_num_threads()} CPU "
+        f"threads (CPU capability {hardware.cpu_capability()}, torch {torch.__version__}).\n")
+    return out / f"{spec.name}.csv"

@@ -15,11 +15,14 @@ from ddapp import examples
 from ddcore import runstore
 from ddcore.config import RunConfig, preset
 from ddcore.records import VERSION, EmbeddingMap, Metrics, Status, SyntheticImages
+from ddcore.sweeps import results
+from ddcore.sweeps.spec import expand, load_spec
 
 ROOT = examples.ROOT
 CONFIGS = examples.configs()
 MAX_MIB = 4.5  # the examples live in the repository, which must stay light (README: ./run.sh works offline)
 REGENERATE = "run `python scripts/make_examples.py` to make the examples with the current code"
+REGENERATE_SWEEP = "run `python scripts/make_examples.py --sweep` to make the example sweep again"
 
 
 def keys(d: dict, prefix: str = "") -> set[str]:
@@ -31,7 +34,8 @@ def keys(d: dict, prefix: str = "") -> set[str]:
 
 def test_the_examples_are_the_configured_runs_and_nothing_else() -> None:
     assert (ROOT / runstore.MARKER).is_file()
-    assert sorted(p.name for p in ROOT.iterdir() if not p.name.startswith(".")) == sorted(CONFIGS)
+    assert sorted(p.name for p in ROOT.iterdir() if not p.name.startswith(".")) == sorted([*CONFIGS, "sweeps"])
+    assert sorted(p.name for p in (ROOT / "sweeps").iterdir()) == [f"{examples.SWEEP}.csv", f"{examples.SWEEP}.txt"]
     for name in CONFIGS:
         runstore.check_run_folder(ROOT / name, "checked")  # only the layout's files, no lock or claim
         assert not [p.name for p in (ROOT / name).iterdir() if p.name.startswith(".")]
@@ -102,3 +106,43 @@ def test_make_runs_every_example_and_replaces_the_old_ones(tmp_path: Path, monke
     made = RunConfig.from_dict(json.loads((root / "random-subset" / "config.json").read_text()))
     assert made == configs["random-subset"]
     assert sorted(p.name for p in root.iterdir()) == [runstore.MARKER, "random-subset"], "no cache was copied"
+
+
+# the Sweeps page's example: the shipped spec's long table
+
+
+def test_the_example_sweep_is_every_cell_of_its_spec_done() -> None:
+    example = examples.sweep()
+    assert example is not None and example.name == examples.PREFIX + examples.SWEEP
+    cells = expand(load_spec(examples.SWEEP))
+    rows = example.cells.records()
+    assert sorted(r["cell"] for r in rows) == sorted(c.name for c in cells), (
+        f"sweeps/{examples.SWEEP}.toml changed since its example ran; {REGENERATE_SWEEP}")
+    assert example.cells.columns == ("cell", "state", *results.CORE, "seed", *results.METRICS), REGENERATE_SWEEP
+    assert all(r["state"] == "done" and isinstance(r["unbiased"], float) for r in rows)
+    assert "CPU capability" in example.made and "cells in" in example.made
+
+
+def test_the_example_sweep_shows_amplification_and_its_repair() -> None:
+    """What its plot shows: at every conflict ratio of both datasets, reweighted DM beats vanilla DM
+    on unbiased test data, and puts more weight on the conflicting samples than their count."""
+    rows = examples.sweep().cells.records()
+    by = {(r["dataset"], r["conflict_ratio"], r["variant"]): r for r in rows}
+    settings = {(d, c) for d, c, _ in by}
+    assert len(settings) == 8
+    for d, c in settings:
+        assert by[d, c, "reweighted"]["unbiased"] > by[d, c, "vanilla"]["unbiased"], (d, c)
+        assert by[d, c, "reweighted"]["conflicting_weight_share"] > 100 * c, (d, c)
+
+
+def test_make_sweep_runs_every_cell_and_writes_what_the_page_reads(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.toml"
+    spec.write_text('name = "tiny"\npreset = "smoke"\nseeds = [0]\noverrides = { eval_epochs = 1 }\n'
+                    '[axes]\nreweight = ["none", "kde"]\n')
+    assert examples.make_sweep(tmp_path, spec) == tmp_path / "sweeps" / "tiny.csv"
+    made = examples.sweep(tmp_path, "tiny")
+    assert made.name == "example:tiny" and made.made.startswith("Made by")
+    assert [r["variant"] for r in made.cells.records()] == ["vanilla", "reweighted"]
+    assert all(r["state"] == "done" and 0 <= r["unbiased"] <= 100 for r in made.cells.records())
+    assert results.Table.from_csv(made.cells.to_csv()) == made.cells
+    assert examples.sweep(tmp_path, "other") is None

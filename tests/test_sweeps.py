@@ -210,6 +210,9 @@ def test_table_from_a_finished_smoke_sweep(smoke_sweep: Path) -> None:
     parsed = list(csv.DictReader(io.StringIO(agg.to_csv())))
     assert len(parsed) == 6 and float(parsed[0]["unbiased mean"]) == pytest.approx(agg.records()[0]["unbiased mean"])
     assert len(list(csv.DictReader(io.StringIO(long.to_csv())))) == 12
+    assert results.Table.from_csv(long.to_csv()) == long  # blanks, ints, floats and text come back as they were
+    with pytest.raises(ValueError, match="line 3 has 2 values, the header 3"):
+        results.Table.from_csv("a,b,c\n1,2,3\n1,2\n")
     markdown = results.summary(agg).to_markdown().splitlines()
     assert len(markdown) == 2 + 6 and markdown[0].startswith("| dataset | conflict_ratio |")
     assert all("±" in line and "2/2" in line for line in markdown[2:])

@@ -38,10 +38,35 @@ class Table:
         writer.writerows([["" if v is None else v for v in row] for row in self.rows])
         return out.getvalue()
 
+    @classmethod
+    def from_csv(cls, text: str) -> Table:
+        """A table written by `to_csv`, read back: blanks are None, numbers numbers (whole ones
+        int, the metrics float), the rest text. Raises ValueError on rows of the wrong length."""
+        header, *body = csv.reader(io.StringIO(text))
+        rows = []
+        for i, row in enumerate(body, start=2):
+            if len(row) != len(header):
+                raise ValueError(f"line {i} has {len(row)} values, the header {len(header)}")
+            rows.append(tuple(_value(c, v) for c, v in zip(header, row)))
+        return cls(tuple(header), tuple(rows))
+
     def to_markdown(self) -> str:
         lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
         lines += ["| " + " | ".join(fmt(c, v) for c, v in zip(self.columns, row)) + " |" for row in self.rows]
         return "\n".join(lines) + "\n"
+
+
+def _value(column: str, text: str) -> Any:
+    if text == "":
+        return None
+    if column in METRICS:
+        return float(text)
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
 
 
 def rule_text(name: str, value: Any) -> Any:

@@ -30,7 +30,7 @@ from ddcore.records import EmbeddingMap, Metrics, SyntheticImages
 from ddcore.runstore import RunInfo, Status
 from tests.runfiles import fake_map
 
-NO_RESULT_NOTICES = ("No finished", "No runs yet")
+NO_RESULT_NOTICES = ("No finished", "No runs yet", "No sweep here yet")
 EXAMPLE = {name: examples.PREFIX + name for name in examples.configs()}
 
 
@@ -52,6 +52,9 @@ def test_no_page_says_there_is_nothing_to_show_on_an_empty_runs_folder(app, goto
         assert at.multiselect[0].value == [EXAMPLE[n] for n in ("dm-vanilla", "dm-reweighted", "full-data")]
     if page == "app_pages/runs.py":
         assert len(at.dataframe[0].value) == len(EXAMPLE) and at.selectbox(key="runs_run").value in EXAMPLE.values()
+    if page == "app_pages/sweeps.py":  # the shipped sweep's results: its table and plots
+        assert at.selectbox(key="sweep_pick").value == examples.PREFIX + examples.SWEEP
+        assert len(at.dataframe[0].value) == len(examples.sweep().cells.rows) and at.get("plotly_chart")
     assert not (tmp_path / "empty").exists() or not runstore.list_runs(tmp_path / "empty"), "nothing was copied there"
 
 

@@ -39,7 +39,7 @@ def test_a_finished_sweep_shows_matrix_table_plots_and_downloads(app, goto, smok
 def test_submitting_a_shipped_spec_queues_its_cells_and_cancel_stops_them(app, goto, tmp_path: Path) -> None:
     root = tmp_path / "runs"
     at = goto(app(root), PAGE)
-    assert "No sweep here yet" in page_text(at)
+    assert "No sweep in this runs folder yet" in page_text(at)  # and the shipped example is shown
     at.selectbox(key="sweep_spec").set_value(SHIPPED_DIR / "smoke.toml").run()
     assert "12 cells · preset `smoke`" in page_text(at)
     by_label(at.button, "Run this sweep").click().run()
