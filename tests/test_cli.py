@@ -104,6 +104,8 @@ def test_evaluate_recomputes_metrics(smoke_run):
     (["--reweight", "maybe"], "unknown reweighting 'maybe'"),
     (["--preset", "huge"], "invalid choice: 'huge'"),
     (["--kde-sigma", "-1"], "KDE sigma must be between 0.001 and 1000"),
+    (["--kde-scale", "0"], "KDE scale must be between 0.01 and 100"),
+    (["--kde-scale", "inf"], "KDE scale must be between 0.01 and 100"),
     (["--ipc", "ten"], "invalid int value: 'ten'"),
     (["--source", "files", "--root", "/nonexistent/mnist"], "/nonexistent/mnist"),
     (["--root", "/nonexistent/mnist"], "--root applies to --source files"),

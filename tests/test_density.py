@@ -77,6 +77,11 @@ def test_auto_bandwidth_follows_the_embedding_scale():
     s1 = density.auto_bandwidth(z, labels, torch.Generator().manual_seed(0))
     s2 = density.auto_bandwidth(3 * z, labels, torch.Generator().manual_seed(0))
     assert s1 > 0 and s2 == pytest.approx(3 * s1, rel=1e-5)
+    # the scale (the config's kde_scale) multiplies the median within-class distance
+    pairs = [torch.cdist(z[labels == c], z[labels == c]) for c in range(3)]
+    medians = [d[torch.triu(torch.ones_like(d, dtype=torch.bool), diagonal=1)].median() for d in pairs]
+    assert s1 == pytest.approx(float(torch.stack(medians).median()), rel=1e-5)  # each class has < 1000 samples
+    assert density.auto_bandwidth(z, labels, torch.Generator().manual_seed(0), 0.7) == pytest.approx(0.7 * s1)
 
 
 def test_uniform_weights():

@@ -1,5 +1,6 @@
 """A run is a pure function of its config: the surrogate cache changes nothing but time, and a
 damaged cache entry is rebuilt instead of trusted."""
+import pytest
 import torch
 
 from ddcore import runstore
@@ -63,3 +64,12 @@ def test_oracle_and_random_subset_runs(tmp_path):
     for metrics in (oracle, subset):
         assert len(metrics.group_accuracy) == 10 and metrics.test_acc_worst_group is not None
         assert metrics.deo_max >= metrics.deo_mean >= 0
+
+
+def test_kde_scale_sets_the_adaptive_bandwidth_a_run_uses(tmp_path):
+    cfg = preset("smoke").with_overrides(eval_epochs=1, map_points=200)
+    wide = execute_run(runstore.create_run(tmp_path / "wide", cfg.with_overrides(kde_scale=1.0)))
+    narrow = execute_run(runstore.create_run(tmp_path / "narrow", cfg.with_overrides(kde_scale=0.5)))
+    assert "loaded from cache" in "\n".join(runstore.read_log(tmp_path / "narrow"))  # the same surrogate
+    assert narrow.kde_sigma == pytest.approx(0.5 * wide.kde_sigma, rel=1e-5)
+    assert narrow.weight_share_conflicting != wide.weight_share_conflicting
