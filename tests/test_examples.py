@@ -146,3 +146,5 @@ def test_make_sweep_runs_every_cell_and_writes_what_the_page_reads(tmp_path: Pat
     assert all(r["state"] == "done" and 0 <= r["unbiased"] <= 100 for r in made.cells.records())
     assert results.Table.from_csv(made.cells.to_csv()) == made.cells
     assert examples.sweep(tmp_path, "other") is None
+    (tmp_path / "sweeps" / "tiny.csv").write_bytes(b"\xff\xfe not text")
+    assert examples.sweep(tmp_path, "tiny") is None  # the page then shows the user's sweeps alone

@@ -213,6 +213,8 @@ def test_table_from_a_finished_smoke_sweep(smoke_sweep: Path) -> None:
     assert results.Table.from_csv(long.to_csv()) == long  # blanks, ints, floats and text come back as they were
     with pytest.raises(ValueError, match="line 3 has 2 values, the header 3"):
         results.Table.from_csv("a,b,c\n1,2,3\n1,2\n")
+    with pytest.raises(ValueError, match="no header line"):
+        results.Table.from_csv("")
     markdown = results.summary(agg).to_markdown().splitlines()
     assert len(markdown) == 2 + 6 and markdown[0].startswith("| dataset | conflict_ratio |")
     assert all("±" in line and "2/2" in line for line in markdown[2:])

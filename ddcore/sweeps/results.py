@@ -41,8 +41,13 @@ class Table:
     @classmethod
     def from_csv(cls, text: str) -> Table:
         """A table written by `to_csv`, read back: blanks are None, numbers numbers (whole ones
-        int, the metrics float), the rest text. Raises ValueError on rows of the wrong length."""
-        header, *body = csv.reader(io.StringIO(text))
+        int, the metrics float), the rest text. Raises ValueError on text that is not such a table."""
+        try:
+            header, *body = list(csv.reader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise ValueError(f"not CSV: {exc}") from None
+        except ValueError:
+            raise ValueError("no header line") from None
         rows = []
         for i, row in enumerate(body, start=2):
             if len(row) != len(header):
