@@ -28,3 +28,8 @@ def test_the_environment_and_runs_are_never_watched(repo_config) -> None:
 def test_no_full_garbage_collection_after_every_poll(repo_config) -> None:
     # a gc.collect(2) after each run of the jobs panel's fragment was most of the server's CPU
     assert repo_config.get_option("runner.postScriptGC") is False
+
+
+def test_the_toolbar_offers_viewers_no_developer_menu(repo_config) -> None:
+    # "Deploy", "Rerun" and "Clear cache" are for whoever develops the app, not for its users
+    assert repo_config.get_option("client.toolbarMode") == "viewer"
