@@ -48,7 +48,10 @@ def worker_pid(root: Path) -> int | None:
     """The pid of the worker serving root, or None if no worker holds the lock."""
     if not worker_alive(root):
         return None
-    text = (Path(root) / LOCK_NAME).read_text().strip()
+    try:
+        text = (Path(root) / LOCK_NAME).read_text().strip()
+    except (OSError, ValueError):  # gone since, or not text: no pid we can trust
+        return None
     return int(text) if text.isdigit() and 0 < int(text) < 2**31 else None  # never 0: kill(0) is our own group
 
 

@@ -417,7 +417,7 @@ def claim(run_dir: Path) -> bool:
         except FileExistsError:
             try:
                 holder = path.read_text().strip()
-            except OSError:
+            except (OSError, ValueError):  # unreadable or not text: not a claim we can judge
                 return False
             if holder.isdigit() and not _pid_alive(int(holder)):
                 path.unlink(missing_ok=True)

@@ -127,6 +127,14 @@ def test_spec_file_errors(tmp_path: Path, text: str, message: str) -> None:
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def test_a_spec_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('name = "x"\npreset = "smoke"\ndescription = "caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(SpecError, match="not UTF-8 text") as info:
+        load_spec(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
 def test_cli_refuses_missing_specs_sweeps_and_misplaced_options(tmp_path: Path, capsys) -> None:
     assert main(["sweep", "run", str(tmp_path / "nope.toml")]) == 2
     assert "cannot read the spec" in capsys.readouterr().err

@@ -199,10 +199,12 @@ def load_spec(path: str | Path) -> SweepSpec:
     if not path.is_file() and (SHIPPED_DIR / f"{path.name}.toml").is_file() and path.suffix != ".toml":
         path = SHIPPED_DIR / f"{path.name}.toml"
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         shipped = ", ".join(p.stem for p in shipped_specs())
         raise SpecError(f"{path}: cannot read the spec ({exc.strerror or exc}); shipped specs: {shipped}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}); a spec is a TOML file") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
