@@ -46,7 +46,7 @@ else:
     if s.warning:
         st.warning(s.warning)
 try:
-    runstore.check_run_folder(run.path, "exported")
+    runstore.check_run_folder(run.path, "exported", shipped_ok=True)
     not_exportable = None
 except DDError as exc:  # a symlink or a folder with foreign files: ddcore does not package it
     not_exportable = str(exc)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ddapp import examples
 from ddcore import runstore
 from ddcore.cli import main
 from ddcore.config import preset
@@ -100,6 +101,9 @@ def main_() -> None:
         (t / "huge.toml").write_text('name = "huge"\npreset = "smoke"\nseeds = [0, 1]\n[axes]\nipc = [%s]\nkde_tau = [%s]\n'
                                      % (", ".join(map(str, range(1, 101))), ", ".join(str(v / 10) for v in range(1, 101))))
 
+        shutil.copytree(examples.ROOT, t / "examples")  # a copy: the repository's own are never at risk here
+        (t / "latin1.toml").write_bytes('name = "x"\npreset = "smoke"\ndescription = "caf\u00e9"\n'.encode("latin-1"))
+
         cases: list[tuple[str, list[str]]] = [(f"distill {o}", [*RUN, "--out", str(t / "new"), *o.split()])
                                               for o in OPTIONS]
         cases += [
@@ -124,6 +128,11 @@ def main_() -> None:
                                                           "--ipc", "1", "--out", str(t / "new")]),
             ("sweep run <100 x 100 values x 2 seeds>", ["sweep", "run", str(t / "huge.toml"), "--runs", str(t / "new")]),
             ("worker --idle-exit nan", ["worker", "--runs", str(t / "new"), "--idle-exit", "nan"]),
+            # a third pass (2026-12-02)
+            ("evaluate <a shipped example run>", ["evaluate", str(t / "examples" / "dm-reweighted")]),
+            ("distill --out <a shipped example run> --overwrite", [*RUN, "--out", str(t / "examples" / "dm-vanilla"),
+                                                                   "--overwrite"]),
+            ("sweep run <a spec in Latin-1>", ["sweep", "run", str(t / "latin1.toml"), "--runs", str(t / "new")]),
         ]
         print("| input | exit | what the user sees |")
         print("|---|---|---|")

@@ -78,7 +78,8 @@ def make(root: Path = ROOT, listener: Listener | None = None) -> list[Path]:
     `root` in place of the old ones (only ddcore's files are copied: no lock, claim or cache)."""
     from ddcore.pipeline import execute_run  # the whole pipeline: only the script that makes examples needs it
 
-    root = runstore.init_root(root)
+    root = runstore.init_root(root, shipped_ok=True)
+    runstore.mark_shipped(root)
     with tempfile.TemporaryDirectory(prefix="ddbias-examples-") as tmp:
         made = []
         for name, cfg in configs().items():
@@ -88,8 +89,8 @@ def make(root: Path = ROOT, listener: Listener | None = None) -> list[Path]:
             made.append(run_dir)
         for run_dir in made:
             target = root / run_dir.name
-            if target.exists():
-                runstore.delete_run(target)
+            if target.exists():  # the old example, once it holds only a run's files
+                shutil.rmtree(runstore.check_run_folder(target, "replaced", shipped_ok=True))
             target.mkdir()
             for f in sorted(run_dir.iterdir()):
                 if not f.name.startswith("."):

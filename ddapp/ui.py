@@ -53,7 +53,7 @@ def runs_root() -> Path:
     except DDError as exc:
         st.error(str(exc))
         st.stop()
-    if root == examples.ROOT.resolve():  # they are shown on every page already, and never deleted
+    if runstore.is_shipped(root):  # the examples: shown on every page already, and read-only
         st.error(f"{root} holds the example runs that ship with ddbias (every page shows them already); "
                  "choose another folder for your own runs")
         st.stop()

@@ -31,6 +31,10 @@ before the marker existed is adopted when it holds nothing else). Layout of `<ro
 A run folder holds nothing else, and Delete and Export touch nothing else: a folder with other
 entries, or one that is a symbolic link, is refused with a message.
 
+A root that also holds `.ddcore-shipped` ships with ddbias (`examples/`): its runs are listed, read
+and exported, never written: no new run, replacement, re-evaluation, deletion or cache clearing
+there (only scripts/make_examples.py remakes them).
+
 `<root>/.cache/` holds work that runs share and that is safe to delete (it is recomputed when
 missing): `surrogate-<key>.pt` (the surrogate encoder of a data/seed/settings key),
 `experts-<key>/expert-NNN.pt` (MTT's expert trajectories, ddcore.methods.experts),
@@ -61,6 +65,7 @@ from .errors import ConfigError, DDError
 from .records import DamagedRun, Metrics, RecordError, Status, atomic_write, check_fields, read_json, write_json
 
 MARKER = ".ddcore-runs"
+SHIPPED = ".ddcore-shipped"  # beside MARKER in a root whose runs ship with ddbias: read-only
 CACHE_DIR = ".cache"
 WORKER_FILES = (".worker.lock", ".worker.log")
 RUN_FILES = frozenset({"config.json", "status.json", "log.txt", "synthetic.pt", "synthetic.png", "metrics.json",
@@ -108,9 +113,12 @@ def check_root(root: str | Path) -> Path:
     return path
 
 
-def init_root(root: str | Path) -> Path:
-    """check_root, then make the folder (and its marker) if it is not there yet."""
+def init_root(root: str | Path, shipped_ok: bool = False) -> Path:
+    """check_root, then make the folder (and its marker) if it is not there yet. A shipped root
+    is refused unless `shipped_ok` (scripts/make_examples.py remaking the examples)."""
     path = check_root(root)
+    if not shipped_ok:
+        _refuse_shipped(path, "made there")
     cache_dir(path)  # before any run is made there
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -121,6 +129,21 @@ def init_root(root: str | Path) -> Path:
     except OSError as exc:
         raise DDError(f"cannot write in the runs folder {path} ({exc.strerror})") from None
     return path
+
+
+def mark_shipped(root: Path) -> None:
+    """Mark a runs root as one whose runs ship with ddbias (read-only; see the module docstring)."""
+    write_bytes(Path(root) / SHIPPED, b"runs that ship with ddbias: read-only; scripts/make_examples.py makes them\n")
+
+
+def is_shipped(root: Path) -> bool:
+    return (Path(root) / SHIPPED).is_file()
+
+
+def _refuse_shipped(root: Path, action: str) -> None:
+    if is_shipped(root):
+        raise DDError(f"{root} holds the example runs that ship with ddbias, which are read-only; nothing was "
+                      f"{action} (copy a run into your own runs folder to work on it)")
 
 
 def _write_marker(path: Path) -> None:
@@ -193,16 +216,20 @@ def foreign_entries(run_dir: Path) -> list[str]:
     return sorted(out)
 
 
-def check_run_folder(run_dir: Path, action: str) -> Path:
+def check_run_folder(run_dir: Path, action: str, shipped_ok: bool = False) -> Path:
     """run_dir, if it is a run folder directly inside a marked root, holding nothing but the
-    layout's files; DDError saying why not and that nothing was `action` ("deleted", ...)."""
+    layout's files; DDError saying why not and that nothing was `action` ("deleted", ...). A run
+    in a shipped root passes only if `shipped_ok` (the action only reads it, or remakes examples)."""
     run_dir = Path(os.path.expanduser(str(run_dir)))
     if run_dir.is_symlink():
         raise DDError(f"{run_dir} is a symbolic link, not a run folder; nothing was {action}")
     if not run_dir.is_dir() or not _made_by_ddcore(run_dir):
         raise DDError(f"{run_dir} is not a run folder (no config.json or status.json that ddcore wrote); "
                       f"nothing was {action}")
-    run_dir = _require_marked(run_dir.parent) / run_dir.name
+    root = _require_marked(run_dir.parent)
+    if not shipped_ok:
+        _refuse_shipped(root, action)
+    run_dir = root / run_dir.name
     foreign = foreign_entries(run_dir)
     if foreign:
         raise DDError(f"{run_dir} holds entries ddcore did not write ({', '.join(foreign[:3])}"
@@ -531,7 +558,7 @@ def delete_run(run_dir: Path) -> None:
 
 def export_run(run_dir: Path) -> bytes:
     """The run folder's files as a zip archive (in memory), for download."""
-    run_dir = check_run_folder(run_dir, "exported")
+    run_dir = check_run_folder(run_dir, "exported", shipped_ok=True)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for p in sorted(run_dir.iterdir()):
@@ -604,6 +631,7 @@ def clear_cache(root: Path) -> int:
     if not (folder.exists() or folder.is_symlink()):
         return 0
     root = _require_marked(folder.parent)
+    _refuse_shipped(root, "cleared")
     running = [r.name for r in list_runs(root) if r.status.state == "running"]
     if running:
         raise DDError(f"run {running[0]} is running under {root}; clear the cache once it has finished")

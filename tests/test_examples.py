@@ -33,11 +33,11 @@ def keys(d: dict, prefix: str = "") -> set[str]:
 
 
 def test_the_examples_are_the_configured_runs_and_nothing_else() -> None:
-    assert (ROOT / runstore.MARKER).is_file()
+    assert (ROOT / runstore.MARKER).is_file() and runstore.is_shipped(ROOT)
     assert sorted(p.name for p in ROOT.iterdir() if not p.name.startswith(".")) == sorted([*CONFIGS, "sweeps"])
     assert sorted(p.name for p in (ROOT / "sweeps").iterdir()) == [f"{examples.SWEEP}.csv", f"{examples.SWEEP}.txt"]
     for name in CONFIGS:
-        runstore.check_run_folder(ROOT / name, "checked")  # only the layout's files, no lock or claim
+        runstore.check_run_folder(ROOT / name, "checked", shipped_ok=True)  # only the layout's files, no lock or claim
         assert not [p.name for p in (ROOT / name).iterdir() if p.name.startswith(".")]
 
 
@@ -102,10 +102,11 @@ def test_make_runs_every_example_and_replaces_the_old_ones(tmp_path: Path, monke
     assert examples.make(root) == [root / "random-subset"]
     assert Status.load(root / "random-subset").created > stamp, "the old example was replaced"
     assert [r.name for r in examples.runs(root)] == ["example:random-subset"]
-    runstore.check_run_folder(root / "random-subset", "checked")  # only the layout's files: no lock, no claim
+    runstore.check_run_folder(root / "random-subset", "checked", shipped_ok=True)  # only the layout's files
     made = RunConfig.from_dict(json.loads((root / "random-subset" / "config.json").read_text()))
     assert made == configs["random-subset"]
-    assert sorted(p.name for p in root.iterdir()) == [runstore.MARKER, "random-subset"], "no cache was copied"
+    assert sorted(p.name for p in root.iterdir()) == [runstore.MARKER, runstore.SHIPPED, "random-subset"], \
+        "no cache was copied, and the examples are marked read-only"
 
 
 # the Sweeps page's example: the shipped spec's long table
@@ -148,3 +149,36 @@ def test_make_sweep_runs_every_cell_and_writes_what_the_page_reads(tmp_path: Pat
     assert examples.sweep(tmp_path, "other") is None
     (tmp_path / "sweeps" / "tiny.csv").write_bytes(b"\xff\xfe not text")
     assert examples.sweep(tmp_path, "tiny") is None  # the page then shows the user's sweeps alone
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_shipped_examples_are_read_only_to_every_write(tmp_path: Path, capsys) -> None:
+    # a copy, so a failure cannot damage the repository's examples
+    import shutil
+
+    from ddcore.cli import main
+    from ddcore.errors import DDError
+
+    root = tmp_path / "examples"
+    shutil.copytree(ROOT, root)
+    (root / ".cache").mkdir()
+    before = _tree(root)
+    run = root / "dm-reweighted"
+    for args in (["evaluate", str(run), "--eval-models", "1"],
+                 ["distill", "--preset", "smoke", "--out", str(root / "new")],
+                 ["distill", "--preset", "smoke", "--out", str(run), "--overwrite"],
+                 ["cache", "--clear", "--runs", str(root)],
+                 ["worker", "--runs", str(root), "--idle-exit", "0"]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert "ship with ddbias, which are read-only" in err and len(err.strip().splitlines()) == 1, (args, err)
+    with pytest.raises(DDError, match="read-only; nothing was deleted"):
+        runstore.delete_run(run)
+    assert _tree(root) == before, "nothing shipped was touched"
+    # reading stays open: listing, the cache's size, exporting
+    assert main(["list", "--runs", str(root)]) == 0 and "dm-reweighted" in capsys.readouterr().out
+    assert main(["cache", "--runs", str(root)]) == 0
+    assert runstore.export_run(run)[:2] == b"PK"
