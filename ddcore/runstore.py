@@ -191,7 +191,9 @@ class RunInfo:
 
 
 def validate_name(name: str) -> str:
-    if not _NAME_RE.match(name or ""):
+    if name in ("", ".", ".."):  # what `--out .`, `--out /` or `--out ..` leave as the last part
+        raise ConfigError("a run needs a folder of its own: end the path with the run's name (e.g. runs/my-run)")
+    if not _NAME_RE.match(name):
         raise ConfigError(
             f"run name '{name}' is invalid: use letters, digits, '.', '_' or '-' (at most 100 characters)"
         )

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -54,9 +55,12 @@ def test_a_killed_replacement_is_replaced_by_the_next_one(tmp_path):
 
 
 def test_invalid_names_rejected(tmp_path):
-    for bad in ("", "../x", "a b", ".hidden", "x" * 101):
+    for bad in ("../x", "a b", ".hidden", "x" * 101):
         with pytest.raises(ConfigError, match="invalid"):
             runstore.validate_name(bad)
+    for out in (".", "/", ".."):  # a path naming a folder, not a run in it
+        with pytest.raises(ConfigError, match="a run needs a folder of its own"):
+            runstore.create_run(Path(out), preset("smoke"))
     with pytest.raises(ConfigError, match="invalid"):
         runstore.create_run(tmp_path / "a b", preset("smoke"))
     assert not (tmp_path / "a b").exists()
