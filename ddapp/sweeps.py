@@ -150,15 +150,19 @@ def ipc_figures(agg: pd.DataFrame) -> list[go.Figure]:
     return _line_figure(agg[agg["variant"] != "full data"], "ipc", "Accuracy vs IPC", "images per class")
 
 
-def bandwidth_figures(agg: pd.DataFrame) -> list[go.Figure]:
-    """Heat map of unbiased accuracy over kernel bandwidth sigma x temperature tau. The adaptive
-    rule's column is placed and labelled by the bandwidth it actually used (its mean over cells)."""
+def bandwidth_figures(agg: pd.DataFrame, x: str = "kde_sigma") -> list[go.Figure]:
+    """Heat map of unbiased accuracy over the kernel's width x temperature tau: the bandwidth sigma
+    (`x` = "kde_sigma"; the adaptive rule's column placed and labelled by the bandwidth it actually
+    used, its mean over cells) or the adaptive rule's multiple (`x` = "kde_scale")."""
     figures = []
-    for subtitle, rows in _panels(agg[agg["variant"] == "reweighted"], ("kde_sigma", "kde_tau")):
-        auto = rows["kde_sigma"] == "auto"
-        used = rows.loc[auto, "sigma_used mean"].mean()
-        labels = [f"auto (σ = {used:.3g})" if a else f"{s:g}" for a, s in zip(auto, rows["kde_sigma"])]
-        rows = rows.assign(x_value=pd.to_numeric(rows["kde_sigma"].where(~auto, used)), x_label=labels)
+    for subtitle, rows in _panels(agg[agg["variant"] == "reweighted"], (x, "kde_tau")):
+        if x == "kde_sigma":
+            auto = rows[x] == "auto"
+            used = rows.loc[auto, "sigma_used mean"].mean()
+            labels = [f"auto (σ = {used:.3g})" if a else f"{s:g}" for a, s in zip(auto, rows[x])]
+            rows = rows.assign(x_value=pd.to_numeric(rows[x].where(~auto, used)), x_label=labels)
+        else:
+            rows = rows.assign(x_value=pd.to_numeric(rows[x]), x_label=[f"{v:g}" for v in rows[x]])
         columns = rows.drop_duplicates("x_label").sort_values("x_value")["x_label"].tolist()
         grid = rows.pivot_table(index="kde_tau", columns="x_label", values="unbiased mean", aggfunc="first")
         grid = grid.reindex(columns=columns).sort_index()
@@ -167,8 +171,10 @@ def bandwidth_figures(agg: pd.DataFrame) -> list[go.Figure]:
             text=[[("" if pd.isna(v) else f"{v:.1f}") for v in row] for row in grid.values], texttemplate="%{text}",
             colorbar=dict(title="unbiased %"),
         ))
-        title = "Unbiased accuracy over bandwidth σ x temperature τ" + (f" · {subtitle}" if subtitle else "")
-        fig.update_layout(title=title, xaxis_title="kernel bandwidth σ", yaxis_title="temperature τ", height=420)
+        width, x_title = (("bandwidth σ", "kernel bandwidth σ") if x == "kde_sigma" else
+                          ("bandwidth scale", "σ as a multiple of the median within-class distance (kde_scale)"))
+        title = f"Unbiased accuracy over {width} x temperature τ" + (f" · {subtitle}" if subtitle else "")
+        fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="temperature τ", height=420)
         figures.append(fig)
     return figures
 
@@ -202,8 +208,9 @@ def figures(agg: pd.DataFrame) -> list[go.Figure]:
         out += ratio_figures(agg)
     if agg["ipc"].dropna().nunique() > 1:
         out += ipc_figures(agg)
-    if {"kde_sigma", "kde_tau"} <= set(agg.columns) and (agg["variant"] == "reweighted").any():
-        out += bandwidth_figures(agg)
+    for x in ("kde_sigma", "kde_scale"):
+        if {x, "kde_tau"} <= set(agg.columns) and (agg["variant"] == "reweighted").any():
+            out += bandwidth_figures(agg, x)
     if "eval_debias" in agg.columns and agg["eval_debias"].nunique() > 1:
         out += debias_figures(agg)
     return out

@@ -115,6 +115,21 @@ def test_bandwidth_heat_map_places_the_adaptive_rule_by_the_bandwidth_it_used() 
     assert [list(r) for r in heat.z] == [[80.0, 90.0, 85.0], [75.0, 85.0, 80.0]]
 
 
+def test_scale_heat_map_for_the_kde_defaults_sweep_one_per_dataset() -> None:
+    rows = [(dataset, 0.05, "dm", "reweighted", 10, scale, tau, 1, 1, acc + (dataset == "bg-cmnist"), None)
+            for dataset in ("cmnist", "bg-cmnist")
+            for scale, tau, acc in ((1.0, 1.0, 54.6), (1.0, 0.75, 75.5), (0.7, 1.0, 85.9), (0.7, 0.75, 88.0))]
+    columns = ["dataset", "conflict_ratio", "method", "variant", "ipc", "kde_scale", "kde_tau", "seeds done",
+               "seeds", "unbiased mean", "unbiased std"]
+    figs = sweeps.figures(pd.DataFrame(rows, columns=columns))
+    assert [f.layout.title.text for f in figs] == [
+        "Unbiased accuracy over bandwidth scale x temperature τ · dataset cmnist",
+        "Unbiased accuracy over bandwidth scale x temperature τ · dataset bg-cmnist"]
+    heat = figs[1].data[0]
+    assert list(heat.x) == ["0.7", "1"] and list(heat.y) == ["0.75", "1"]
+    assert [list(r) for r in heat.z] == [[89.0, 76.5], [86.9, 55.6]]
+
+
 def test_debias_bars_put_each_evaluation_beside_the_others_per_training_set() -> None:
     rows = [("cmnist", 0.05, method, variant, ipc, debias, 1, 1, acc, None)
             for method, variant, ipc, plain in (("dm", "vanilla", 10, 24.0), ("dm", "reweighted", 10, 92.0),
