@@ -113,12 +113,18 @@ def check_root(root: str | Path) -> Path:
     return path
 
 
+def check_writable_root(root: str | Path) -> Path:
+    """check_root, refusing a shipped root too: for commands that will write runs there, before
+    they do anything slow (a sweep on Ray connects to a cluster first)."""
+    path = check_root(root)
+    _refuse_shipped(path, "made there")
+    return path
+
+
 def init_root(root: str | Path, shipped_ok: bool = False) -> Path:
     """check_root, then make the folder (and its marker) if it is not there yet. A shipped root
     is refused unless `shipped_ok` (scripts/make_examples.py remaking the examples)."""
-    path = check_root(root)
-    if not shipped_ok:
-        _refuse_shipped(path, "made there")
+    path = check_root(root) if shipped_ok else check_writable_root(root)
     cache_dir(path)  # before any run is made there
     try:
         path.mkdir(parents=True, exist_ok=True)

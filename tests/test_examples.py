@@ -171,7 +171,9 @@ def test_the_shipped_examples_are_read_only_to_every_write(tmp_path: Path, capsy
                  ["distill", "--preset", "smoke", "--out", str(root / "new")],
                  ["distill", "--preset", "smoke", "--out", str(run), "--overwrite"],
                  ["cache", "--clear", "--runs", str(root)],
-                 ["worker", "--runs", str(root), "--idle-exit", "0"]):
+                 ["worker", "--runs", str(root), "--idle-exit", "0"],
+                 ["sweep", "run", "smoke", "--runs", str(root)],
+                 ["sweep", "run", "smoke", "--runs", str(root), "--backend", "ray"]):  # before Ray starts
         assert main(args) == 2, args
         err = capsys.readouterr().err
         assert "ship with ddbias, which are read-only" in err and len(err.strip().splitlines()) == 1, (args, err)

@@ -59,7 +59,7 @@ class Launch:
 def run_sweep(root: Path, spec: SweepSpec, backend: Backend) -> Launch:
     """Expand and check every cell, then hand the ones not done or in progress to the backend.
     Failed and cancelled cells are queued again; finished ones are kept (resume)."""
-    root = Path(root)
+    root = runstore.check_writable_root(root)
     plan = store.plan(root, spec.name, expand(spec))
     backend.check(spec, plan.todo)
     for cell in plan.done + plan.active:  # a folder made just before a crash may lack its tag
