@@ -148,8 +148,8 @@ def is_shipped(root: Path) -> bool:
 
 def _refuse_shipped(root: Path, action: str) -> None:
     if is_shipped(root):
-        raise DDError(f"{root} holds the example runs that ship with ddbias, which are read-only; nothing was "
-                      f"{action} (copy a run into your own runs folder to work on it)")
+        raise DDError(f"{root} holds the example runs that ship with ddbias, which are read-only ({SHIPPED}); "
+                      f"nothing was {action} (copy a run into your own runs folder to work on it)")
 
 
 def _write_marker(path: Path) -> None:

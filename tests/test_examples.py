@@ -177,7 +177,7 @@ def test_the_shipped_examples_are_read_only_to_every_write(tmp_path: Path, capsy
         assert main(args) == 2, args
         err = capsys.readouterr().err
         assert "ship with ddbias, which are read-only" in err and len(err.strip().splitlines()) == 1, (args, err)
-    with pytest.raises(DDError, match="read-only; nothing was deleted"):
+    with pytest.raises(DDError, match=r"read-only \(\.ddcore-shipped\); nothing was deleted"):
         runstore.delete_run(run)
     assert _tree(root) == before, "nothing shipped was touched"
     # reading stays open: listing, the cache's size, exporting
