@@ -8,6 +8,11 @@ Reads the training split only (its bias labels, which the method never sees), ne
     python bench/bandwidth.py                                         # bundled cmnist, quick surrogate
     python bench/bandwidth.py --datasets cmnist,bg-cmnist --steps 30,60,120 --ratios 0.02,0.05
     python bench/bandwidth.py --source files --root ../shared/data --preset paper
+    python bench/bandwidth.py --datasets cmnist,bg-cmnist --ratios 0.01,0.05 --scales 0.7,1 --taus 0.75,1 --ess
+
+--ess adds a third figure to each cell: how evenly the bias-aligned samples share their weight,
+their effective sample size (sum w)^2 / sum w^2 over their count (1.0: equal weights; 0.1: as if
+a tenth of them held it all), averaged over the classes.
 """
 from __future__ import annotations
 
@@ -21,6 +26,15 @@ from ddcore.config import preset
 from ddcore.pipeline import load_splits, resolve_device, surrogate_generators, surrogate_spec
 from ddcore.surrogate import train_surrogate
 
+
+
+def aligned_ess(weights: torch.Tensor, labels: torch.Tensor, conflicting: torch.Tensor) -> float:
+    """Mean over classes of the aligned samples' effective sample size as a fraction of their count."""
+    fractions = []
+    for c in labels.unique():
+        w = weights[(labels == c) & ~conflicting].double()
+        fractions.append(float(w.sum() ** 2 / (w ** 2).sum()) / len(w))
+    return sum(fractions) / len(fractions)
 
 
 def main() -> None:
@@ -37,6 +51,7 @@ def main() -> None:
     ap.add_argument("--scales", default="0.25,0.5,1,2",
                     help="bandwidths, as multiples of the median within-class distance (kde_scale)")
     ap.add_argument("--taus", default="preset", help="KDE temperatures, comma-separated")
+    ap.add_argument("--ess", action="store_true", help="also the aligned samples' effective sample size fraction")
     args = ap.parse_args()
     scales = tuple(map(float, args.scales.split(",")))
     threads = hardware.configure_process()
@@ -44,7 +59,7 @@ def main() -> None:
     print(f"{time.strftime('%Y-%m-%d')} | preset {args.preset} | source {args.source} | device {device} | "
           f"{threads} threads | CPU capability {hardware.cpu_capability()}\n")
     print("| dataset | ratio | surrogate | steps | seed | tau | median distance | "
-          + " | ".join(f"scale {s}: share / balance" for s in scales) + " |")
+          + " | ".join(f"scale {s}: share / balance" + (" / aligned ESS" if args.ess else "") for s in scales) + " |")
     print("|---|---|---|---|---|---|---|" + "---|" * len(scales))
     for dataset in args.datasets.split(","):
         for ratio in map(float, args.ratios.split(",")):
@@ -69,7 +84,8 @@ def main() -> None:
                                 w = density.density_weights(log_density, train.labels, tau)
                                 share, _ = density.conflict_shares(w, train.conflicting)
                                 balance = density.group_balance(w, train.labels, train.bias)
-                                cells.append(f"{100 * share:.0f}% / {balance:.2f}")
+                                ess = f" / {aligned_ess(w, train.labels, train.conflicting):.2f}" if args.ess else ""
+                                cells.append(f"{100 * share:.0f}% / {balance:.2f}{ess}")
                             print(f"| {dataset} | {ratio:g} | {objective} | {cfg.reweight.surrogate_steps} | {seed} | "
                                   f"{tau:g} | {sigma:.3f} | " + " | ".join(cells) + " |", flush=True)
 
