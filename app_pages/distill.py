@@ -83,6 +83,7 @@ with st.form("distill"):
                                         help=SURROGATE_DEBIAS_HELP)
         scale = a3.number_input("Adaptive bandwidth scale", min_value=0.01, max_value=100.0, value=d.scale,
                                 step=0.1, help=field_help("kde_scale"))
+        smooth = a3.checkbox("Smooth the weights", value=d.smooth, help=field_help("kde_smooth"))
     b1, b2 = st.columns([1, 3])
     both = b1.form_submit_button("Run vanilla + reweighted", type="primary")
     single = b2.form_submit_button("Run single")
@@ -90,7 +91,7 @@ with st.form("distill"):
 if both or single:
     form = forms.DistillForm(
         preset=preset_name, data=data, method=method, ipc=int(ipc), reweight=reweight, sigma=sigma, tau=tau,
-        scale=scale, surrogate=surrogate, iterations=int(iterations), seed=int(seed), device=device,
+        scale=scale, smooth=smooth, surrogate=surrogate, iterations=int(iterations), seed=int(seed), device=device,
         eval_debias=eval_debias, surrogate_debias=surrogate_debias,
     )
     try:

@@ -10,6 +10,7 @@ Reads the training split only (its bias labels, which the method never sees), ne
     python bench/bandwidth.py --source files --root ../shared/data --preset paper
     python bench/bandwidth.py --datasets cmnist,bg-cmnist --ratios 0.01,0.05 --scales 0.7,1 --taus 0.75,1 --ess
 
+--smooth spreads the weights over the kernel as `--kde-smooth true` does (density.smooth_weights).
 --ess adds a third figure to each cell: how evenly the bias-aligned samples share their weight,
 their effective sample size (sum w)^2 / sum w^2 over their count (1.0: equal weights; 0.1: as if
 a tenth of them held it all), averaged over the classes.
@@ -23,9 +24,13 @@ import torch
 
 from ddcore import density, hardware
 from ddcore.config import preset
-from ddcore.pipeline import load_splits, resolve_device, surrogate_generators, surrogate_spec
+from ddcore.pipeline import (
+    load_splits,
+    resolve_device,
+    surrogate_generators,
+    surrogate_spec,
+)
 from ddcore.surrogate import train_surrogate
-
 
 
 def aligned_ess(weights: torch.Tensor, labels: torch.Tensor, conflicting: torch.Tensor) -> float:
@@ -51,12 +56,14 @@ def main() -> None:
     ap.add_argument("--scales", default="0.25,0.5,1,2",
                     help="bandwidths, as multiples of the median within-class distance (kde_scale)")
     ap.add_argument("--taus", default="preset", help="KDE temperatures, comma-separated")
+    ap.add_argument("--smooth", action="store_true", help="smooth the weights as --kde-smooth true does")
     ap.add_argument("--ess", action="store_true", help="also the aligned samples' effective sample size fraction")
     args = ap.parse_args()
     scales = tuple(map(float, args.scales.split(",")))
     threads = hardware.configure_process()
     device = resolve_device(args.device)
     print(f"{time.strftime('%Y-%m-%d')} | preset {args.preset} | source {args.source} | device {device} | "
+          f"{'smoothed weights | ' if args.smooth else ''}"
           f"{threads} threads | CPU capability {hardware.cpu_capability()}\n")
     print("| dataset | ratio | surrogate | steps | seed | tau | median distance | "
           + " | ".join(f"scale {s}: share / balance" + (" / aligned ESS" if args.ess else "") for s in scales) + " |")
@@ -82,6 +89,8 @@ def main() -> None:
                             for scale in scales:
                                 log_density = density.kde_log_density(z, train.labels, scale * sigma)
                                 w = density.density_weights(log_density, train.labels, tau)
+                                if args.smooth:
+                                    w = density.smooth_weights(w, z, train.labels, scale * sigma)
                                 share, _ = density.conflict_shares(w, train.conflicting)
                                 balance = density.group_balance(w, train.labels, train.bias)
                                 ess = f" / {aligned_ess(w, train.labels, train.conflicting):.2f}" if args.ess else ""

@@ -36,6 +36,7 @@ class DistillForm:
     sigma: str = ""
     tau: float = ReweightConfig.kde_tau
     scale: float = ReweightConfig.kde_scale  # the adaptive σ's multiple (Advanced), used when sigma is blank
+    smooth: bool = ReweightConfig.kde_smooth  # (Advanced)
     surrogate: str = "supcon"
     iterations: int | None = None  # None: the preset's count
     seed: int = 0
@@ -93,6 +94,7 @@ def build_config(form: DistillForm, reweight: bool | None = None) -> RunConfig:
         kde_sigma=parse_sigma(form.sigma),
         kde_tau=float(form.tau),
         kde_scale=float(form.scale),
+        kde_smooth=bool(form.smooth),
         surrogate=form.surrogate,
         seed=int(form.seed),
         device=form.device,

@@ -103,6 +103,8 @@ class ReweightConfig:
     kde_scale: float = _opt(0.7, "the adaptive bandwidth's multiple of the median within-class distance (when "
                                  "kde_sigma is none)")
     kde_tau: float = _opt(0.75, "weights proportional to density^(-1/tau): 1 is inverse density, large is uniform")
+    kde_smooth: bool = _opt(False, "average each sample's KDE weight over its kernel neighbours (the same sigma): "
+                                   "every cluster keeps its total, spread evenly inside it")
     weighting: str = _opt("sample", "how weights enter DM: sample: real batches drawn by weight; mean: a weighted "
                                     "mean over uniform batches")
     surrogate_debias: str = _opt("none", "train the (cross-entropy) surrogate with a debiasing method (ddcore.debias)")

@@ -70,6 +70,34 @@ def density_weights(log_density: torch.Tensor, labels: torch.Tensor, tau: float)
     return w
 
 
+def smooth_weights(weights: torch.Tensor, features: torch.Tensor, labels: torch.Tensor, sigma: float,
+                   chunk: int = 2048) -> torch.Tensor:
+    """Each sample's weight spread over its kernel neighbourhood within its class: [N].
+
+        w~_i = sum_j K_ij w_j / d_j,   K_ij = exp(-|z_i - z_j|^2 / (2 sigma^2)),   d_j = sum_k K_jk
+
+    (i, j, k in one class). Inverse density gives a cluster's thin edge far more weight than its
+    dense core, so a group's weight can sit on a few atypical samples; spreading it evens it out
+    inside the cluster. K is symmetric, so sum_i w~_i = sum_j w_j: every class, and every cluster
+    far from the others (an isolated sample included: K_jj = 1), keeps its total, and the group
+    balance with it (bench/RESULTS.md 14)."""
+    out = torch.empty_like(weights)
+    for c in labels.unique():
+        idx = (labels == c).nonzero().squeeze(1)
+        z, w = features[idx].float(), weights[idx].float()
+        degree = torch.empty_like(w)
+        for start in range(0, len(idx), chunk):
+            degree[start:start + chunk] = _kernel(z[start:start + chunk], z, sigma).sum(1)
+        share = w / degree
+        for start in range(0, len(idx), chunk):
+            out[idx[start:start + chunk]] = _kernel(z[start:start + chunk], z, sigma) @ share
+    return out
+
+
+def _kernel(a: torch.Tensor, b: torch.Tensor, sigma: float) -> torch.Tensor:
+    return torch.exp(-torch.cdist(a, b).pow(2) / (2 * sigma**2))
+
+
 def uniform_weights(labels: torch.Tensor) -> torch.Tensor:
     """1/n_c for every sample of class c: what "no reweighting" means."""
     counts = torch.bincount(labels)

@@ -221,10 +221,13 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
     weights = {"kde": lambda: density.density_weights(log_density, train.labels, r.kde_tau),
                "oracle": lambda: density.oracle_weights(train.labels, train.bias),
                "none": lambda: density.uniform_weights(train.labels)}[r.reweight]()
+    if r.reweight == "kde" and r.kde_smooth:
+        weights = density.smooth_weights(weights, features, train.labels, sigma)
     weight_share, count_share = density.conflict_shares(weights, train.conflicting)
     balance = density.group_balance(weights, train.labels, train.bias)
-    runstore.append_log(run_dir, f"KDE sigma {sigma:.4g}; conflicting samples: {100 * count_share:.2f}% of the "
-                                 f"count, {100 * weight_share:.2f}% of the weight; group balance {balance:.3f}")
+    smoothed = " (weights smoothed)" if r.reweight == "kde" and r.kde_smooth else ""
+    runstore.append_log(run_dir, f"KDE sigma {sigma:.4g}{smoothed}; conflicting samples: {100 * count_share:.2f}% of "
+                                 f"the count, {100 * weight_share:.2f}% of the weight; group balance {balance:.3f}")
 
     reporter.stage("distill")
     cache = runstore.cache_dir(run_dir.parent)

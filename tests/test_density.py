@@ -70,6 +70,34 @@ def test_group_balancing_on_two_clusters():
     assert share == pytest.approx(0.5, abs=0.01)
 
 
+def test_smoothing_evens_the_weight_inside_a_cluster_and_keeps_each_clusters_total():
+    """A cluster of 95 points (spread over ~4 bandwidths) whose raw weights pile onto its edge, and
+    one isolated point: smoothing spreads the cluster's weight evenly and leaves both totals."""
+    g = torch.Generator().manual_seed(2)
+    cluster = torch.randn(95, 2, generator=g)
+    isolated = torch.tensor([[40.0, 0.0]])
+    z = torch.cat([cluster, isolated])
+    labels = torch.zeros(96, dtype=torch.long)
+    raw = torch.cat([cluster.norm(dim=1) ** 4, torch.tensor([50.0])])  # the edge far heavier than the core
+    raw = raw / raw.sum()
+    smooth = density.smooth_weights(raw, z, labels, sigma=1.0, chunk=7)
+
+    def ess(w: torch.Tensor) -> float:
+        return float(w.sum() ** 2 / (w ** 2).sum()) / len(w)
+
+    assert float(smooth.sum()) == pytest.approx(1.0)
+    assert float(smooth[95]) == pytest.approx(float(raw[95]), rel=1e-3)  # alone: K_ii = 1, the rest ~0
+    assert ess(smooth[:95]) > 2 * ess(raw[:95]) and ess(smooth[:95]) > 0.5
+
+
+def test_smoothing_works_per_class():
+    z = torch.tensor([[0.0], [0.1], [0.0], [0.1]])
+    labels = torch.tensor([0, 0, 1, 1])
+    w = torch.tensor([0.9, 0.1, 0.5, 0.5])
+    smooth = density.smooth_weights(w, z, labels, sigma=10.0)  # wider than the points: each class even
+    torch.testing.assert_close(smooth, torch.full((4,), 0.5), atol=1e-4, rtol=0)
+
+
 def test_auto_bandwidth_follows_the_embedding_scale():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(300, 8, generator=g)

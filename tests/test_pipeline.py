@@ -6,7 +6,7 @@ import torch
 from ddcore import runstore
 from ddcore.config import preset
 from ddcore.pipeline import execute_run
-from ddcore.records import Metrics, SyntheticImages
+from ddcore.records import EmbeddingMap, Metrics, SyntheticImages
 
 
 def test_same_config_same_result_with_fresh_hit_and_corrupt_cache(tmp_path):
@@ -64,6 +64,17 @@ def test_oracle_and_random_subset_runs(tmp_path):
     for metrics in (oracle, subset):
         assert len(metrics.group_accuracy) == 10 and metrics.test_acc_worst_group is not None
         assert metrics.deo_max >= metrics.deo_mean >= 0
+
+
+def test_kde_smooth_changes_only_how_the_weights_spread(tmp_path):
+    cfg = preset("smoke").with_overrides(eval_epochs=1, map_points=200)
+    raw = execute_run(runstore.create_run(tmp_path / "raw", cfg))
+    smooth = execute_run(runstore.create_run(tmp_path / "smooth", cfg.with_overrides(kde_smooth=True)))
+    assert smooth.kde_sigma == raw.kde_sigma  # the same surrogate and bandwidth
+    assert smooth.weight_share_conflicting != raw.weight_share_conflicting
+    assert "(weights smoothed)" in "\n".join(runstore.read_log(tmp_path / "smooth"))
+    weights = EmbeddingMap.load(tmp_path / "smooth").train_weight
+    assert weights.min() > 0 and len(weights) == len(EmbeddingMap.load(tmp_path / "raw").train_weight)
 
 
 def test_kde_scale_sets_the_adaptive_bandwidth_a_run_uses(tmp_path):

@@ -1,5 +1,6 @@
 """The debiasing options in the app: the Distill page's Advanced section queues them (or says in
-one line why not), and run labels name a debiased evaluation or surrogate."""
+one line why not), and run labels name a debiased evaluation or surrogate. The same section holds
+the KDE's finer options (bandwidth scale, smoothing)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,3 +49,14 @@ def test_labels_name_the_debiasing() -> None:
     assert runs.label(info(smoke, Metrics(eval_debias="lff")), with_name=False).endswith("· LfF evaluation")
     mixed = smoke.with_overrides(eval_debias="selecmix", surrogate="ce", surrogate_debias="selecmix")
     assert runs.label(info(mixed), with_name=False).endswith("SelecMix surrogate · SelecMix evaluation")
+
+
+def test_advanced_section_queues_the_kde_options(app, goto, tmp_path: Path) -> None:
+    at = goto(app(tmp_path), "app_pages/distill.py")
+    by_label(at.selectbox, "Preset").set_value("smoke").run()
+    by_label(at.number_input, "Adaptive bandwidth scale").set_value(0.5)
+    by_label(at.checkbox, "Smooth the weights").check()
+    by_label(at.button, "Run single").click().run()
+    assert not at.exception and at.success
+    (run,) = runstore.list_runs(tmp_path)
+    assert (run.config.reweight.kde_scale, run.config.reweight.kde_smooth) == (0.5, True)

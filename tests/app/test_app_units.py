@@ -182,6 +182,8 @@ def test_build_config_applies_the_form() -> None:
     assert (cfg.reweight.reweight, cfg.reweight.kde_sigma, cfg.reweight.kde_tau) == ("kde", 0.3, 2.0)
     assert forms.build_config(replace(form, iterations=None)).distill.iterations == preset("smoke").distill.iterations
     assert forms.build_config(replace(form, reweight=False)).reweight.reweight == "none"
+    assert not cfg.reweight.kde_smooth and forms.build_config(replace(form, smooth=True)).reweight.kde_smooth
+    assert forms.build_config(replace(form, scale=0.5)).reweight.kde_scale == 0.5
 
 
 def test_build_pair_differs_only_in_reweighting() -> None:
