@@ -1,6 +1,6 @@
-"""The example runs shipped in `examples/`: what every page shows before the user has run anything.
+"""The example runs shipped in `examples/runs/`: what every page shows before the user has run anything.
 
-A read-only runs root in the repository, made by `scripts/make_examples.py` with the project's own
+A read-only runs root in the repository (marked `.ddcore-shipped`: ddcore writes nothing there), made by `scripts/make_examples.py` with the project's own
 pipeline (`make`): a vanilla and a KDE-reweighted DM run on the bundled Coloured MNIST sample (the
 `quick` preset, 5% bias-conflicting, seed 0) and their full-data baseline. The app lists them after
 the user's own runs, under names that no run folder can have ("example:NAME"), so they are labelled
@@ -35,7 +35,8 @@ from ddcore.sweeps.spec import load_spec
 if TYPE_CHECKING:
     from ddcore.pipeline import Listener
 
-ROOT = Path(__file__).resolve().parents[1] / "examples"
+ROOT = Path(__file__).resolve().parents[1] / "examples" / "runs"  # a runs root: nothing in it but runs
+SWEEPS = ROOT.parent / "sweeps"  # the example sweep's table, beside it
 PREFIX = "example:"  # ':' is not allowed in run names, so an example never shares a user's run name
 MAP_POINTS = 1000  # a quarter of the bundled training split: keeps each shipped map under 1 MB
 
@@ -98,20 +99,20 @@ def make(root: Path = ROOT, listener: Listener | None = None) -> list[Path]:
     return [root / p.name for p in made]
 
 
-def sweep(root: Path = ROOT, name: str = SWEEP) -> SweepExample | None:
+def sweep(folder: Path = SWEEPS, name: str = SWEEP) -> SweepExample | None:
     """The shipped sweep's results; None where a checkout lacks them or they cannot be read (the
     page then shows the user's sweeps alone; tests/test_examples.py keeps the shipped ones readable)."""
     try:
-        cells = results.Table.from_csv((root / "sweeps" / f"{name}.csv").read_text())
-        made = (root / "sweeps" / f"{name}.txt").read_text().strip()
+        cells = results.Table.from_csv((folder / f"{name}.csv").read_text())
+        made = (folder / f"{name}.txt").read_text().strip()
     except (OSError, ValueError):  # missing, not text, or not a table
         return None
     return SweepExample(PREFIX + name, cells, made)
 
 
-def make_sweep(root: Path = ROOT, spec_path: str | Path = SWEEP) -> Path:
+def make_sweep(folder: Path = SWEEPS, spec_path: str | Path = SWEEP) -> Path:
     """Run every cell of a spec (the shipped one) from scratch in a scratch runs root (the worker's
-    loop, in this process), then write its long table and how it was made into `root`/sweeps.
+    loop, in this process), then write its long table and how it was made into `folder`.
     Returns the table's path."""
     spec = load_spec(spec_path)
     start = time.time()
@@ -122,8 +123,8 @@ def make_sweep(root: Path = ROOT, spec_path: str | Path = SWEEP) -> Path:
     unfinished = [r["cell"] for r in table.records() if r["state"] != "done"]
     if unfinished:
         raise RuntimeError(f"cells of {spec.name} that did not finish: {', '.join(unfinished)}")
-    out = Path(root) / "sweeps"
-    out.mkdir(exist_ok=True)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
     (out / f"{spec.name}.csv").write_text(table.to_csv())
     (out / f"{spec.name}.txt").write_text(
         f"Made by `python scripts/make_examples.py --sweep` on {time.strftime('%Y-%m-%d')}: {len(table.rows)} "

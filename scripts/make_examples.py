@@ -1,10 +1,10 @@
-"""Regenerate the examples the app shows on first start (examples/, see ddapp/examples.py).
+"""Regenerate the examples the app shows on first start (examples/runs/, see ddapp/examples.py).
 
     .venv/bin/python scripts/make_examples.py            # the example runs
     .venv/bin/python scripts/make_examples.py --sweep    # the Sweeps page's example sweep
 
 Runs each example from scratch with the current code (about 5 minutes on 2 CPU cores) and
-replaces the folders in examples/ (and the README's picture of the pair). Run it after any change to the pipeline, the presets or the
+replaces the folders in examples/runs/ (and the README's picture of the pair). Run it after any change to the pipeline, the presets or the
 run record: tests/test_examples.py fails until the shipped examples match the current code.
 `--sweep` runs every cell of sweeps/amplification.toml instead (about 15-25 minutes) and replaces
 examples/sweeps/; its test fails when the spec's cells change.

@@ -34,8 +34,11 @@ def keys(d: dict, prefix: str = "") -> set[str]:
 
 def test_the_examples_are_the_configured_runs_and_nothing_else() -> None:
     assert (ROOT / runstore.MARKER).is_file() and runstore.is_shipped(ROOT)
-    assert sorted(p.name for p in ROOT.iterdir() if not p.name.startswith(".")) == sorted([*CONFIGS, "sweeps"])
-    assert sorted(p.name for p in (ROOT / "sweeps").iterdir()) == [f"{examples.SWEEP}.csv", f"{examples.SWEEP}.txt"]
+    # a runs root holding nothing but runs: `python -m ddcore list --runs examples/runs` lists them alone
+    assert sorted(p.name for p in ROOT.iterdir()) == sorted([runstore.MARKER, runstore.SHIPPED, *CONFIGS])
+    assert sorted(p.name for p in ROOT.parent.iterdir()) == ["runs", "sweeps"]
+    assert sorted(p.name for p in examples.SWEEPS.iterdir()) == [f"{examples.SWEEP}.csv", f"{examples.SWEEP}.txt"]
+    assert all(r.error is None for r in runstore.list_runs(ROOT))
     for name in CONFIGS:
         runstore.check_run_folder(ROOT / name, "checked", shipped_ok=True)  # only the layout's files, no lock or claim
         assert not [p.name for p in (ROOT / name).iterdir() if p.name.startswith(".")]
@@ -89,7 +92,7 @@ def test_the_examples_still_tell_the_story() -> None:
 
 
 def test_the_examples_are_small() -> None:
-    size = sum(f.stat().st_size for f in ROOT.rglob("*") if f.is_file()) / 2**20
+    size = sum(f.stat().st_size for f in ROOT.parent.rglob("*") if f.is_file()) / 2**20
     assert size < MAX_MIB, f"examples/ holds {size:.1f} MiB"
 
 
@@ -140,15 +143,15 @@ def test_make_sweep_runs_every_cell_and_writes_what_the_page_reads(tmp_path: Pat
     spec = tmp_path / "tiny.toml"
     spec.write_text('name = "tiny"\npreset = "smoke"\nseeds = [0]\noverrides = { eval_epochs = 1 }\n'
                     '[axes]\nreweight = ["none", "kde"]\n')
-    assert examples.make_sweep(tmp_path, spec) == tmp_path / "sweeps" / "tiny.csv"
-    made = examples.sweep(tmp_path, "tiny")
+    assert examples.make_sweep(tmp_path / "sweeps", spec) == tmp_path / "sweeps" / "tiny.csv"
+    made = examples.sweep(tmp_path / "sweeps", "tiny")
     assert made.name == "example:tiny" and made.made.startswith("Made by")
     assert [r["variant"] for r in made.cells.records()] == ["vanilla", "reweighted"]
     assert all(r["state"] == "done" and 0 <= r["unbiased"] <= 100 for r in made.cells.records())
     assert results.Table.from_csv(made.cells.to_csv()) == made.cells
-    assert examples.sweep(tmp_path, "other") is None
+    assert examples.sweep(tmp_path / "sweeps", "other") is None
     (tmp_path / "sweeps" / "tiny.csv").write_bytes(b"\xff\xfe not text")
-    assert examples.sweep(tmp_path, "tiny") is None  # the page then shows the user's sweeps alone
+    assert examples.sweep(tmp_path / "sweeps", "tiny") is None  # the page then shows the user's sweeps alone
 
 
 def _tree(root: Path) -> dict[str, bytes]:
