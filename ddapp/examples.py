@@ -1,13 +1,14 @@
 """The example runs shipped in `examples/runs/`: what every page shows before the user has run anything.
 
-A read-only runs root in the repository (marked `.ddcore-shipped`: ddcore writes nothing there), made by `scripts/make_examples.py` with the project's own
-pipeline (`make`): a vanilla and a KDE-reweighted DM run on the bundled Coloured MNIST sample (the
-`quick` preset, 5% bias-conflicting, seed 0) and their full-data baseline. The app lists them after
-the user's own runs, under names that no run folder can have ("example:NAME"), so they are labelled
-as examples everywhere and never deleted, re-run or overwritten. They are shipped rather than
-computed on first start because a pair takes minutes on 2 CPU cores and the story page must be
-drawn in seconds; the oracle and the random subset, which Compare offers to queue, are left out
-to keep the repository light (each distill run is ~2 MB, mostly its synthetic tensors and map).
+A read-only runs root in the repository (marked `.ddcore-shipped`: ddcore writes nothing there),
+made by `scripts/make_examples.py` with the project's own pipeline (`make`): a vanilla and a KDE-
+reweighted DM run on the bundled Coloured MNIST sample (the `quick` preset, 5% bias-conflicting,
+seed 0) and their full-data baseline. The app lists them after the user's own runs, under names that
+no run folder can have ("example:NAME"), so they are labelled as examples everywhere and never
+deleted, re-run or overwritten. They are shipped rather than computed on first start because a pair
+takes minutes on 2 CPU cores and the story page must be drawn in seconds; the oracle and the random
+subset, which Compare offers to queue, are left out to keep the repository light (each distill run
+is ~2 MB, mostly its synthetic tensors and map).
 
 The Sweeps page's example is the shipped `amplification` sweep, run in full by the same script
 (`make_sweep`) and shipped as its long table (`examples/sweeps/amplification.csv`, one row per

@@ -31,8 +31,8 @@ before the marker existed is adopted when it holds nothing else). Layout of `<ro
 A run folder holds nothing else, and Delete and Export touch nothing else: a folder with other
 entries, or one that is a symbolic link, is refused with a message.
 
-A root that also holds `.ddcore-shipped` ships with ddbias (`examples/runs/`): its runs are listed, read
-and exported, never written: no new run, replacement, re-evaluation, deletion or cache clearing
+A root that also holds `.ddcore-shipped` ships with ddbias (`examples/runs/`): its runs are listed,
+read and exported, never written: no new run, replacement, re-evaluation, deletion or cache clearing
 there (only scripts/make_examples.py remakes them).
 
 `<root>/.cache/` holds work that runs share and that is safe to delete (it is recomputed when
