@@ -1,8 +1,8 @@
 """The example runs shipped in `examples/runs/`: what every page shows before the user has run anything.
 
 A read-only runs root in the repository (marked `.ddcore-shipped`: ddcore writes nothing there),
-made by `scripts/make_examples.py` with the project's own pipeline (`make`): a vanilla and a KDE-
-reweighted DM run on the bundled Coloured MNIST sample (the `quick` preset, 5% bias-conflicting,
+made by `scripts/make_examples.py` with the project's own pipeline (`make`): a vanilla and a
+KDE-reweighted DM run on the bundled Coloured MNIST sample (the `quick` preset, 5% bias-conflicting,
 seed 0) and their full-data baseline. The app lists them after the user's own runs, under names that
 no run folder can have ("example:NAME"), so they are labelled as examples everywhere and never
 deleted, re-run or overwritten. They are shipped rather than computed on first start because a pair
