@@ -27,6 +27,7 @@ from ddcore import hardware
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
+SETUP_INPUTS = ("requirements.txt", "pyproject.toml")  # what scripts/setup.sh hashes for run.sh
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 STORY_DRAWN = """() => {
@@ -38,8 +39,16 @@ STORY_DRAWN = """() => {
 
 
 def fresh_clone(folder: Path) -> Path:
+    """A clone of HEAD whose .venv is this checkout's. Its run.sh must find that .venv set up for
+    its own requirements.txt and pyproject.toml: were it to install, `pip install -e .` would point
+    this checkout's ddcore at the clone, deleted when this script ends."""
+    subprocess.run([str(REPO / "scripts" / "setup.sh"), "requirements.txt"], check=True)
     clone = folder / "clone"
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(clone)], check=True)
+    for name in SETUP_INPUTS:
+        if (clone / name).read_bytes() != (REPO / name).read_bytes():
+            raise SystemExit(f"error: {name} differs from HEAD's; commit it first (the clone would "
+                             "reinstall into this checkout's .venv)")
     (clone / ".venv").symlink_to((REPO / ".venv").resolve(), target_is_directory=True)
     return clone
 
