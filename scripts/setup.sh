@@ -13,13 +13,13 @@ fi
 stamp_of() { echo ".venv/.installed-$(cat "$@" pyproject.toml | sha256sum | cut -c1-16)"; }
 stamps=("$(stamp_of requirements.txt)")
 [ "$req" = requirements.txt ] || stamps+=("$(stamp_of "$req" requirements.txt)")
-for stamp in "${stamps[@]}"; do
-  [ -f "$stamp" ] && continue
+missing=false
+for stamp in "${stamps[@]}"; do [ -f "$stamp" ] || missing=true; done
+if $missing; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r "$req"
   # ddcore and ddapp importable from any folder (workers, benchmarks, Ray tasks); a script run from
   # another checkout still imports that checkout's own copy first (the current folder wins)
   .venv/bin/python -m pip install -q --no-deps -e .
   touch "${stamps[@]}"
-  break
-done
+fi
