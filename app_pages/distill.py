@@ -6,6 +6,7 @@ from ddcore.config import (
     DEBIAS_METHODS,
     DEBIAS_NAMES,
     DEVICES,
+    FILE_PRESETS,
     METHODS,
     PRESETS,
     SURROGATE_OBJECTIVES,
@@ -16,8 +17,9 @@ from ddcore.errors import DDError
 
 PRESET_HELP = (
     "smoke: seconds, for checking the pipeline · quick: a DM run in a few minutes on 2 CPU cores (DC, DSA and "
-    "MTT take longer), on the bundled sample or full data · paper: the reference protocol (DM 20,000 "
-    "iterations, DC/DSA 1,000) on the dataset's own files, never the bundled sample: a GPU job"
+    "MTT take longer), on the bundled sample or full data · full: quick on the dataset's own files with the KDE "
+    "weights smoothed (better on full MNIST, worse on the bundled sample) · paper: the reference protocol (DM "
+    "20,000 iterations, DC/DSA 1,000) on the dataset's own files, never the bundled sample: a GPU job"
 )
 
 METHOD_HELP = (
@@ -62,6 +64,9 @@ base = preset(preset_name, method)
 data = ui.data_picker("distill")  # outside the form too: a dataset without a bundled sample needs a path field
 if data.source == "files":
     st.caption(forms.files_help_for(data))
+elif preset_name in FILE_PRESETS:
+    st.info(f"The {preset_name} preset runs on the dataset's own files: pick **the dataset's files** as the "
+            "Source above.")
 with st.form("distill"):
     c1, c2, c3, c4 = st.columns(4)
     iterations = c1.number_input("Iterations", min_value=0, value=base.distill.iterations,
@@ -83,7 +88,7 @@ with st.form("distill"):
                                         help=SURROGATE_DEBIAS_HELP)
         scale = a3.number_input("Adaptive bandwidth scale", min_value=0.01, max_value=100.0, value=d.scale,
                                 step=0.1, help=field_help("kde_scale"))
-        smooth = a3.checkbox("Smooth the weights", value=d.smooth, help=field_help("kde_smooth"))
+        smooth = a3.checkbox("Smooth the weights", value=base.reweight.kde_smooth, help=field_help("kde_smooth"))
     b1, b2 = st.columns([1, 3])
     both = b1.form_submit_button("Run vanilla + reweighted", type="primary")
     single = b2.form_submit_button("Run single")

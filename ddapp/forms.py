@@ -36,7 +36,7 @@ class DistillForm:
     sigma: str = ""
     tau: float = ReweightConfig.kde_tau
     scale: float = ReweightConfig.kde_scale  # the adaptive σ's multiple (Advanced), used when sigma is blank
-    smooth: bool = ReweightConfig.kde_smooth  # (Advanced)
+    smooth: bool | None = None  # (Advanced); None: the preset's
     surrogate: str = "supcon"
     iterations: int | None = None  # None: the preset's count
     seed: int = 0
@@ -94,7 +94,6 @@ def build_config(form: DistillForm, reweight: bool | None = None) -> RunConfig:
         kde_sigma=parse_sigma(form.sigma),
         kde_tau=float(form.tau),
         kde_scale=float(form.scale),
-        kde_smooth=bool(form.smooth),
         surrogate=form.surrogate,
         seed=int(form.seed),
         device=form.device,
@@ -103,6 +102,8 @@ def build_config(form: DistillForm, reweight: bool | None = None) -> RunConfig:
     )
     if form.iterations is not None:
         overrides["iterations"] = int(form.iterations)
+    if form.smooth is not None:
+        overrides["kde_smooth"] = bool(form.smooth)
     return validate(cfg.with_overrides(**overrides))
 
 

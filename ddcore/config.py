@@ -42,7 +42,8 @@ DEBIAS_METHODS = tuple(DEBIAS_NAMES)
 WEIGHTINGS = ("sample", "mean")
 NORMS = ("instance", "none")
 DEVICES = ("auto", "cpu", "cuda")
-PRESETS = ("smoke", "quick", "paper")
+PRESETS = ("smoke", "quick", "full", "paper")
+FILE_PRESETS = ("full", "paper")  # presets for the full datasets' own files, never the bundled sample
 KINDS = ("distill", "baseline", "random-subset")
 INITS = ("real", "weighted", "noise")
 DSA_OPS = ("color", "crop", "cutout", "flip", "scale", "rotate")
@@ -252,23 +253,28 @@ def field_help(name: str) -> str:
 
 
 def preset(name: str, method: str = "dm") -> RunConfig:
-    """The three presets for `method`. `paper` is the reference protocol (a GPU job); `quick` is
-    designed for 2 CPU cores and a ~3 minute run; `smoke` exercises every stage in seconds for
-    tests. Each method's distillation values come from its `MethodSpec` (ddcore.methods)."""
+    """The presets for `method`. `paper` is the reference protocol (a GPU job); `quick` is
+    designed for 2 CPU cores and a ~3 minute run; `full` is `quick` on the full datasets' files
+    with the KDE weights smoothed (bench/RESULTS.md 14: smoothing gains 2.5-9 points on full
+    MNIST and loses up to 8 on the bundled sample, whose minority groups are a few images);
+    `smoke` exercises every stage in seconds for tests. Each method's distillation values come
+    from its `MethodSpec` (ddcore.methods); `full` takes the `quick` ones."""
     from .methods import get_method_spec  # the methods import this module
 
     _choice("method", method, METHODS)
     _choice("preset", name, PRESETS)
-    distill = DistillConfig(method, **get_method_spec(method).presets[name])
-    if name == "paper":  # the full datasets under --root, or $DDBIAS_DATA
-        return RunConfig(DataConfig(source="files", root=os.environ.get(DATA_ENV)), distill=distill, preset="paper")
-    if name == "quick":
+    distill = DistillConfig(method, **get_method_spec(method).presets["quick" if name == "full" else name])
+    files = DataConfig(source="files", root=os.environ.get(DATA_ENV))  # --root, or $DDBIAS_DATA
+    if name == "paper":
+        return RunConfig(files, distill=distill, preset="paper")
+    if name in ("quick", "full"):
         return RunConfig(
+            data=files if name == "full" else DataConfig(),
             net=NetConfig(net_width=32),
-            reweight=ReweightConfig(surrogate_epochs=4, surrogate_width=32),
+            reweight=ReweightConfig(surrogate_epochs=4, surrogate_width=32, kde_smooth=name == "full"),
             distill=distill,
             eval=EvalConfig(eval_models=3, eval_epochs=300, baseline_epochs=10),
-            preset="quick",
+            preset=name,
         )
     return RunConfig(
         net=NetConfig(net_width=16, net_depth=2),
@@ -282,7 +288,7 @@ def preset(name: str, method: str = "dm") -> RunConfig:
     )
 
 
-DATA_ENV = "DDBIAS_DATA"  # where the paper preset looks for the datasets' files when --root is not given
+DATA_ENV = "DDBIAS_DATA"  # where the full and paper presets look for the datasets' files when --root is not given
 
 
 # Every option that takes one of a list of names: how messages name it, and the names
@@ -417,8 +423,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     from .methods import get_method_spec  # the methods import this module
 
     d, n, r, s, e, m = cfg.data, cfg.net, cfg.reweight, cfg.distill, cfg.eval, cfg.map
-    if cfg.preset == "paper" and d.source == "bundled":
-        raise ConfigError(f"the paper preset runs on the full datasets, not the bundled 4,000-image sample: pass "
+    if cfg.preset in FILE_PRESETS and d.source == "bundled":
+        raise ConfigError(f"the {cfg.preset} preset runs on the full datasets, not the bundled 4,000-image sample: pass "
                           f"--source files --root DIR (or set {DATA_ENV}=DIR), or choose --preset quick")
     validate_data(d)
     check_choices(cfg)

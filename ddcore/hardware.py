@@ -4,9 +4,9 @@ CPUs differ between users and between days: bf16 autocast made DM 2x faster on o
 AVX-512 BF16, 5.7x slower on one with only AVX2, 1.3-2.2x slower on a Xeon with AMX (whose flags
 promise native bf16), and 10-13% slower on an H200 (bench/RESULTS.md). Neither the flags nor a
 ConvNet micro-benchmark predicted the Xeon (the micro-benchmark said bf16 was 2x faster). So
-`--bf16 auto` (the quick and paper presets' default) measures: a CPU without native bf16 instructions (no
-AVX-512 BF16 or AMX in /proc/cpuinfo) gets fp32 at once; otherwise the run's own iteration is
-timed at its own sizes (`Probe`) in fp32, in bf16 and in bf16 for the gradient-free real side only
+`--bf16 auto` (the quick, full and paper presets' default) measures: a CPU without native bf16
+instructions (no AVX-512 BF16 or AMX in /proc/cpuinfo) gets fp32 at once; otherwise the run's own
+iteration is timed at its own sizes (`Probe`) in fp32, in bf16 and in bf16 for the gradient-free real side only
 (on the Xeon that side ran 2x faster in bf16 while the synthetic side's backward ran slower), once
 per machine and sizes, cached in the runs folder. Threads are set deliberately too: one run at a
 time gets every core this process may use; and so is glibc's allocator, which otherwise hands big

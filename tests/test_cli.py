@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ddcore.cli import main, parse_overrides
-from ddcore.config import CHOICES, SECTION_TYPES, RunConfig, preset, validate
+from ddcore.config import CHOICES, METHODS, SECTION_TYPES, RunConfig, preset, validate
 from ddcore.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,6 +175,20 @@ def test_the_paper_preset_means_full_data(monkeypatch, capsys, tmp_path):
         validate(preset("paper").with_overrides(source="bundled"))
     code, _, err = main_in_process(capsys, "distill", "--preset", "paper", "--source", "bundled", "--runs", str(tmp_path))
     assert code == 2 and "--preset quick" in err and "Traceback" not in err
+
+
+def test_the_full_preset_is_quick_on_the_full_datasets_with_smoothed_weights(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("DDBIAS_DATA", str(tmp_path))
+    for method in METHODS:
+        full, quick = preset("full", method), preset("quick", method)
+        assert full.data.source == "files" and full.data.root == str(tmp_path) and full.preset == "full"
+        assert full.reweight.kde_smooth and not quick.reweight.kde_smooth
+        assert full.with_overrides(source="bundled", root=None, kde_smooth=False, preset="quick") == quick
+    with pytest.raises(ConfigError, match="the full preset runs on the full datasets"):
+        validate(preset("full").with_overrides(source="bundled"))
+    code, _, err = main_in_process(capsys, "distill", "--preset", "full", "--source", "bundled", "--runs", str(tmp_path))
+    assert code == 2 and "--preset quick" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_closed_pipe_ends_the_output_quietly(smoke_run):

@@ -183,6 +183,10 @@ def test_build_config_applies_the_form() -> None:
     assert forms.build_config(replace(form, iterations=None)).distill.iterations == preset("smoke").distill.iterations
     assert forms.build_config(replace(form, reweight=False)).reweight.reweight == "none"
     assert not cfg.reweight.kde_smooth and forms.build_config(replace(form, smooth=True)).reweight.kde_smooth
+    files = forms.DataForm(source="files", files="../data")
+    full = forms.build_config(replace(form, preset="full", data=files, smooth=None))
+    assert full.reweight.kde_smooth and full.data.root == "../data"  # the preset's smoothing, unless unticked
+    assert not forms.build_config(replace(form, preset="full", data=files, smooth=False)).reweight.kde_smooth
     assert forms.build_config(replace(form, scale=0.5)).reweight.kde_scale == 0.5
 
 
