@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from .errors import ConfigError
-from .hardware import BF16_MODES
+from .hardware import BF16_MODES, cxx_compiler
 
 DATASETS = ("cmnist", "bg-cmnist", "bg-fmnist", "cifar10c-0", "cifar10c-1", "bffhq", "csv")  # ddcore.data.DATASET_SPECS
 SOURCES = ("bundled", "files")
@@ -461,6 +461,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"bf16 autocast is not implemented for method {s.method}; use --bf16 auto")
     if s.compile and not spec.autocast:
         raise ConfigError(f"--compile is not implemented for method {s.method}")
+    if s.compile and cxx_compiler() is None:
+        raise ConfigError("--compile needs a C++ compiler to build the code torch.compile generates, and none was "
+                          "found (g++, clang++, c++ or $CXX): install one (apt-get install g++) or leave --compile off")
     positive("evaluation models", e.eval_models)
     positive("evaluation epochs", e.eval_epochs, 0)
     positive("evaluation batch", e.eval_batch)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -54,6 +55,16 @@ Probe = Callable[[Precision], float]  # seconds per iteration of a run's own loo
 def cpu_capability() -> str:
     """The vector instruction set torch dispatches to on this CPU ('AVX2', 'AVX512', ...)."""
     return torch.backends.cpu.get_cpu_capability()
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler `--compile` needs (torch.compile builds the code it generates with one):
+    $CXX, g++, clang++ or c++ on PATH, whichever is found first; None if none is."""
+    for name in (os.environ.get("CXX"), "g++", "clang++", "c++"):
+        found = shutil.which(name) if name else None
+        if found:
+            return found
+    return None
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str] | None:

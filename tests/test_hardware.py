@@ -173,3 +173,22 @@ def test_glibc_accepts_the_thresholds():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("glibc only")
     assert hardware.configure_allocator() is True
+
+
+def test_compile_needs_a_cxx_compiler(monkeypatch, tmp_path, capsys):
+    """Without one, torch.compile fails at the first iteration deep inside inductor; say so up front."""
+    from test_cli import main_in_process  # tests/ is on sys.path (pytest rootdir insertion)
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no compiler on PATH
+    assert hardware.cxx_compiler() is None
+    with pytest.raises(ConfigError, match="--compile needs a C\\+\\+ compiler"):
+        validate(preset("smoke").with_overrides(compile=True))
+    code, _, err = main_in_process(capsys, "distill", "--preset", "smoke", "--compile", "true", "--runs",
+                                   str(tmp_path / "runs"))
+    assert code == 2 and "apt-get install g++" in err and "Traceback" not in err and not (tmp_path / "runs").exists()
+    fake = tmp_path / "clang++"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert hardware.cxx_compiler() == str(fake)
+    assert validate(preset("smoke").with_overrides(compile=True)).distill.compile
