@@ -211,6 +211,18 @@ def test_distill_method_picks_its_preset_and_is_queued(app, goto, tmp_path: Path
     assert queued.config.distill == preset("quick", "dsa").distill
 
 
+def test_distill_full_preset_asks_for_the_files_and_smooths_the_weights(app, goto, tmp_path: Path) -> None:
+    at = goto(app(tmp_path), "app_pages/distill.py")
+    by_label(at.selectbox, "Preset").set_value("full").run()
+    assert any("The full preset runs on the dataset's own files" in i.value for i in at.info)
+    assert by_label(at.checkbox, "Smooth the weights").value is True
+    by_label(at.button, "Run single").click().run()
+    assert not at.exception and any("the full preset runs on the full datasets" in e.value for e in at.error)
+    assert runstore.list_runs(tmp_path) == []
+    by_label(at.selectbox, "Preset").set_value("quick").run()
+    assert by_label(at.checkbox, "Smooth the weights").value is False and not at.info
+
+
 def test_bias_explorer_says_where_missing_files_go(app, goto, tmp_path: Path) -> None:
     at = goto(app(tmp_path), "app_pages/bias_explorer.py")
     by_label(at.selectbox, "Dataset").set_value("bffhq").run()
