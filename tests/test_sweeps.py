@@ -21,7 +21,7 @@ from ddcore.sweeps import results, store
 from ddcore.sweeps.backends import LocalBackend, RayBackend, make_backend, run_sweep
 from ddcore.sweeps.spec import BASELINE_IGNORES, SpecError, expand, load_spec, parse_spec, shipped_specs
 
-SHIPPED = {"lr-dm", "init-dm", "kde-defaults", "amplification", "bandwidth", "surrogate", "debias", "methods", "smoke"}
+SHIPPED = {"lr-dm", "init-dm", "kde-defaults", "amplification", "full-mnist", "bandwidth", "surrogate", "debias", "methods", "smoke"}
 
 
 def write(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
