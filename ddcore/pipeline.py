@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import debias, density, embedmap, hardware, runstore
-from .config import RunConfig, preset, validate
+from .config import DATA_ENV, FILE_PRESETS, RunConfig, preset, validate
 from .data import BiasedTensors, Normalization, describe, get_spec, image_grid, load_biased, train_summary
 from .errors import Cancelled, ConfigError, DDError
 from .evaluate import evaluate_set
@@ -139,8 +139,13 @@ def preflight(cfg: RunConfig) -> RunConfig:
     far as the class counts need; what is decoded stays cached, so the run pays nothing more for
     it), the image size against the network's depth, the IPC against the smallest class."""
     validate(cfg)
+    d = cfg.data
+    if cfg.preset in FILE_PRESETS and d.source == "files" and d.root is None and d.csv_path is None:
+        raise ConfigError(f"the {cfg.preset} preset reads the {d.dataset} dataset's own files from --root DIR or "
+                          f"${DATA_ENV}, and neither is set: pass --root DIR or set {DATA_ENV}=DIR (the README's "
+                          "Datasets table says which files go where)")
     resolve_device(cfg.device)
-    summary = train_summary(cfg.data)  # reads labels, not images, where the format allows
+    summary = train_summary(d)  # reads labels, not images, where the format allows
     side, depth = min(summary.image_size), cfg.net.net_depth
     if side < 2 ** depth:
         raise ConfigError(f"the {cfg.data.dataset} images are {summary.image_size[0]}x{summary.image_size[1]}, too "

@@ -189,6 +189,10 @@ def test_the_full_preset_is_quick_on_the_full_datasets_with_smoothed_weights(mon
     code, _, err = main_in_process(capsys, "distill", "--preset", "full", "--source", "bundled", "--runs", str(tmp_path))
     assert code == 2 and "--preset quick" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+    monkeypatch.delenv("DDBIAS_DATA")
+    code, _, err = main_in_process(capsys, "distill", "--preset", "full", "--runs", str(tmp_path))
+    assert code == 2 and "neither is set: pass --root DIR or set DDBIAS_DATA=DIR" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_closed_pipe_ends_the_output_quietly(smoke_run):
