@@ -250,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("baseline", "train on the whole biased training set (the full-data baseline)"),
                        ("random-subset", "IPC real images per class drawn uniformly, evaluated like a synthetic set")):
         p = sub.add_parser(name, help=what, description=what)
-        p.add_argument("--preset", choices=PRESETS, default="quick", help="quick (CPU, minutes), full (quick on the full datasets' files, weights smoothed), "
-                       "smoke (seconds), paper (GPU)")
+        p.add_argument("--preset", choices=PRESETS, default="quick",
+                       help="quick (CPU, minutes), full (quick on the full datasets' files, weights smoothed), "
+                            "smoke (seconds), paper (GPU)")
         p.add_argument("--out", help="run folder to create (default: ROOT/<generated name>)")
         p.add_argument("--runs", default="runs", help="where generated run folders go (default: runs)")
         p.add_argument("--overwrite", action="store_true",
