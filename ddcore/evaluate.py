@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import augment, debias
+from . import augment, debias, hardware
 from .config import RunConfig
 from .data import BiasedTensors, dsa_strategy
 from .nets import ConvNet, build_convnet
@@ -173,14 +174,70 @@ def summarize(results: list[Accuracy]) -> dict[str, Any]:
 
 def evaluate_set(images: torch.Tensor, labels: torch.Tensor, test: BiasedTensors, cfg: RunConfig,
                  epochs: int, seed: int, progress: Progress | None = None) -> dict[str, Any]:
-    """Train cfg.eval.eval_models fresh models on (images, labels) and test each on `test`."""
+    """Train cfg.eval.eval_models fresh models on (images, labels) and test each on `test`. On a
+    CPU with threads to share they train side by side (`hardware.side_by_side_threads`); a model's
+    numbers depend only on its seed and its thread count, not on the others."""
     k = cfg.eval.eval_models
-    results = []
-    for m in range(k):
-        def model_progress(done: int, total: int, loss: float | None, m: int = m) -> None:
-            if progress is not None:
-                progress(m * total + done, k * total, loss)
+    board = _Board(k, progress)
 
-        net = train_classifier(images, labels, test.num_classes, cfg, epochs, seed + 1000 * (m + 1), model_progress)
-        results.append(accuracy(net, test))
-    return summarize(results)
+    def one(m: int) -> Accuracy:
+        net = train_classifier(images, labels, test.num_classes, cfg, epochs, seed + 1000 * (m + 1), board.reporter(m))
+        return accuracy(net, test)
+
+    threads = hardware.side_by_side_threads(k, images.device)
+    return summarize([one(m) for m in range(k)] if threads is None else board.side_by_side(one, threads))
+
+
+class _Stopped(Exception):
+    """A model stopped because another one failed."""
+
+
+class _Board:
+    """The progress of k models, reported as one count (epochs done of all k), under a lock since
+    they may train in threads; once one of them fails, the others stop at their next epoch, so a
+    cancel or an error does not wait for them."""
+
+    def __init__(self, k: int, progress: Progress | None) -> None:
+        self.done, self.total = [0] * k, [0] * k
+        self.progress, self.lock, self.failed = progress, threading.Lock(), False
+
+    def reporter(self, m: int) -> Progress:
+        def report(done: int, total: int, loss: float | None) -> None:
+            with self.lock:
+                if self.failed:
+                    raise _Stopped
+                self.done[m], self.total[m] = done, total
+                if self.progress is not None:  # a model not started yet counts as long as the longest
+                    self.progress(sum(self.done), len(self.total) * max(self.total), loss)
+        return report
+
+    def side_by_side(self, one: Callable[[int], Accuracy], threads: int) -> list[Accuracy]:
+        """[one(m) for each model m], each in its own thread with `threads` torch threads; raises
+        the first failure in model order once every thread has ended. Daemon threads: a Ctrl-C
+        in the main thread ends the process without waiting for them."""
+        results: list[Any] = [None] * len(self.done)
+        errors: list[BaseException | None] = [None] * len(self.done)
+
+        def task(m: int) -> None:
+            torch.set_num_threads(threads)
+            try:
+                results[m] = one(m)
+            except BaseException as exc:
+                errors[m] = exc
+                with self.lock:
+                    self.failed = True
+
+        workers = [threading.Thread(target=task, args=(m,), daemon=True) for m in range(len(self.done))]
+        for worker in workers:
+            worker.start()
+        try:
+            for worker in workers:
+                worker.join()
+        except BaseException:
+            with self.lock:
+                self.failed = True
+            raise
+        for error in errors:
+            if error is not None and not isinstance(error, _Stopped):
+                raise error
+        return results

@@ -192,3 +192,15 @@ def test_compile_needs_a_cxx_compiler(monkeypatch, tmp_path, capsys):
     fake.chmod(0o755)
     assert hardware.cxx_compiler() == str(fake)
     assert validate(preset("smoke").with_overrides(compile=True)).distill.compile
+
+
+@pytest.mark.parametrize("jobs, threads, device, each", [
+    (3, 2, "cpu", 1),  # more jobs than threads: one each, sharing the cores
+    (3, 8, "cpu", 2),
+    (1, 8, "cpu", None),  # nothing to run beside it
+    (3, 1, "cpu", None),  # one thread (OMP_NUM_THREADS=1, a Ray cell's one CPU): no more than that
+    (3, 8, "cuda", None),  # a GPU runs them one after the other
+])
+def test_side_by_side_threads(monkeypatch, jobs, threads, device, each):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert hardware.side_by_side_threads(jobs, torch.device(device)) == each

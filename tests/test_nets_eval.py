@@ -1,3 +1,5 @@
+import threading
+
 import pytest
 import torch
 
@@ -107,3 +109,69 @@ def test_surrogate_init_ignores_the_global_rng():
     b = build_surrogate(spec, 10, (3, 28, 28), torch.Generator().manual_seed(0))
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
+
+
+@pytest.fixture
+def two_threads():
+    """Two torch threads (side by side needs threads to share), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_cmnist() -> tuple[BiasedTensors, BiasedTensors]:
+    """The bundled coloured MNIST: 60 training images, 300 test images."""
+    from ddcore.config import DataConfig
+    from ddcore.data import load_biased
+    train, test = load_biased(DataConfig(), True, 0), load_biased(DataConfig(), False, 0)
+    return (BiasedTensors(train.images[:60], train.labels[:60], train.bias[:60], train.num_classes),
+            BiasedTensors(test.images[:300], test.labels[:300], test.bias[:300], test.num_classes))
+
+
+def test_models_trained_side_by_side_match_one_after_the_other(two_threads, monkeypatch):
+    """Three models in three threads (one torch thread each) give exactly the numbers that the
+    same models give trained one after the other with one thread: a model's numbers do not depend
+    on the others. Progress counts every model's epochs, never backwards, up to the total."""
+    train, test = small_cmnist()
+    cfg = preset("smoke").with_overrides(eval_models=3, net_width=8, net_depth=2)
+    calls, threads = [], set()
+
+    def progress(done, total, loss):
+        calls.append((done, total))
+        threads.add((threading.get_ident(), torch.get_num_threads()))
+
+    side = evaluate_set(train.images, train.labels, test, cfg, epochs=6, seed=0, progress=progress)
+    assert len(threads) == 3 and all(ident != threading.get_ident() and n == 1 for ident, n in threads)
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and calls[-1] == (18, 18) and len(calls) == 18
+
+    monkeypatch.setattr("ddcore.hardware.side_by_side_threads", lambda jobs, device: None)
+    torch.set_num_threads(1)
+    one_by_one = evaluate_set(train.images, train.labels, test, cfg, epochs=6, seed=0)
+    assert side == one_by_one
+
+
+def test_a_failing_model_stops_the_others_and_its_error_is_raised(two_threads, monkeypatch):
+    """One model raising (a cancel, say) ends the evaluation at once with that error: the other
+    models stop at their next epoch instead of training on."""
+    import ddcore.evaluate as evaluate
+    from ddcore.errors import Cancelled
+
+    train, test = small_cmnist()
+    cfg = preset("smoke").with_overrides(eval_models=3, net_width=8, net_depth=2)
+    epochs_run = []
+    real = evaluate.train_classifier
+
+    def train_classifier(images, labels, num_classes, cfg, epochs, seed, progress):
+        def report(done, total, loss):
+            epochs_run.append(seed)
+            if seed == 2000 and done == 2:  # the second model, at its second epoch
+                raise Cancelled("cancelled by the user")
+            progress(done, total, loss)
+        return real(images, labels, num_classes, cfg, epochs, seed, report)
+
+    monkeypatch.setattr(evaluate, "train_classifier", train_classifier)
+    with pytest.raises(Cancelled, match="cancelled by the user"):
+        evaluate_set(train.images, train.labels, test, cfg, epochs=500, seed=0)
+    assert len(epochs_run) < 100  # 1,500 epochs if the others trained on
