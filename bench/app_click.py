@@ -9,7 +9,7 @@ from the click to both results, and the CPU seconds the Streamlit server itself 
 time (the background worker, a separate process, does the work; the server should stay idle).
 It also prints what the measurement itself costs: the CPU seconds of the browser and of the
 Playwright driver over the same time (they share the machine with the worker; the harness checks
-the page once a second, the app's own refresh interval being 2 s). Run it with nothing else busy:
+the page once a second, the app's own refresh interval being 5 s). Run it with nothing else busy:
 on 2 cores anything else running inflates every figure.
 """
 from __future__ import annotations

@@ -140,7 +140,10 @@ def focus(key: str, name: str) -> None:
     st.session_state.pop(key, None)
 
 
-POLL_SECONDS = 2.0  # a tick stats a few files and redraws a few rows: negligible next to a job
+# A tick stats a few files and redraws a few rows, but the browser re-renders the page each time:
+# every 2 s it took 10% of a core, and on 2 cores the runs' two-thread loops lost more than that
+# (each stall of one thread holds up the other); 5 s halved the browser's share (bench/RESULTS.md 16)
+POLL_SECONDS = 5.0
 
 
 def poll_interval(runs: Sequence[RunInfo]) -> float | None:
