@@ -60,3 +60,18 @@ def test_one_background_worker_per_root(tmp_path):
     assert jobs.stop_worker(tmp_path)
     assert not jobs.worker_alive(tmp_path) and jobs.worker_pid(tmp_path) is None
     assert not jobs.stop_worker(tmp_path)
+
+
+def test_the_warm_up_never_delays_a_waiting_job(tmp_path):
+    """A job queued before the worker is ready runs first; the warm-up (UMAP's import and JIT)
+    waits for the first idle moment, and happens once."""
+    first = tmp_path / "first"
+    waiting = jobs.submit(first, preset("smoke").with_overrides(eval_epochs=2), start_worker=False)
+    seen = []
+    assert jobs.run_worker(first, poll_seconds=0.05, idle_exit_seconds=0.2,
+                           warm_up=lambda: seen.append(runstore.read_status(waiting).state)) == 1
+    assert seen == ["done"]
+
+    idle, calls = tmp_path / "idle", []
+    assert jobs.run_worker(idle, poll_seconds=0.05, idle_exit_seconds=0.2, warm_up=lambda: calls.append(1)) == 0
+    assert calls == [1]
