@@ -101,8 +101,8 @@ def side_by_side_threads(jobs: int, device: torch.device) -> int | None:
     """torch threads for each of `jobs` independent computations run side by side in this process,
     one Python thread each (torch's thread count is per thread), or None: run them one after the
     other (one job, a GPU, or a single thread to share). Small networks use a few cores poorly one
-    at a time: 3 evaluation models at the quick sizes on 2 cores trained 1.13-1.3x faster side by
-    side, one thread each, than one after the other with 2 threads, while 2 at a time were no
+    at a time: 3 evaluation models at the quick sizes on 2 cores trained 1.03-1.3x (median 1.15x)
+    faster side by side, one thread each, than one after the other with 2 threads; 2 at a time were no
     faster, the third model then training alone (bench/RESULTS.md 16). So every job gets a thread,
     sharing the cores when there are more jobs than threads."""
     threads = torch.get_num_threads()
