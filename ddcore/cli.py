@@ -71,6 +71,12 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _descriptor(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a file descriptor number, got '{text}'")
+    return int(text)
+
+
 def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
     """['--kde-tau', '2', '--method', 'mtt'] -> {'kde_tau': 2.0, 'method': 'mtt'}: config
     overrides given as flag/value pairs (the benchmarks' extra arguments), typed like the CLI's."""
@@ -269,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="execute queued runs (the app starts this for you)")
     p.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
     p.add_argument("--idle-exit", type=_seconds, default=None, help="exit after this many idle seconds")
+    p.add_argument("--lock-fd", type=_descriptor, default=None,
+                   help="the runs folder's worker lock, already held (how the app hands it over)")
     sweep_cli.add_parser(sub, _Parser)
     return parser
 
@@ -291,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return sweep_cli.main(args)
         from .jobs import run_worker
 
-        run_worker(runstore.init_root(args.runs), idle_exit_seconds=args.idle_exit)
+        run_worker(runstore.init_root(args.runs), idle_exit_seconds=args.idle_exit, lock_fd=args.lock_fd)
         return 0
     except Cancelled as exc:
         print(f"cancelled: {exc}", file=sys.stderr)

@@ -5,9 +5,9 @@
 machine's cores are the bottleneck), and records everything in the folders, so any number of
 browser sessions can submit, a refresh re-attaches by reading the folder, and a worker crash
 leaves a run that reads back as failed. A single worker per root is guaranteed by an exclusive
-lock on ROOT/.worker.lock held for the worker's lifetime. Whoever shows queued runs calls
-`supervise`, which starts a worker again if the last one died (killed, or idle-exited while a
-run was being queued).
+lock on ROOT/.worker.lock, taken by whoever starts the worker and held for its lifetime. Whoever
+shows queued runs calls `supervise`, which starts a worker again if the last one died (killed, or
+idle-exited while a run was being queued).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import runstore
 from .config import RunConfig
+from .errors import ConfigError
 
 LOCK_NAME = ".worker.lock"
 IDLE_EXIT_SECONDS = 1800  # a spawned worker leaves after 30 idle minutes; the next submit restarts it
@@ -95,15 +96,43 @@ def supervise(root: Path, runs: Sequence[runstore.RunInfo]) -> bool:
 
 
 def ensure_worker(root: Path) -> None:
-    """Start a detached worker for root unless one is running. Two racing callers may both start
-    one; the loser exits at once because it cannot take the lock."""
+    """Start a detached worker for root unless one is running. The lock is taken here and handed
+    to the new worker (an inherited descriptor, `--lock-fd`), so it is held from this moment: a
+    worker spends seconds importing torch before it could take the lock itself, and every caller
+    meanwhile (each page rerun, each submit, each sweep cell) saw no worker and started another
+    one (six at once after a click in the app, bench/RESULTS.md 17)."""
     root = runstore.init_root(root)
-    if worker_alive(root):
-        return
-    with open(root / ".worker.log", "ab") as log:
-        subprocess.Popen([sys.executable, "-m", "ddcore", "worker", "--runs", str(root),
-                          "--idle-exit", str(IDLE_EXIT_SECONDS)], stdout=log, stderr=log,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
+    fd = os.open(root / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # a worker holds it, or is being started by another caller
+        os.ftruncate(fd, 0)  # no stale pid for worker_pid to find meanwhile
+        with open(root / ".worker.log", "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "ddcore", "worker", "--runs", str(root),
+                                     "--idle-exit", str(IDLE_EXIT_SECONDS), "--lock-fd", str(fd)],
+                                    stdout=log, stderr=log, stdin=subprocess.DEVNULL, pass_fds=(fd,),
+                                    start_new_session=True)
+        _write_pid(fd, proc.pid)
+    finally:
+        os.close(fd)  # the worker's copy keeps the lock
+
+
+def _check_handed_lock(root: Path, fd: int) -> None:
+    """Raise ConfigError unless descriptor `fd` is open on root's lock file."""
+    try:
+        same = os.path.samestat(os.fstat(fd), os.stat(root / LOCK_NAME))
+    except OSError:
+        same = False
+    if not same:
+        raise ConfigError(f"--lock-fd {fd} is not an open descriptor of {root / LOCK_NAME}: leave --lock-fd out "
+                          f"(the app passes it when it starts a worker)")
+
+
+def _write_pid(fd: int, pid: int) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(pid).encode(), 0)
 
 
 def next_queued(root: Path) -> Path | None:
@@ -125,38 +154,41 @@ def _warm_up() -> None:
 
 
 def run_worker(root: Path, poll_seconds: float = 0.5, idle_exit_seconds: float | None = None,
-               warm_up: Callable[[], None] = _warm_up) -> int:
+               warm_up: Callable[[], None] = _warm_up, lock_fd: int | None = None) -> int:
     """Execute queued runs until idle for idle_exit_seconds (forever if None). Returns the count run.
     `warm_up` runs the first time the queue is empty, never before a job already waiting: the app
-    starts the worker when its Distill page opens, and a click soon after waited 34-77 s before its
-    run started (UMAP's imports and JIT read from a cold disk cache on a 2-core machine; now 9 s,
-    bench/RESULTS.md 16); a job imports UMAP at its map stage anyway."""
+    starts the worker when its Distill page opens, and a click soon after waited for its imports
+    and UMAP's JIT (bench/RESULTS.md 16); a job imports UMAP at its map stage anyway. `lock_fd`:
+    root's lock file, open and locked by the `ensure_worker` that started this worker."""
     from .pipeline import execute_run
 
     root = runstore.init_root(root)
-    lock = open(root / LOCK_NAME, "a")
+    if lock_fd is not None:
+        _check_handed_lock(root, lock_fd)
+    fd = os.open(root / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644) if lock_fd is None else lock_fd
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return 0  # another worker owns this root
-    lock.truncate(0)
-    lock.write(str(os.getpid()))
-    lock.flush()
-    count, idle_since, warmed = 0, time.time(), False
-    while True:
-        run_dir = next_queued(root)
-        if run_dir is None and not warmed:
-            warm_up()
-            warmed = True
-            continue
-        if run_dir is None:
-            if idle_exit_seconds is not None and time.time() - idle_since > idle_exit_seconds:
-                return count
-            time.sleep(poll_seconds)
-            continue
         try:
-            execute_run(run_dir)
-        except Exception:
-            pass  # execute_run recorded why in the run's status and log; the worker carries on
-        count += 1
-        idle_since = time.time()
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a handed-over lock is ours already
+        except BlockingIOError:
+            return 0  # another worker owns this root
+        _write_pid(fd, os.getpid())
+        count, idle_since, warmed = 0, time.time(), False
+        while True:
+            run_dir = next_queued(root)
+            if run_dir is None and not warmed:
+                warm_up()
+                warmed = True
+                continue
+            if run_dir is None:
+                if idle_exit_seconds is not None and time.time() - idle_since > idle_exit_seconds:
+                    return count
+                time.sleep(poll_seconds)
+                continue
+            try:
+                execute_run(run_dir)
+            except Exception:
+                pass  # execute_run recorded why in the run's status and log; the worker carries on
+            count += 1
+            idle_since = time.time()
+    finally:
+        os.close(fd)  # releases the lock

@@ -1,4 +1,5 @@
 """The job queue: run folders are the queue; one worker per root runs them in order."""
+import subprocess
 import time
 
 import pytest
@@ -60,6 +61,38 @@ def test_one_background_worker_per_root(tmp_path):
     assert jobs.stop_worker(tmp_path)
     assert not jobs.worker_alive(tmp_path) and jobs.worker_pid(tmp_path) is None
     assert not jobs.stop_worker(tmp_path)
+
+
+def test_callers_while_a_worker_starts_start_no_other(tmp_path, monkeypatch):
+    """The lock is held from the moment ensure_worker returns, long before the new worker has
+    imported torch: the page reruns and submits meanwhile start no second worker, and the one
+    started takes the lock over and runs the job."""
+    started, popen = [], subprocess.Popen
+
+    def spawn(*args, **kwargs):
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(jobs.subprocess, "Popen", spawn)
+    for _ in range(3):
+        jobs.ensure_worker(tmp_path)
+        assert jobs.worker_alive(tmp_path) and jobs.worker_pid(tmp_path) == started[0].pid
+    run = jobs.submit(tmp_path, preset("smoke").with_overrides(eval_epochs=2))
+    deadline = time.time() + 120
+    while not runstore.read_status(run).final and time.time() < deadline:
+        time.sleep(0.2)
+    assert runstore.read_status(run).state == "done"
+    assert len(started) == 1 and started[0].poll() is None, "one worker, still serving the root"
+    assert jobs.worker_pid(tmp_path) == started[0].pid
+    assert jobs.stop_worker(tmp_path) and started[0].wait(timeout=10) is not None
+
+
+def test_a_worker_refuses_a_lock_descriptor_not_of_its_root(tmp_path):
+    root = tmp_path / "runs"
+    with open(tmp_path / "elsewhere", "w") as other:
+        with pytest.raises(ConfigError, match="is not an open descriptor of"):
+            jobs.run_worker(root, idle_exit_seconds=0, lock_fd=other.fileno())
+    assert not jobs.worker_alive(root)
 
 
 def test_the_warm_up_never_delays_a_waiting_job(tmp_path):
