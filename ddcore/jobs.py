@@ -165,6 +165,7 @@ def run_worker(root: Path, poll_seconds: float = 0.5, idle_exit_seconds: float |
     root = runstore.init_root(root)
     if lock_fd is not None:
         _check_handed_lock(root, lock_fd)
+        os.set_inheritable(lock_fd, False)  # as our own open: programs this worker runs must not hold it
     fd = os.open(root / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644) if lock_fd is None else lock_fd
     try:
         try:

@@ -1,4 +1,6 @@
 """The job queue: run folders are the queue; one worker per root runs them in order."""
+import fcntl
+import os
 import subprocess
 import time
 
@@ -85,6 +87,20 @@ def test_callers_while_a_worker_starts_start_no_other(tmp_path, monkeypatch):
     assert len(started) == 1 and started[0].poll() is None, "one worker, still serving the root"
     assert jobs.worker_pid(tmp_path) == started[0].pid
     assert jobs.stop_worker(tmp_path) and started[0].wait(timeout=10) is not None
+
+
+def test_a_handed_over_lock_is_held_by_the_worker_alone(tmp_path):
+    """What a started worker receives: the root's lock, locked, and inheritable (Popen's pass_fds).
+    The worker keeps it, records its pid, passes it to no program it runs, and releases it on exit."""
+    root = runstore.init_root(tmp_path / "runs")
+    fd = os.open(root / jobs.LOCK_NAME, os.O_WRONLY | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.set_inheritable(fd, True)
+    seen = []
+    assert jobs.run_worker(root, poll_seconds=0.05, idle_exit_seconds=0, lock_fd=fd, warm_up=lambda: seen.append(
+        (jobs.worker_alive(root), jobs.worker_pid(root), os.get_inheritable(fd)))) == 0
+    assert seen == [(True, os.getpid(), False)]
+    assert not jobs.worker_alive(root)
 
 
 def test_a_worker_refuses_a_lock_descriptor_not_of_its_root(tmp_path):
