@@ -99,8 +99,8 @@ def ensure_worker(root: Path) -> None:
     """Start a detached worker for root unless one is running. The lock is taken here and handed
     to the new worker (an inherited descriptor, `--lock-fd`), so it is held from this moment: a
     worker spends seconds importing torch before it could take the lock itself, and every caller
-    meanwhile (each page rerun, each submit) saw no worker and started another
-    one (six at once after a click in the app, bench/RESULTS.md 17)."""
+    meanwhile (each page rerun, each submit) saw no worker and started another one (seven at
+    once after a click in the app, bench/RESULTS.md 17)."""
     root = runstore.init_root(root)
     fd = os.open(root / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
