@@ -9,8 +9,9 @@ from the click to both results, and the CPU seconds the Streamlit server itself 
 time (the background worker, a separate process, does the work; the server should stay idle).
 It also prints what the measurement itself costs: the CPU seconds of the browser and of the
 Playwright driver over the same time (they share the machine with the worker; the harness checks
-the page once a second, the app's own refresh interval being 5 s). Run it with nothing else busy:
-on 2 cores anything else running inflates every figure.
+the page once a second, the app's own refresh interval being 5 s), how many worker processes it
+saw serving the runs folder (one: more is bench/RESULTS.md 17's fault), and each run's seconds per
+stage. Run it with nothing else busy: on 2 cores anything else running inflates every figure.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from ddcore import hardware, jobs
+from ddcore import hardware, jobs, runstore
+from ddcore.records import Metrics
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -70,6 +72,20 @@ def harness_seconds(server: int) -> float:
             except OSError:
                 continue  # gone meanwhile
     return total
+
+
+def workers(root: Path) -> set[int]:
+    """The pids of live `ddcore worker` processes serving `root` (Linux /proc)."""
+    wanted = f"-m\0ddcore\0worker\0--runs\0{root}\0".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if wanted in (entry / "cmdline").read_bytes():
+                    found.add(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile
+    return found
 
 
 def free_port() -> int:
@@ -115,7 +131,9 @@ def main() -> None:
             page.get_by_role("button", name="Run vanilla + reweighted").click()
             expect(page.get_by_text(re.compile(r"^Queued "))).to_be_visible(timeout=30_000)
             done = page.get_by_text("done · took")
+            seen = workers(root)
             while done.count() < 2:
+                seen |= workers(root)
                 if page.get_by_text("Failed:").count():
                     raise SystemExit(f"error: a run failed: {page.get_by_text('Failed:').first.inner_text()}")
                 if time.perf_counter() - start > args.timeout:
@@ -131,9 +149,16 @@ def main() -> None:
         jobs.stop_worker(root)
     print(f"{time.strftime('%Y-%m-%d')} | preset {args.preset} | CPU capability {hardware.cpu_capability()}, "
           f"{hardware.usable_cpus()} CPUs | runs in {root}\n")
-    print("| click to both results shown | server CPU seconds | server CPU share of one core | browser + driver CPU seconds |")
-    print("|---|---|---|---|")
-    print(f"| {seconds:.0f} s | {server_cpu:.1f} | {100 * server_cpu / seconds:.1f}% | {harness_cpu:.1f} |")
+    print("| click to both results shown | server CPU seconds | server CPU share of one core | browser + driver CPU seconds "
+          "| worker processes seen |")
+    print("|---|---|---|---|---|")
+    print(f"| {seconds:.0f} s | {server_cpu:.1f} | {100 * server_cpu / seconds:.1f}% | {harness_cpu:.1f} | {len(seen)} |")
+    print("\n| run | seconds | seconds per stage |\n|---|---|---|")
+    for info in sorted(runstore.list_runs(root), key=lambda r: r.status.created):
+        m = Metrics.load(info.path)
+        if m is not None and m.seconds_total is not None:
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in m.seconds_per_stage.items())
+            print(f"| {runstore.read_config(info.path).reweight.reweight} | {m.seconds_total:.0f} | {stages} |")
 
 
 if __name__ == "__main__":
