@@ -102,7 +102,7 @@ def ensure_worker(root: Path) -> None:
     meanwhile (each page rerun, each submit) saw no worker and started another one (seven at
     once after a click in the app, bench/RESULTS.md 17)."""
     root = runstore.init_root(root)
-    fd = os.open(root / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
+    fd = _open_lock(root)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -117,6 +117,10 @@ def ensure_worker(root: Path) -> None:
         _write_pid(fd, proc.pid)
     finally:
         os.close(fd)  # the worker's copy keeps the lock
+
+
+def _open_lock(root: Path) -> int:
+    return os.open(root / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
 
 
 def _check_handed_lock(root: Path, fd: int) -> None:
@@ -166,7 +170,7 @@ def run_worker(root: Path, poll_seconds: float = 0.5, idle_exit_seconds: float |
     if lock_fd is not None:
         _check_handed_lock(root, lock_fd)
         os.set_inheritable(lock_fd, False)  # as our own open: programs this worker runs must not hold it
-    fd = os.open(root / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644) if lock_fd is None else lock_fd
+    fd = _open_lock(root) if lock_fd is None else lock_fd
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a handed-over lock is ours already
