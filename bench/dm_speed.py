@@ -36,7 +36,8 @@ from ddcore.pipeline import resolve_device
 
 def seconds_per_iteration(train, cfg, precision: hardware.Precision, iterations: int) -> tuple[float, float]:
     """(seconds per iteration, seconds of the first one). The first iteration is warm-up (and
-    compilation): timing starts once it has finished, on the GPU too."""
+    compilation, with cfg's --compile true; otherwise eager): timing starts once it has finished,
+    on the GPU too."""
     stamps: list[float] = []
 
     def progress(done: int, total: int, loss: float | None) -> None:
@@ -45,8 +46,9 @@ def seconds_per_iteration(train, cfg, precision: hardware.Precision, iterations:
         stamps.append(time.perf_counter())
 
     start = time.perf_counter()
+    compiled = hardware.Compilation(cfg.distill.compile == "true", "--compile true")  # else eager
     get_method("dm")(DistillJob(train, uniform_weights(train.labels), cfg.with_overrides(iterations=iterations + 1),
-                                0, progress, precision=precision))
+                                0, progress, precision=precision, compile=compiled))
     if train.images.is_cuda:
         torch.cuda.synchronize()
     return (time.perf_counter() - stamps[0]) / iterations, stamps[0] - start
@@ -95,7 +97,7 @@ def main() -> None:
     paper = preset("paper")
     settings = [("paper", paper.with_overrides(ipc=ipc), p) for ipc in ipcs for p in (fp32, bf16)]
     if args.compile:
-        settings += [("paper, compiled", paper.with_overrides(ipc=ipcs[-1], compile=True), p) for p in (fp32, bf16)]
+        settings += [("paper, compiled", paper.with_overrides(ipc=ipcs[-1], compile="true"), p) for p in (fp32, bf16)]
     settings.append(("quick", preset("quick"), auto(train, preset("quick"))))
     for name, cfg, precision in settings:
         per_iter, first = seconds_per_iteration(train, cfg, precision, args.iterations)

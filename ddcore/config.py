@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from .errors import ConfigError
-from .hardware import BF16_MODES, cxx_compiler
+from .hardware import BF16_MODES, COMPILE_MIN_ITERATIONS, COMPILE_MODES, cxx_compiler
 
 DATASETS = ("cmnist", "bg-cmnist", "bg-fmnist", "cifar10c-0", "cifar10c-1", "bffhq", "csv")  # ddcore.data.DATASET_SPECS
 SOURCES = ("bundled", "files")
@@ -111,6 +111,12 @@ class ReweightConfig:
     surrogate_debias: str = _opt("none", "train the (cross-entropy) surrogate with a debiasing method (ddcore.debias)")
 
 
+# Settings that change how a run computes, not what it computes: torch.compile only reorders float
+# sums (tests/test_hardware.py compares compiled and eager DM). A finished sweep cell counts as done
+# whatever they were set to, so changing one, or its default, reruns nothing (ddcore.sweeps.store).
+EXECUTION_ONLY: dict[str, tuple[str, ...]] = {"distill": ("compile",)}
+
+
 @dataclass(frozen=True)
 class DistillConfig:
     method: str = _opt("dm", "the distillation method (DM, DC, DSA, MTT)")
@@ -125,7 +131,8 @@ class DistillConfig:
         None, "augmentation ops joined by _, e.g. color_crop_cutout_scale_rotate, or none; unset: the dataset's")
     bf16: str = _opt("auto", "DM's network forward in bfloat16: auto: where this device runs it faster (measured, "
                              "cached per machine)")
-    compile: bool = _opt(False, "DM: torch.compile the network's feature layers (a one-off cost)")
+    compile: str = _opt("auto", "DM: torch.compile the network's feature layers (a one-off cost); auto: on a CPU "
+                                f"for runs of {COMPILE_MIN_ITERATIONS} iterations or more, where it repays itself")
     lr_net: float = _opt(0.01, "DC/DSA: the network's SGD learning rate between matching steps")
     outer_loop: int | None = _opt(None, "DC/DSA: matching steps per network; none: by IPC (ddcore.methods.dc)")
     inner_loop: int | None = _opt(None, "DC/DSA: network epochs on the synthetic set between matching steps; "
@@ -186,6 +193,14 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def result_dict(self) -> dict[str, Any]:
+        """`to_dict` without the settings that change how the run computes but not what
+        (EXECUTION_ONLY): two configs with equal result dicts make the same run."""
+        d = self.to_dict()
+        for section, names in EXECUTION_ONLY.items():
+            d[section] = {k: v for k, v in d[section].items() if k not in names}
+        return d
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         """Inverse of `to_dict`; unknown keys are an error so typos never pass silently."""
@@ -195,8 +210,9 @@ class RunConfig:
                 sub = d.get(f.name, {})
                 if f.name == "data" and sub.get("source") == "mnist":  # run folders written before "files" existed
                     sub = {**sub, "source": "files"}
-                if f.name == "distill" and isinstance(sub.get("bf16"), bool):  # before bf16 became auto|true|false
-                    sub = {**sub, "bf16": str(sub["bf16"]).lower()}
+                for flag in ("bf16", "compile"):  # before each became auto|true|false
+                    if f.name == "distill" and isinstance(sub.get(flag), bool):
+                        sub = {**sub, flag: str(sub[flag]).lower()}
                 typ = SECTION_TYPES[f.name]
                 known = {g.name for g in fields(typ)}
                 unknown = set(sub) - known
@@ -304,6 +320,7 @@ CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "method": ("method", METHODS),
     "init": ("init", INITS),
     "bf16": ("bf16 mode", BF16_MODES),
+    "compile": ("compile mode", COMPILE_MODES),
     "eval_debias": ("evaluation debiasing", DEBIAS_METHODS),
     "kind": ("run kind", KINDS),
     "preset": ("preset", PRESETS),
@@ -459,11 +476,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     spec.check(s)
     if s.bf16 == "true" and not spec.autocast:
         raise ConfigError(f"bf16 autocast is not implemented for method {s.method}; use --bf16 auto")
-    if s.compile and not spec.autocast:
-        raise ConfigError(f"--compile is not implemented for method {s.method}")
-    if s.compile and cxx_compiler() is None:
+    if s.compile == "true" and not spec.autocast:
+        raise ConfigError(f"--compile is not implemented for method {s.method}; use --compile auto")
+    if s.compile == "true" and cxx_compiler() is None:
         raise ConfigError("--compile needs a C++ compiler to build the code torch.compile generates, and none was "
-                          "found (g++, clang++, c++ or $CXX): install one (apt-get install g++) or leave --compile off")
+                          "found (g++, clang++, c++ or $CXX): install one (apt-get install g++) or use --compile auto")
     positive("evaluation models", e.eval_models)
     positive("evaluation epochs", e.eval_epochs, 0)
     positive("evaluation batch", e.eval_batch)

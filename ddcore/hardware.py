@@ -10,7 +10,8 @@ iteration is timed at its own sizes (`Probe`) in fp32, in bf16 and in bf16 for t
 (on the Xeon that side ran 2x faster in bf16 while the synthetic side's backward ran slower), once
 per machine and sizes, cached in the runs folder. Threads are set deliberately too: one run at a
 time gets every core this process may use; and so is glibc's allocator, which otherwise hands big
-buffers back to the kernel on every free.
+buffers back to the kernel on every free. `--compile auto` (every preset's default) compiles DM's
+network on a CPU for runs long enough to repay the compilation (`resolve_compile`).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from typing import Callable
 import torch
 
 BF16_MODES = ("auto", "true", "false")
+COMPILE_MODES = ("auto", "true", "false")
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -47,6 +49,12 @@ class Precision:
     def real_autocast(self, device: torch.device) -> torch.autocast:
         """For a forward under no_grad (DM's real images): bf16 in both bf16 modes."""
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+
+@dataclass(frozen=True)
+class Compilation:
+    on: bool  # torch.compile the network's feature layers
+    reason: str  # why, in words, for metrics.json and the log
 
 
 Probe = Callable[[Precision], float]  # seconds per iteration of a run's own loop in that precision
@@ -210,3 +218,48 @@ def measured_ratios(device: torch.device, probe: Probe, cache_dir: Path | None, 
         write_json(path, {"over_fp32": _RATIOS[name], "what": what, "capability": cpu_capability(),
                           "torch": torch.__version__})
     return _RATIOS[name]
+
+
+# On 2-core CPUs torch.compile took 26-38 s (an empty inductor cache; 4-5 s with a warm one) and then
+# saved 10-25% of every DM iteration: ~25 ms at the quick sizes, ~0.5 s at the paper's (bench/RESULTS.md
+# 8.8, 15.2). From this many iterations on it repays itself at either size.
+COMPILE_MIN_ITERATIONS = 2000
+_COMPILE_WORKS: list[str | None] = []  # this process's answer of `compile_works`, once asked
+
+
+def compile_works() -> str | None:
+    """None if torch.compile can build a conv / instance-norm / ReLU block's forward and backward on
+    this CPU, else why not (one line). Asked once per process (~10 s: inductor's import and a C++
+    build): a compiler can be found and still fail (missing Python headers, a broken toolchain)."""
+    if not _COMPILE_WORKS:
+        block = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.GroupNorm(4, 4), torch.nn.ReLU())
+        x = torch.randn(2, 3, 8, 8, requires_grad=True)
+        try:
+            torch.compile(block)(x).sum().backward()
+            _COMPILE_WORKS.append(None)
+        except Exception as exc:  # inductor fails in many ways; each means: run eager
+            _COMPILE_WORKS.append(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+    return _COMPILE_WORKS[0]
+
+
+def resolve_compile(setting: str, device: torch.device, method: str, iterations: int,
+                    works: Callable[[], str | None] = compile_works) -> Compilation:
+    """Turn a validated `--compile auto|true|false` into a decision. auto compiles on a CPU when the
+    run has at least COMPILE_MIN_ITERATIONS iterations, a C++ compiler is found and `works()` finds
+    that compiling succeeds; a GPU stays eager (not yet measured there: `--compile true` tries it)."""
+    from .methods import get_method_spec
+
+    if not get_method_spec(method).autocast:
+        return Compilation(False, f"{method} runs eager")
+    if setting != "auto":
+        return Compilation(setting == "true", f"--compile {setting}")
+    if device.type != "cpu":
+        return Compilation(False, f"eager on {device.type} (compiling is unmeasured there; --compile true tries it)")
+    if iterations < COMPILE_MIN_ITERATIONS:
+        return Compilation(False, f"eager: {iterations} iterations do not repay compiling (from {COMPILE_MIN_ITERATIONS})")
+    if cxx_compiler() is None:
+        return Compilation(False, "eager: no C++ compiler found (g++, clang++, c++ or $CXX) for torch.compile")
+    failure = works()
+    if failure is not None:
+        return Compilation(False, f"eager: torch.compile fails on this machine ({failure})")
+    return Compilation(True, f"compiled: {iterations} iterations repay compiling on a CPU (from {COMPILE_MIN_ITERATIONS})")

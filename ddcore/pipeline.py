@@ -27,7 +27,7 @@ from .config import DATA_ENV, FILE_PRESETS, RunConfig, preset, validate
 from .data import BiasedTensors, Normalization, describe, get_spec, image_grid, load_biased, train_summary
 from .errors import Cancelled, ConfigError, DDError
 from .evaluate import evaluate_set
-from .methods import DistillJob, get_method, job_precision
+from .methods import DistillJob, get_method, job_compile, job_precision
 from .methods.sampling import class_table, init_synthetic
 from .records import EmbeddingMap, Metrics, SyntheticImages, thumbnails
 from .surrogate import Surrogate, SurrogateSpec, build_surrogate, train_surrogate
@@ -236,10 +236,11 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
 
     reporter.stage("distill")
     cache = runstore.cache_dir(run_dir.parent)
-    precision = job_precision(DistillJob(train, weights, cfg, cfg.seed, reporter.progress), cfg.distill.bf16, cache)
-    runstore.append_log(run_dir, f"precision {precision.name} ({precision.reason}); {torch.get_num_threads()} threads; "
-                                 f"CPU capability {hardware.cpu_capability()}")
-    job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress, reporter.stage, cache, precision)
+    bare = DistillJob(train, weights, cfg, cfg.seed, reporter.progress)
+    precision, compiled = job_precision(bare, cfg.distill.bf16, cache), job_compile(bare)
+    runstore.append_log(run_dir, f"precision {precision.name} ({precision.reason}); {compiled.reason}; "
+                                 f"{torch.get_num_threads()} threads; CPU capability {hardware.cpu_capability()}")
+    job = DistillJob(train, weights, cfg, cfg.seed, reporter.progress, reporter.stage, cache, precision, compiled)
     syn = get_method(cfg.distill.method)(job)
     images = syn.images.detach()  # evaluated and mapped as distilled (normalised, unclamped), as the reference does
     saturated = saturated_share(norm.invert(images))
@@ -253,7 +254,8 @@ def _distill(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Metrics:
         kde_sigma=sigma,
         kde_sigma_rule="fixed" if r.kde_sigma else "auto", final_loss=syn.losses[-1] if syn.losses else None,
         device=str(device), num_train=len(train.labels), num_test=len(test.labels), **syn.info,
-        precision=precision.name, precision_reason=precision.reason, **_machine(device),
+        precision=precision.name, precision_reason=precision.reason, compiled=compiled.on,
+        compile_reason=compiled.reason, **_machine(device),
         saturated_share=saturated, warning=saturation_warning(saturated, cfg),
     )
     runstore.save_metrics(run_dir, {**metrics, "seconds_total": time.time() - t0,

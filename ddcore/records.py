@@ -315,6 +315,8 @@ class Metrics(JsonRecord):
     device: str | None = None
     precision: str | None = None  # "fp32", "bf16" or "bf16-real" (ddcore.hardware.Precision.name)
     precision_reason: str | None = None
+    compiled: bool | None = None  # DM's network under torch.compile (ddcore.hardware.Compilation)
+    compile_reason: str | None = None
     cpu_capability: str | None = None
     threads: int | None = _range(1, None)
     gpu: str | None = None

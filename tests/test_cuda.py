@@ -4,7 +4,7 @@ and auto precision."""
 import pytest
 import torch
 
-from ddcore import augment, runstore
+from ddcore import augment, hardware, runstore
 from ddcore.config import preset
 from ddcore.methods.dm import real_means
 from ddcore.nets import ConvNet, cpu_chunk
@@ -55,8 +55,8 @@ def test_compiled_dm_matches_eager_on_cuda():
 
     data = tiny_data(n_per_class=20).to(CUDA)
     cfg = preset("smoke").with_overrides(ipc=2, iterations=5, batch_real=8, net_width=8, net_depth=2)
-    out = {flag: get_method("dm")(DistillJob(data, uniform_weights(data.labels), cfg.with_overrides(compile=flag), 0,
-                                             lambda *a: None)).images for flag in (False, True)}
+    out = {on: get_method("dm")(DistillJob(data, uniform_weights(data.labels), cfg, 0, lambda *a: None,
+                                           compile=hardware.Compilation(on, "test"))).images for on in (False, True)}
     torch.testing.assert_close(out[True], out[False], atol=1e-3, rtol=1e-3)
 
 

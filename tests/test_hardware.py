@@ -108,7 +108,7 @@ def test_the_probe_times_the_methods_own_loop(monkeypatch):
     from ddcore.methods import DistillJob, job_precision, precision_probe
 
     data = tiny_data(n_per_class=20)
-    cfg = preset("smoke").with_overrides(ipc=2, iterations=500, batch_real=8, net_width=8, net_depth=2, compile=True)
+    cfg = preset("smoke").with_overrides(ipc=2, iterations=500, batch_real=8, net_width=8, net_depth=2, compile="true")
     ticks: list[int] = []
     job = DistillJob(data, uniform_weights(data.labels), cfg, 0, lambda done, total, loss: ticks.append(done))
     probe, sizes = precision_probe(job)
@@ -183,7 +183,7 @@ def test_compile_needs_a_cxx_compiler(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no compiler on PATH
     assert hardware.cxx_compiler() is None
     with pytest.raises(ConfigError, match="--compile needs a C\\+\\+ compiler"):
-        validate(preset("smoke").with_overrides(compile=True))
+        validate(preset("smoke").with_overrides(compile="true"))
     code, _, err = main_in_process(capsys, "distill", "--preset", "smoke", "--compile", "true", "--runs",
                                    str(tmp_path / "runs"))
     assert code == 2 and "apt-get install g++" in err and "Traceback" not in err and not (tmp_path / "runs").exists()
@@ -191,7 +191,70 @@ def test_compile_needs_a_cxx_compiler(monkeypatch, tmp_path, capsys):
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     assert hardware.cxx_compiler() == str(fake)
-    assert validate(preset("smoke").with_overrides(compile=True)).distill.compile
+    assert validate(preset("smoke").with_overrides(compile="true")).distill.compile == "true"
+    # auto never needs one: without it, a long run stays eager and says why
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    long = hardware.resolve_compile("auto", CPU, "dm", 20000, works=lambda: None)
+    assert not long.on and "no C++ compiler" in long.reason
+
+
+def never(reason="not asked"):
+    def works():
+        raise AssertionError(reason)
+    return works
+
+
+def test_auto_compiles_long_cpu_runs_where_compiling_works(monkeypatch):
+    monkeypatch.setattr(hardware, "cxx_compiler", lambda: "/usr/bin/g++")
+    threshold = hardware.COMPILE_MIN_ITERATIONS
+    short = hardware.resolve_compile("auto", CPU, "dm", threshold - 1, works=never())
+    assert not short.on and f"{threshold - 1} iterations" in short.reason
+    assert hardware.resolve_compile("auto", CPU, "dm", threshold, works=lambda: None).on
+    broken = hardware.resolve_compile("auto", CPU, "dm", 20000, works=lambda: "CalledProcessError: Python.h not found")
+    assert not broken.on and "Python.h not found" in broken.reason
+    gpu = hardware.resolve_compile("auto", torch.device("cuda"), "dm", 20000, works=never())
+    assert not gpu.on and "unmeasured" in gpu.reason
+    assert not hardware.resolve_compile("auto", CPU, "mtt", 20000, works=never()).on  # DC, DSA, MTT run eager
+    assert hardware.resolve_compile("true", torch.device("cuda"), "dm", 10, works=never()).on  # forced: no questions
+    assert not hardware.resolve_compile("false", CPU, "dm", 20000, works=never()).on
+
+
+def test_config_compile_modes_and_migration(capsys, tmp_path):
+    from test_cli import main_in_process  # tests/ is on sys.path (pytest rootdir insertion)
+
+    assert all(preset(name, m).distill.compile == "auto" for name in ("smoke", "quick", "full", "paper")
+               for m in ("dm", "mtt"))
+    with pytest.raises(ConfigError, match="compile mode"):
+        validate(preset("smoke").with_overrides(compile="fast"))
+    code, _, err = main_in_process(capsys, "distill", "--preset", "smoke", "--compile", "fast", "--runs",
+                                   str(tmp_path / "runs"))
+    assert code == 2 and "compile mode" in err and "Traceback" not in err and not (tmp_path / "runs").exists()
+    old = preset("quick").to_dict()
+    old["distill"]["compile"] = False  # config.json written before compile became auto|true|false
+    assert RunConfig.from_dict(old).distill.compile == "false"
+
+
+@pytest.mark.skipif(hardware.cxx_compiler() is None, reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_dm_matches_eager_on_cpu():
+    """What auto turns on for long CPU runs: the same synthetic images as eager, up to float rounding
+    (inductor fuses the norm and the pooling, reordering their sums)."""
+    from test_dm import tiny_data  # tests/ is on sys.path (pytest rootdir insertion)
+
+    from ddcore.density import uniform_weights
+    from ddcore.methods import DistillJob, get_method
+
+    assert hardware.compile_works() is None
+    data = tiny_data(n_per_class=20)
+    cfg = preset("smoke").with_overrides(ipc=2, iterations=4, batch_real=8, net_width=8, net_depth=2)
+
+    def run(on: bool, iterations: int = 4) -> torch.Tensor:
+        job = DistillJob(data, uniform_weights(data.labels), cfg.with_overrides(iterations=iterations), 0,
+                         lambda *a: None, compile=hardware.Compilation(on, "test"))
+        return get_method("dm")(job).images
+
+    eager, compiled = run(False), run(True)
+    assert (eager - run(False, iterations=0)).abs().max() > 1e-2  # the images moved: the comparison means something
+    torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("jobs, threads, device, each", [

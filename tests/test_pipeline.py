@@ -39,6 +39,9 @@ def test_a_run_records_its_precision_and_the_machine(tmp_path, monkeypatch):
     assert metrics.gpu is None
     assert Metrics.load(tmp_path / "run").precision == "fp32"
     assert any("precision fp32" in line for line in runstore.read_log(tmp_path / "run"))
+    # --compile auto (every preset's): a smoke run's few iterations stay eager, and the run says why
+    assert metrics.compiled is False and "do not repay compiling" in metrics.compile_reason
+    assert any("do not repay compiling" in line for line in runstore.read_log(tmp_path / "run"))
     # a CPU whose flags name native bf16: the run's own DM iteration is timed in both, the ratio cached
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
     monkeypatch.setattr(hardware, "_RATIOS", {})

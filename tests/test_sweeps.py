@@ -318,3 +318,24 @@ def test_resume_finds_finished_cells_whose_config_gained_a_field_since(tmp_path:
     write_json(old / "config.json", config)
     assert run_sweep(root, spec, LocalBackend(start_worker=False)).queued == 1
     assert (root / first.name).exists()
+
+
+def test_resume_counts_finished_cells_made_under_another_compile_setting(tmp_path: Path) -> None:
+    """--compile changes how DM computes, not what (float rounding): when its default became auto,
+    every cell's whole-config hash changed, and finished cells must not run again."""
+    root = tmp_path / "runs"
+    spec = load_spec(write(tmp_path, 'name = "old"\npreset = "smoke"\n[axes]\nipc = [1, 2]\n'))
+    run_sweep(root, spec, LocalBackend(start_worker=False))
+    first, second = expand(spec)
+    assert first.config.distill.compile == "auto"
+    runstore.update_status(root / first.name, state="done")
+    old = root / "20251201-old-cell"
+    (root / first.name).rename(old)
+    config = read_json(old / "config.json")
+    config["distill"]["compile"] = False  # as versions before auto|true|false wrote it
+    write_json(old / "config.json", config)
+
+    launch = run_sweep(root, spec, LocalBackend(start_worker=False))
+    assert (launch.done, launch.active, launch.queued) == (1, 1, 0)
+    assert not (root / first.name).exists()
+    assert [c.name for c in store.sweep_cells(root, "old")] == [old.name, second.name]

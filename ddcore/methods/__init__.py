@@ -58,8 +58,9 @@ def precision_probe(job: DistillJob) -> tuple[Probe, str]:
                 torch.cuda.synchronize(images.device)
             stamps.append(time.perf_counter())
 
-        short = cfg.with_overrides(iterations=PROBE_ITERATIONS + 1, compile=False)
-        get_method(d.method)(replace(job, cfg=short, progress=tick, precision=precision))
+        short = cfg.with_overrides(iterations=PROBE_ITERATIONS + 1)
+        get_method(d.method)(replace(job, cfg=short, progress=tick, precision=precision,
+                                     compile=hardware.Compilation(False, "the precision probe runs eager")))
         return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
 
     return probe, sizes
@@ -71,5 +72,11 @@ def job_precision(job: DistillJob, setting: str, cache_dir: Path | None = None) 
     return hardware.resolve_precision(setting, job.train.images.device, job.cfg.distill.method, probe, cache_dir, sizes)
 
 
+def job_compile(job: DistillJob) -> hardware.Compilation:
+    """`--compile` resolved for `job`'s method, device and iterations (see ddcore.hardware)."""
+    d = job.cfg.distill
+    return hardware.resolve_compile(d.compile, job.train.images.device, d.method, d.iterations)
+
+
 __all__ = ["METHOD_SPECS", "DistillJob", "MethodSpec", "Progress", "SyntheticSet", "get_method", "get_method_spec",
-           "job_precision", "precision_probe"]
+           "job_compile", "job_precision", "precision_probe"]

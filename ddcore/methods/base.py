@@ -11,7 +11,7 @@ import torch
 from ..config import RunConfig
 from ..data import BiasedTensors
 from ..errors import DivergedError
-from ..hardware import Precision
+from ..hardware import Compilation, Precision
 from ..nets import ConvNet
 
 LOG_POINTS = 100  # loss read back (a host sync) this many times per run
@@ -35,6 +35,7 @@ class DistillJob:
     stage: Callable[[str], None] = _no_stage  # announces a method's sub-stage (MTT: "experts")
     cache_dir: Path | None = None  # where a method may cache reusable work (MTT's experts); None: no cache
     precision: Precision = Precision(False, "fp32 unless the run resolves --bf16")  # ddcore.hardware
+    compile: Compilation = Compilation(False, "eager unless the run resolves --compile")  # ddcore.hardware
 
     def generators(self) -> tuple[torch.Generator, torch.Generator]:
         """(a generator on the data's device for networks and sampling, a CPU generator for

@@ -84,7 +84,7 @@ def distill_dm(job: DistillJob) -> SyntheticSet:
     opt = torch.optim.SGD([syn], lr=d.lr_img, momentum=d.momentum_img)
     net = job.network()
     net.requires_grad_(False)  # gradients flow to the synthetic images only
-    if d.compile:
+    if job.compile.on:
         net.features.compile()  # in place: reset_parameters keeps drawing into the same weights
     chunk = cpu_chunk(net, train.images)
     groups = class_groups(C, ipc, chunk)

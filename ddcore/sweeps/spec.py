@@ -233,7 +233,17 @@ def _blame(spec: SweepSpec, method: str, fixed: dict[str, Any], trial: dict[str,
 
 
 def config_key(cfg: RunConfig) -> str:
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    return _digest(cfg.to_dict())
+
+
+def result_key(cfg: RunConfig) -> str:
+    """The hash of what the run computes (`RunConfig.result_dict`): equal for configs that differ
+    only in execution settings such as --compile."""
+    return _digest(cfg.result_dict())
+
+
+def _digest(d: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def cell_name(sweep: str, cfg: RunConfig, key: str) -> str:

@@ -21,7 +21,7 @@ from ..config import FLAT_FIELDS, RunConfig
 from ..errors import ConfigError
 from ..records import STATES, DamagedRun, Metrics
 from ..runstore import Status
-from .spec import Cell, config_key
+from .spec import Cell, result_key
 
 TAG = "sweep.json"
 STALE_MESSAGE = "the sweep driver holding it stopped before it ran"
@@ -165,27 +165,28 @@ class Plan:
 
 def plan(root: Path, sweep: str, cells: tuple[Cell, ...]) -> Plan:
     """Sort the cells of sweep `sweep` by what is on disk. A cell's folder is named by the hash of
-    its whole configuration; when a later version adds a configuration field, that hash changes
-    though the run is the same, so a finished or running cell of the sweep found under another
-    name with an equal configuration (its config.json read with the new field's default) counts
-    as that cell: an upgrade never reruns finished work."""
+    its whole configuration; when a later version adds a configuration field or changes an
+    execution setting's default (--compile), that hash changes though the run is the same, so a
+    finished or running cell of the sweep found under another name with the same run's
+    configuration (its config.json read with the new field's default; execution settings aside,
+    `RunConfig.result_dict`) counts as that cell: an upgrade never reruns finished work."""
     root = Path(root)
     elsewhere: dict[str, Path] = {}
     for path, tag in _tagged(root):
         record = _record(path, tag) if tag.sweep == sweep else None
         if record is not None and record.config is not None and record.state in ("done", "queued", "running"):
-            elsewhere.setdefault(config_key(record.config), path)
+            elsewhere.setdefault(result_key(record.config), path)
     done, active, todo, paths = [], [], [], {}
     for cell in cells:
         path = root / cell.name
         if not path.exists():
-            path = elsewhere.get(config_key(cell.config), path)
+            path = elsewhere.get(result_key(cell.config), path)
         if not path.exists():
             todo.append(cell)
             continue
         tag = read_tag(path)
         record = _record(path, tag) if tag else None
-        if record is not None and record.config is not None and record.config != cell.config:
+        if record is not None and record.config is not None and result_key(record.config) != result_key(cell.config):
             raise ConfigError(f"{path} holds a different configuration than the cell it is named after; "
                               "move it away before re-running the sweep")
         state = record.state if record is not None else runstore.read_run(path).status.state
