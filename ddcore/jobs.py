@@ -57,17 +57,39 @@ def worker_pid(root: Path) -> int | None:
 
 
 def worker_alive(root: Path) -> bool:
-    """True if some process holds the root's worker lock."""
+    """True if some process holds the root's worker lock. Asking takes the lock for a moment, shared,
+    which a worker's (exclusive) hold refuses and `_take_worker_lock` tells apart from a worker."""
     path = Path(root) / LOCK_NAME
     if not path.exists():
         return False
     with open(path, "a") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
         fcntl.flock(f, fcntl.LOCK_UN)
         return False
+
+
+def _take_worker_lock(fd: int, patience: float = 1.0) -> bool:
+    """Take root's worker lock on `fd` (exclusive) unless a worker holds it or is being started.
+    A `worker_alive` asking at that moment holds it shared: then wait it out (up to `patience`
+    seconds), where an exclusive try alone read it as a live worker and started none."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # granted only while nobody holds it exclusively
+        except BlockingIOError:
+            return False  # a worker, or a caller starting one
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
 
 
 def stop_worker(root: Path, timeout: float = 10.0) -> bool:
@@ -104,9 +126,7 @@ def ensure_worker(root: Path) -> None:
     root = runstore.init_root(root)
     fd = _open_lock(root)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _take_worker_lock(fd):
             return  # a worker holds it, or is being started by another caller
         os.ftruncate(fd, 0)  # no stale pid for worker_pid to find meanwhile
         with open(root / ".worker.log", "ab") as log:
@@ -172,9 +192,7 @@ def run_worker(root: Path, poll_seconds: float = 0.5, idle_exit_seconds: float |
         os.set_inheritable(lock_fd, False)  # as our own open: programs this worker runs must not hold it
     fd = _open_lock(root) if lock_fd is None else lock_fd
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a handed-over lock is ours already
-        except BlockingIOError:
+        if not _take_worker_lock(fd):  # a handed-over lock is ours already
             return 0  # another worker owns this root
         _write_pid(fd, os.getpid())
         count, idle_since, warmed = 0, time.time(), False

@@ -3,6 +3,7 @@ import fcntl
 import os
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -87,6 +88,36 @@ def test_callers_while_a_worker_starts_start_no_other(tmp_path, monkeypatch):
     assert len(started) == 1 and started[0].poll() is None, "one worker, still serving the root"
     assert jobs.worker_pid(tmp_path) == started[0].pid
     assert jobs.stop_worker(tmp_path) and started[0].wait(timeout=10) is not None
+
+
+def test_a_caller_asking_about_the_worker_never_stops_one_being_started(tmp_path, monkeypatch):
+    """worker_alive takes the lock for a moment to ask; an ensure_worker at that very moment used to
+    read it as a live worker and start none, leaving a submitted run waiting for the next poll."""
+    root = runstore.init_root(tmp_path / "runs")
+    started, popen = [], subprocess.Popen
+    monkeypatch.setattr(jobs.subprocess, "Popen", lambda *a, **k: started.append(a[0]) or popen(["true"]))
+
+    def hold(mode: int) -> int:
+        fd = os.open(root / jobs.LOCK_NAME, os.O_RDONLY | os.O_CREAT)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return fd
+
+    with ThreadPoolExecutor(1) as pool:
+        asking = hold(fcntl.LOCK_SH)  # as worker_alive holds it while it asks
+        done = pool.submit(lambda: time.sleep(0.1) or os.close(asking))  # and lets go
+        jobs.ensure_worker(root)
+        done.result()
+    assert len(started) == 1 and "--lock-fd" in started[0]
+
+    worker = hold(fcntl.LOCK_EX)  # a live worker's hold: no second one, and no waiting for it
+    try:
+        begin = time.monotonic()
+        jobs.ensure_worker(root)
+        assert len(started) == 1 and time.monotonic() - begin < 0.5
+        assert jobs.worker_alive(root)
+    finally:
+        os.close(worker)
+    assert not jobs.worker_alive(root)
 
 
 def test_a_handed_over_lock_is_held_by_the_worker_alone(tmp_path):
