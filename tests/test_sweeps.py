@@ -47,6 +47,13 @@ def test_every_shipped_spec_expands_into_valid_cells() -> None:
     assert {c.config.distill.method: c.config.distill.iterations for c in methods}["dm"] == 300
 
 
+def test_auto_true_false_modes_take_toml_booleans(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, 'name = "m"\npreset = "smoke"\n[overrides]\nbf16 = true\n[axes]\n'
+                                     'compile = [false, "auto"]\n'))  # (compile = true would need a C++ compiler)
+    assert [(c.config.distill.bf16, c.config.distill.compile) for c in expand(spec)] == [("true", "false"),
+                                                                                        ("true", "auto")]
+
+
 def test_smoke_spec_cells_and_the_baseline_collapse() -> None:
     cells = expand(load_spec("smoke"))
     assert len(cells) == 12  # 2 ratios x (vanilla, reweighted, full data) x 2 seeds
@@ -94,6 +101,8 @@ BAD_SPECS = [
     ('[overrides]\nkde_tau = -1\n', "overrides.kde_tau = -1.0: KDE tau must be between"),
     ('[overrides]\nbogus = 1\n', "overrides.bogus: unknown field 'bogus'"),
     ('[axes]\nmethod = ["dm", "dc"]\n[overrides]\nbf16 = "true"\n', "overrides.bf16 = 'true': bf16 autocast"),
+    ('method = "dc"\n[overrides]\ncompile = true\n', "overrides.compile = 'true': --compile is not implemented for"),
+    ('[overrides]\ncompile = 3\n', "overrides.compile: expected one of auto, true, false, got 3"),
     ('[axes]\nseed = [1, 2]\n', "axes.seed: 'seed' cannot be set here"),
     ('[axes]\nipc = [1, 1]\n', "axes.ipc: a value is listed twice"),
     ('seeds = []\n', "seeds: expected a non-empty list"),

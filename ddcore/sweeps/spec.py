@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import METHODS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
+from ..config import CHOICES, METHODS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
 from ..errors import ConfigError
 
 # the repository's shipped specs (absent when ddcore is installed without its checkout)
@@ -122,7 +122,11 @@ def _coerce(source: str, where: str, name: str, value: Any) -> Any:
         return value
     if typ == "str" and isinstance(value, str):
         return value
+    if typ == "str" and isinstance(value, bool) and str(value).lower() in CHOICES.get(name, ("", ()))[1]:
+        return str(value).lower()  # bf16 = true, compile = false: modes that also take "auto"
     wanted = {"float": "a number", "int": "a whole number", "bool": "true or false", "str": "text"}[typ]
+    if name in CHOICES:
+        wanted = f"one of {', '.join(CHOICES[name][1])}"
     optional = " (or \"auto\" for the default rule)" if _TYPES[name].endswith("None") else ""
     raise _fail(source, where, f"expected {wanted}{optional}, got {value!r}")
 
