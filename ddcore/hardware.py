@@ -238,7 +238,8 @@ def compile_works() -> str | None:
             torch.compile(block)(x).sum().backward()
             _COMPILE_WORKS.append(None)
         except Exception as exc:  # inductor fails in many ways; each means: run eager
-            _COMPILE_WORKS.append(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+            first = (str(exc).strip().splitlines() or [""])[0]
+            _COMPILE_WORKS.append(f"{type(exc).__name__}: {first}")
     return _COMPILE_WORKS[0]
 
 

@@ -219,6 +219,25 @@ def test_auto_compiles_long_cpu_runs_where_compiling_works(monkeypatch):
     assert not hardware.resolve_compile("false", CPU, "dm", 20000, works=never()).on
 
 
+def test_a_toolchain_that_cannot_compile_means_eager_once_asked(monkeypatch):
+    """A compiler on PATH can still fail (no Python headers, a broken install): the check compile
+    fails, the run stays eager and says why, and the process does not ask again."""
+    calls = []
+
+    def broken(module):
+        calls.append(module)
+        raise RuntimeError("InductorError: fatal error: Python.h: No such file or directory\ncompilation terminated.")
+
+    monkeypatch.setattr(hardware, "_COMPILE_WORKS", [])
+    monkeypatch.setattr(hardware, "cxx_compiler", lambda: "/usr/bin/g++")
+    monkeypatch.setattr(torch, "compile", broken)
+    for _ in range(2):
+        decision = hardware.resolve_compile("auto", CPU, "dm", 20000)
+        assert not decision.on and decision.reason == ("eager: torch.compile fails on this machine (RuntimeError: "
+                                                       "InductorError: fatal error: Python.h: No such file or directory)")
+    assert len(calls) == 1
+
+
 def test_config_compile_modes_and_migration(capsys, tmp_path):
     from test_cli import main_in_process  # tests/ is on sys.path (pytest rootdir insertion)
 
