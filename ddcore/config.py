@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from .errors import ConfigError
-from .hardware import BF16_MODES, COMPILE_MIN_ITERATIONS, COMPILE_MODES, cxx_compiler
+from .hardware import COMPILE_MIN_ITERATIONS, MODES, cxx_compiler
 
 DATASETS = ("cmnist", "bg-cmnist", "bg-fmnist", "cifar10c-0", "cifar10c-1", "bffhq", "csv")  # ddcore.data.DATASET_SPECS
 SOURCES = ("bundled", "files")
@@ -210,7 +210,7 @@ class RunConfig:
                 sub = d.get(f.name, {})
                 if f.name == "data" and sub.get("source") == "mnist":  # run folders written before "files" existed
                     sub = {**sub, "source": "files"}
-                for flag in ("bf16", "compile"):  # before each became auto|true|false
+                for flag in ("bf16", "compile"):  # before each became one of hardware.MODES
                     if f.name == "distill" and isinstance(sub.get(flag), bool):
                         sub = {**sub, flag: str(sub[flag]).lower()}
                 typ = SECTION_TYPES[f.name]
@@ -319,8 +319,8 @@ CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "surrogate_debias": ("surrogate debiasing", DEBIAS_METHODS),
     "method": ("method", METHODS),
     "init": ("init", INITS),
-    "bf16": ("bf16 mode", BF16_MODES),
-    "compile": ("compile mode", COMPILE_MODES),
+    "bf16": ("bf16 mode", MODES),
+    "compile": ("compile mode", MODES),
     "eval_debias": ("evaluation debiasing", DEBIAS_METHODS),
     "kind": ("run kind", KINDS),
     "preset": ("preset", PRESETS),

@@ -27,8 +27,7 @@ from typing import Callable
 
 import torch
 
-BF16_MODES = ("auto", "true", "false")
-COMPILE_MODES = ("auto", "true", "false")
+MODES = ("auto", "true", "false")  # --bf16 and --compile: decided here, or forced
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
