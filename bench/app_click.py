@@ -1,23 +1,25 @@
 """From the click on "Run vanilla + reweighted" to both results shown, in a real browser.
 
-    python bench/app_click.py [--preset quick] [--timeout 900]
+    python bench/app_click.py [--preset quick] [--timeout 900] [--keep]
 
 Starts the app exactly as `./run.sh` does (its own port and an empty runs folder through
-DDCORE_RUNS), opens the Distill page in Debian's Chromium (Playwright), picks the preset, clicks
-"Run vanilla + reweighted" and waits until the jobs panel shows both runs done. Prints the seconds
-from the click to both results, and the CPU seconds the Streamlit server itself used over that
-time (the background worker, a separate process, does the work; the server should stay idle).
-It also prints what the measurement itself costs: the CPU seconds of the browser and of the
-Playwright driver over the same time (they share the machine with the worker; the harness checks
-the page once a second, the app's own refresh interval being 5 s), how many worker processes it
-saw serving the runs folder (one: more is bench/RESULTS.md 17's fault), and each run's seconds per
-stage. Run it with nothing else busy: on 2 cores anything else running inflates every figure.
+DDCORE_RUNS, in a temporary folder kept only with --keep or on a failure), opens the Distill page
+in Debian's Chromium (Playwright), picks the preset, clicks "Run vanilla + reweighted" and waits
+until the jobs panel shows both runs done. Prints the seconds from the click to both results, and
+the CPU seconds the Streamlit server itself used over that time (the background worker, a separate
+process, does the work; the server should stay idle). It also prints what the measurement itself
+costs: the CPU seconds of the browser and of the Playwright driver over the same time (they share
+the machine with the worker; the harness checks the page once a second, the app's own refresh
+interval being 5 s), how many worker processes it saw serving the runs folder (one: more is
+bench/RESULTS.md 17's fault), and each run's seconds per stage. Run it with nothing else busy: on
+2 cores anything else running inflates every figure.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -113,6 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary runs folder and server log")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="app-click-"))
     root, port = work / "runs", free_port()
@@ -135,9 +138,11 @@ def main() -> None:
             while done.count() < 2:
                 seen |= workers(root)
                 if page.get_by_text("Failed:").count():
-                    raise SystemExit(f"error: a run failed: {page.get_by_text('Failed:').first.inner_text()}")
+                    raise SystemExit(f"error: a run failed: {page.get_by_text('Failed:').first.inner_text()} "
+                                     f"(runs and server log kept in {work})")
                 if time.perf_counter() - start > args.timeout:
-                    raise SystemExit(f"error: both results were not shown within {args.timeout:.0f} s")
+                    raise SystemExit(f"error: both results were not shown within {args.timeout:.0f} s "
+                                     f"(runs and server log kept in {work})")
                 page.wait_for_timeout(1000)
             seconds = time.perf_counter() - start
             server_cpu = cpu_seconds(server.pid) - cpu_before
@@ -147,8 +152,9 @@ def main() -> None:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         jobs.stop_worker(root)
+    kept = f"runs in {root}" if args.keep else "runs removed (--keep keeps them)"
     print(f"{time.strftime('%Y-%m-%d')} | preset {args.preset} | CPU capability {hardware.cpu_capability()}, "
-          f"{hardware.usable_cpus()} CPUs | runs in {root}\n")
+          f"{hardware.usable_cpus()} CPUs | {kept}\n")
     print("| click to both results shown | server CPU seconds | server CPU share of one core | browser + driver CPU seconds "
           "| worker processes seen |")
     print("|---|---|---|---|---|")
@@ -159,6 +165,8 @@ def main() -> None:
         if m is not None and m.seconds_total is not None:
             stages = ", ".join(f"{k} {v:.1f}" for k, v in m.seconds_per_stage.items())
             print(f"| {runstore.read_config(info.path).reweight.reweight} | {m.seconds_total:.0f} | {stages} |")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
