@@ -13,9 +13,8 @@ if not scored:  # only when the shipped examples are missing too
     st.stop()
 
 by_name = {r.name: r for r in scored}
-chosen = st.multiselect(
-    "Runs", list(by_name), default=runs.default_comparison(scored), format_func=lambda n: runs.label(by_name[n])
-)
+ui.compared(list(by_name), lambda: runs.default_comparison(scored))
+chosen = st.multiselect("Runs", list(by_name), key=ui.COMPARED, format_func=lambda n: runs.label(by_name[n]))
 picked = [by_name[n] for n in chosen]
 if not picked:
     st.info("Choose one or more runs.")

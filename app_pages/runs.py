@@ -52,15 +52,10 @@ except DDError as exc:  # a symlink or a folder with foreign files: ddcore does 
     not_exportable = str(exc)
 
 is_done_distill = runs.is_finished(run) and run.config.kind == "distill"
-open_map, open_syn, export, delete = st.columns(4)
-if open_map.button("Open map", disabled=not is_done_distill):
-    ui.focus("map_run", run.name)
-    st.switch_page("app_pages/embedding_map.py")
-if open_syn.button("Open images", disabled=not is_done_distill):
-    for key, shown in zip(("syn_left", "syn_right"), runs.as_pair(all_runs, run)):
-        if shown is not None:
-            ui.focus(key, shown.name)
-    st.switch_page("app_pages/synthetic_images.py")
+*views, export, delete = st.columns(len(ui.RESULT_VIEWS) + 2)
+for column, (view, (text, _)) in zip(views, ui.RESULT_VIEWS.items()):
+    if column.button(text, disabled=not is_done_distill):
+        ui.open_result(view, run, all_runs)
 export.download_button(
     "Export zip", lambda: runstore.export_run(run.path), f"{runs.file_stem(run)}.zip", "application/zip",
     key=f"export:{run.name}",

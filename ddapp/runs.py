@@ -201,11 +201,13 @@ def missing_references(runs: Sequence[RunInfo], run: RunInfo) -> dict[str, RunCo
             for name, (find, overrides) in REFERENCES.items() if find(runs, run) is None}
 
 
-def default_comparison(runs: Sequence[RunInfo]) -> list[str]:
-    """Names preselected on the Compare page: the newest pair, then its full-data baseline,
-    oracle and random subset where they are done; the user's own runs first (`preferring_own`)."""
+def default_comparison(runs: Sequence[RunInfo], around: RunInfo | None = None) -> list[str]:
+    """Names preselected on the Compare page: the pair of `around` (a finished distill run), else
+    the newest pair, then its full-data baseline, oracle and random subset where they are done;
+    the user's own runs first (`preferring_own`)."""
     runs = preferring_own(runs)
-    picked = [r for r in latest_pair(runs) if r is not None]
+    pair = latest_pair(runs) if around is None else as_pair(runs, around)
+    picked = [r for r in pair if r is not None]
     if picked:
         for find, _ in REFERENCES.values():
             found = find(runs, picked[0])

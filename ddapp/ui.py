@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import streamlit as st
@@ -16,7 +16,7 @@ from ddcore.runstore import RunInfo
 
 from . import examples, progress
 from .forms import DataForm
-from .runs import active, label
+from .runs import active, as_pair, default_comparison, is_finished, label
 
 INTRO = (
     "**Dataset distillation** squeezes a training set into a few synthetic images per class. "
@@ -140,6 +140,36 @@ def focus(key: str, name: str) -> None:
     st.session_state.pop(key, None)
 
 
+COMPARED = "compare_runs"  # the Compare page's multiselect
+# the pages that show a finished distill run: (button, page)
+RESULT_VIEWS = {"map": ("Open map", "app_pages/embedding_map.py"),
+                "images": ("Open images", "app_pages/synthetic_images.py"),
+                "compare": ("Compare", "app_pages/compare.py")}
+
+
+def open_result(view: str, run: RunInfo, runs: Sequence[RunInfo]) -> None:
+    """Switch to a RESULT_VIEWS page showing finished distill `run`: its embedding map, its
+    synthetic images beside its pair's, or the Compare page on its pair and references."""
+    if view == "map":
+        focus("map_run", run.name)
+    elif view == "images":
+        for key, shown in zip(("syn_left", "syn_right"), as_pair(runs, run)):
+            if shown is not None:
+                focus(key, shown.name)
+    else:
+        st.session_state[f"_keep:{COMPARED}"] = default_comparison(runs, around=run)
+        st.session_state.pop(COMPARED, None)
+    st.switch_page(RESULT_VIEWS[view][1])
+
+
+def compared(names: Sequence[str], default: Callable[[], list[str]]) -> None:
+    """Prepare the Compare page's multiselect (key COMPARED, among `names`): what `open_result`
+    asked for, else what it showed before this rerun (runs deleted since dropped), else `default()`."""
+    asked = st.session_state.pop(f"_keep:{COMPARED}", None)
+    shown = asked if asked is not None else st.session_state.get(COMPARED)
+    st.session_state[COMPARED] = [n for n in shown if n in names] if shown is not None else default()
+
+
 # A tick stats a few files and redraws a few rows, but the browser re-renders the page each time:
 # every 2 s it took 10% of a core, and on 2 cores the runs' two-thread loops lost more than that
 # (each stall of one thread holds up the other); 5 s halved the browser's share (bench/RESULTS.md 16)
@@ -171,12 +201,12 @@ def jobs_panel(runs: Sequence[RunInfo], recent: int = 4) -> None:
         if not shown:
             st.caption("No jobs yet. Submitted runs appear here with their progress.")
         for run in shown:
-            _job_row(run)
+            _job_row(run, current)
 
     panel()
 
 
-def _job_row(run: RunInfo) -> None:
+def _job_row(run: RunInfo, runs: Sequence[RunInfo]) -> None:
     s = run.status
     with st.container(border=True):
         st.markdown(f"**{label(run, with_name=False)}**  \n`{run.name}`")
@@ -198,6 +228,10 @@ def _job_row(run: RunInfo) -> None:
             st.success(progress.describe(s) + extra)
             if s.warning:
                 st.warning(s.warning)
+            if is_finished(run) and run.config.kind == "distill":
+                for column, (view, (text, _)) in zip(st.columns(len(RESULT_VIEWS) + 2), RESULT_VIEWS.items()):
+                    if column.button(text, key=f"{view}:{run.name}"):
+                        open_result(view, run, runs)
 
 
 SOURCE_NAMES = {"bundled": "bundled sample (offline)", "files": "the dataset's files"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -271,3 +272,41 @@ def test_bias_explorer_and_distill_on_a_csv_dataset(app, goto, tmp_path: Path) -
     (queued,) = runstore.list_runs(tmp_path / "runs")
     data = queued.config.data
     assert (data.dataset, data.source, data.csv_path, data.root, data.conflict_ratio) == ("csv", "files", str(csv_path), None, None)
+
+
+def _store_with_two_pairs(store_copy: Path) -> Path:
+    """store_copy plus a newer finished pair of another seed (copies of the smoke pair), so that a
+    run's own pair and the newest pair differ."""
+    for old, new in (("smoke-none", "later-none"), ("smoke-kde", "later-kde")):
+        shutil.copytree(store_copy / old, store_copy / new)
+        for name, key, change in (("status.json", "created", 60), ("config.json", "seed", 1)):
+            record = json.loads((store_copy / new / name).read_text())
+            record[key] += change
+            (store_copy / new / name).write_text(json.dumps(record))
+    return store_copy
+
+
+@pytest.mark.parametrize(("key", "title", "shown"), [
+    ("map:smoke-none", "Embedding map", {"map_run": "smoke-none"}),
+    ("images:smoke-none", "Synthetic images", {"syn_left": "smoke-none", "syn_right": "smoke-kde"}),
+])
+def test_a_finished_job_opens_its_results(app, goto, store_copy: Path, key: str, title: str, shown) -> None:
+    at = goto(app(_store_with_two_pairs(store_copy)), "app_pages/distill.py")
+    at.button(key=key).click().run()
+    assert not at.exception and at.title[0].value == title
+    assert {key: at.selectbox(key=key).value for key in shown} == shown
+
+
+def test_compare_opens_on_a_jobs_pair_and_keeps_the_users_choice(app, goto, store_copy: Path) -> None:
+    at = goto(app(_store_with_two_pairs(store_copy)), "app_pages/compare.py")
+    assert set(at.multiselect[0].value) == {"later-none", "later-kde"}, "the newest pair"
+    at.multiselect[0].unselect("later-none").run()
+    at.run()
+    assert at.multiselect[0].value == ["later-kde"], "the user's choice survives reruns"
+    goto(at, "app_pages/distill.py")
+    [b for b in at.button if b.key == "compare:smoke-none"][0].click().run()
+    assert not at.exception and at.title[0].value == "Compare"
+    assert set(at.multiselect[0].value) == {"smoke-none", "smoke-kde", "smoke-baseline"}, "the job's own pair"
+    shutil.rmtree(store_copy / "smoke-baseline")
+    goto(at, "app_pages/compare.py")  # a rerun (AppTest's own reruns would go back to the Distill page)
+    assert set(at.multiselect[0].value) == {"smoke-none", "smoke-kde"}, "a deleted run drops out"
