@@ -101,7 +101,8 @@ def test_submit_pair_then_see_map_and_images(server: str, page: Page) -> None:
         page.wait_for_timeout(1000)
     page.screenshot(path=ARTIFACTS / "distill.png")
 
-    page.goto(f"{server}/embedding_map")
+    page.get_by_role("button", name="Open map", exact=True).first.click()  # from a finished job's card
+    expect(page).to_have_url(re.compile(r"/embedding_map$"), timeout=30_000)
     plot = page.locator(".js-plotly-plot")
     expect(plot).to_be_visible(timeout=30_000)
     expect(plot.locator("canvas").first).to_be_attached()  # WebGL scatter
@@ -123,7 +124,9 @@ def test_submit_pair_then_see_map_and_images(server: str, page: Page) -> None:
     expect(page.get_by_test_id("stImage").first).to_be_visible()
     page.screenshot(path=ARTIFACTS / "embedding_map_selection.png")
 
-    page.goto(f"{server}/synthetic_images")
+    page.goto(f"{server}/distill")
+    page.get_by_role("button", name="Open images", exact=True).first.click()
+    expect(page).to_have_url(re.compile(r"/synthetic_images$"), timeout=30_000)
     grids = page.get_by_test_id("stImage").locator("img")
     expect(grids).to_have_count(2, timeout=30_000)
     page.wait_for_function(  # both grids actually decoded, not just their <img> tags present
