@@ -1,18 +1,33 @@
-"""The story in three steps, from the example runs shipped with the code: the bias in the data, what
-vanilla distillation made of it, where the KDE weights went and what they repaired."""
+"""The story in three steps, from the example runs shipped with the code (or, on request, the
+user's newest finished pair): the bias in the data, what vanilla distillation made of it, where the
+KDE weights went and what they repaired."""
 import streamlit as st
 
-from ddapp import cache, examples, figures, images, story, ui
+from ddapp import cache, examples, figures, images, runs, story, ui
 from ddcore.errors import DDError
 
+EXAMPLES, OWN = "the example runs", "your newest pair"
+
 st.title("Bias in dataset distillation, in three steps")
+own_runs = ui.own_runs_quietly()
+yours = story.pick(own_runs)
+source = EXAMPLES
+if yours is not None:
+    source = st.radio("Told from", (EXAMPLES, OWN), horizontal=True, key="story_from",
+                      help=f"Your newest finished vanilla + reweighted pair: {runs.label(yours.reweighted)}")
+if source == EXAMPLES:
+    told = story.pick(examples.runs())
+    where = ("the **example runs** that ship with ddbias (Coloured MNIST, 5% bias-conflicting, 10 images per "
+             "class, the `quick` preset), made by this code; your own runs appear on the other pages beside them")
+else:
+    told = yours
+    cfg = told.reweighted.config
+    where = (f"**your newest pair** ({cfg.distill.method.upper()}, {cfg.distill.ipc} images per class, "
+             f"{runs.data_label(cfg)}, seed {cfg.seed}), vanilla and reweighted")
 st.markdown(
     "Dataset distillation squeezes a training set into a few synthetic images per class. On biased data it "
-    "amplifies the bias; reweighting the real samples by their rarity repairs it. The pictures below come from "
-    "the **example runs** that ship with ddbias (Coloured MNIST, 5% bias-conflicting, 10 images per class, the "
-    "`quick` preset), made by this code; your own runs appear on the other pages beside them."
+    f"amplifies the bias; reweighting the real samples by their rarity repairs it. The pictures below come from {where}."
 )
-told = story.pick(examples.runs())
 if told is None:
     st.error(f"The example runs are missing or damaged in {examples.ROOT}; `python scripts/make_examples.py` "
              "makes them again.")
@@ -67,4 +82,5 @@ with three:
     left, right = st.columns(2)
     with left:
         open_page("Embedding map", "app_pages/embedding_map.py", {"map_run": told.reweighted.name}, "story_map_page")
-    right.page_link("app_pages/compare.py", label="Compare", icon=":material/bar_chart:")
+    if right.button("Compare", key="story_compare", icon=":material/bar_chart:"):
+        ui.open_result("compare", told.reweighted, own_runs + examples.runs())

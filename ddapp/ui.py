@@ -44,20 +44,24 @@ def sidebar() -> None:
         )
 
 
-def runs_root() -> Path:
-    """The sidebar's runs folder (`~` expanded), if ddcore may keep runs there; otherwise the
-    page says why in one line and stops (a foreign folder is never listed, written or deleted in)."""
+def _checked_root() -> Path:
+    """The sidebar's runs folder (`~` expanded), if ddcore may keep runs there; DDError otherwise
+    (a foreign folder is never listed, written or deleted in)."""
     typed = (st.session_state.get("runs_root") or "").strip()  # blanks alone mean the default
+    root = runstore.check_root(typed or os.environ.get("DDCORE_RUNS", "runs"))
+    if runstore.is_shipped(root):  # the examples: shown on every page already, and read-only
+        raise DDError(f"{root} holds the example runs that ship with ddbias (every page shows them already); "
+                      "choose another folder for your own runs")
+    return root
+
+
+def runs_root() -> Path:
+    """`_checked_root()`, or the page says in one line why the folder cannot be used, and stops."""
     try:
-        root = runstore.check_root(typed or os.environ.get("DDCORE_RUNS", "runs"))
+        return _checked_root()
     except DDError as exc:
         st.error(str(exc))
         st.stop()
-    if runstore.is_shipped(root):  # the examples: shown on every page already, and read-only
-        st.error(f"{root} holds the example runs that ship with ddbias (every page shows them already); "
-                 "choose another folder for your own runs")
-        st.stop()
-    return root
 
 
 def _watch() -> runstore.RunsWatch:
@@ -79,6 +83,16 @@ def list_runs() -> list[RunInfo]:
     except DDError as exc:
         st.error(str(exc))
     return runs
+
+
+def own_runs_quietly() -> list[RunInfo]:
+    """`list_runs()` for a page that stands on the examples: no runs, and no message, where the
+    runs folder cannot be used (the pages that need it say why)."""
+    try:
+        _checked_root()
+    except DDError:
+        return []
+    return list_runs()
 
 
 def runs_with_examples() -> list[RunInfo]:

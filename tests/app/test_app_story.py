@@ -84,6 +84,30 @@ def test_each_story_step_opens_its_page_on_the_examples(app, smoke_store: Path, 
         assert at.selectbox(key=key).value == EXAMPLE[name]
 
 
+def test_the_story_can_be_told_from_the_users_newest_pair(app, goto, smoke_store: Path) -> None:
+    at = app(smoke_store)
+    own = {name: Metrics.load(smoke_store / name) for name in ("smoke-none", "smoke-kde")}
+    assert at.radio(key="story_from").value == "the example runs", "the curated story comes first"
+    at.radio(key="story_from").set_value("your newest pair").run()
+    assert not at.exception and "your newest pair" in page_text(at)
+    text = page_text(at)
+    for metrics_ in own.values():
+        assert f"{metrics_.test_acc_unbiased:.1f}%" in text
+    assert f"{100 * own['smoke-kde'].weight_share_conflicting:.0f}% of the weight" in text
+    next(b for b in at.button if b.label == "Compare").click().run()
+    assert not at.exception and at.title[0].value == "Compare"
+    assert set(at.multiselect[0].value) == {"smoke-none", "smoke-kde", "smoke-baseline"}
+
+
+def test_the_story_stands_on_the_examples_whatever_the_runs_folder(app, goto, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a runs folder")
+    at = app(tmp_path)
+    assert not at.exception and not at.error and not at.radio, "no pair of the user's: no choice to offer"
+    assert [s.value[:2] for s in at.subheader] == ["1 ", "2 ", "3 "]
+    goto(at, "app_pages/runs.py")
+    assert any("not a ddcore runs folder" in e.value for e in at.error), "the pages that need it say why"
+
+
 def test_the_runs_page_keeps_the_examples(app, goto, tmp_path: Path) -> None:
     at = goto(app(tmp_path), "app_pages/runs.py")
     at.selectbox(key="runs_run").set_value(EXAMPLE["dm-vanilla"]).run()
