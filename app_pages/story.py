@@ -45,11 +45,10 @@ def grid(pictures, labels, ipc: int):
     return images.enlarge(images.class_rows(pictures, labels, len(emb.classes), ipc), 2)
 
 
-def open_page(button: str, page: str, focus: dict[str, str], key: str) -> None:
-    if st.button(button, key=key, icon=":material/arrow_forward:"):
-        for picker, name in focus.items():
-            ui.focus(picker, name)
-        st.switch_page(page)
+def open_page(button: str, view: str, key: str, icon: str = ":material/arrow_forward:") -> None:
+    """A button opening the told pair on a ui.RESULT_VIEWS page."""
+    if st.button(button, key=key, icon=icon):
+        ui.open_result(view, told.reweighted, own_runs + examples.runs())
 
 
 # the three steps side by side, so the whole story fits one screen
@@ -65,8 +64,7 @@ with two:
     st.image(grid(vanilla_images, vanilla_labels, told.vanilla.config.distill.ipc), width="stretch",
              caption="The vanilla synthetic set, one row per class")
     st.markdown(story.vanilla_text(told))
-    open_page("Synthetic images", "app_pages/synthetic_images.py",
-              {"syn_left": told.vanilla.name, "syn_right": told.reweighted.name}, "story_images")
+    open_page("Synthetic images", "images", "story_images")
 with three:
     st.subheader("3 · Reweighting repairs it")
     weight_map, repaired = st.columns(2)
@@ -81,6 +79,6 @@ with three:
     st.markdown(story.weights_text(told))
     left, right = st.columns(2)
     with left:
-        open_page("Embedding map", "app_pages/embedding_map.py", {"map_run": told.reweighted.name}, "story_map_page")
-    if right.button("Compare", key="story_compare", icon=":material/bar_chart:"):
-        ui.open_result("compare", told.reweighted, own_runs + examples.runs())
+        open_page("Embedding map", "map", "story_map_page")
+    with right:
+        open_page("Compare", "compare", "story_compare", ":material/bar_chart:")
