@@ -32,16 +32,39 @@ except DDError as exc:  # the map is still worth showing
     syn_error = str(exc)
     st.error(syn_error)
 
-left, middle, right = st.columns([4, 1, 1])
+
+def paired_with(other) -> figures.Paired | None:
+    """The other run of `run`'s pair, to draw its synthetic images on this map, if it shares it."""
+    if other is None:
+        return None
+    try:
+        other_emb = cache.embeddings(other.path)
+    except DDError:
+        return None
+    if not figures.same_real_map(emb, other_emb):
+        return None
+    return figures.Paired(runs.variant(run.config), runs.variant(other.config), other_emb)
+
+
+paired = paired_with(runs.partner(done, run))
+left, right = st.columns([3, 2])
 mode = left.radio("Colour by", figures.COLOUR_MODES, horizontal=True, key="map_colour")
-show_syn = middle.checkbox("Synthetic images", value=True, help="Outlined diamonds, placed among their nearest real samples.")
+show_syn = right.checkbox("Synthetic images", value=True, help="Outlined diamonds, placed among their nearest real samples.")
+show_pair = right.checkbox(
+    f"and the {paired.other} ones" if paired else "and its pair's", key="map_pair", disabled=paired is None or not show_syn,
+    help=(f"The {paired.other} run's synthetic images as dark diamonds on the same map: where vanilla "
+          "distillation put its images, and where reweighting moved them." if paired else
+          "No finished run pairs with this one on the same map (the same settings but the reweighting, "
+          "and the same surrogate)."),
+)
 contours = right.checkbox("Density contours", value=True, key="map_contours",
                           help="Lines where each class's samples crowd on this 2-D map (20%, 50% and 80% of the "
                                "class's peak), in the class's colour.")
-fig = figures.embedding_map(emb, mode, show_syn, contours)
+drawn_pair = paired if show_pair else None
+fig = figures.embedding_map(emb, mode, show_syn, contours, paired=drawn_pair)
 # the key holds the run and the drawing: a selection belongs to one figure's traces
-event = st.plotly_chart(fig, key=f"map:{run.name}:{mode}:{show_syn}:{contours}", on_select="rerun",
-                        selection_mode=("points", "box", "lasso"))
+event = st.plotly_chart(fig, key=f"map:{run.name}:{mode}:{show_syn}:{contours}:{drawn_pair is not None}",
+                        on_select="rerun", selection_mode=("points", "box", "lasso"))
 st.caption(
     f"2-D UMAP of {len(emb.real_map):,} real training samples. Density computed on: {emb.density_space}. "
     "Weight ×1 is what every sample gets without reweighting. Drag to zoom, click a point to see its nearest "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from .metrics import SPLITS
 COLOUR_MODES = ("log density", "weight", "class", "bias attribute", "aligned / conflicting")
 SYNTHETIC = "synthetic"  # trace `meta` of the synthetic markers, so a selection can tell them apart
 REAL = "real"
+PAIRED = "paired"  # the other run's synthetic markers: drawn, never selected (their rows index another run)
 # a selection keeps every other point as grey context (plotly applies this while a selection exists)
 SELECTED = dict(marker=dict(opacity=1.0))
 UNSELECTED = dict(marker=dict(color="#d0d0d0", opacity=0.35))
@@ -146,16 +148,47 @@ def density_contours(emb: EmbeddingMap) -> list[go.Contour]:
     ]
 
 
+@dataclass(frozen=True)
+class Paired:
+    """Another run's synthetic images drawn on this run's map (`same_real_map` must hold): the
+    vanilla and the reweighted set of a pair on one picture. `this` and `other` name the two sets
+    in the legend (e.g. "reweighted", "vanilla")."""
+
+    this: str
+    other: str
+    emb: EmbeddingMap
+
+
+def same_real_map(a: EmbeddingMap, b: EmbeddingMap) -> bool:
+    """Whether two runs mapped the same real samples to the same places (a pair sharing its
+    surrogate and map does), so that one's synthetic images can be drawn on the other's map."""
+    return (a.real_index.shape == b.real_index.shape and bool(np.array_equal(a.real_index, b.real_index))
+            and bool(np.allclose(a.real_map, b.real_map)))
+
+
+def _synthetic(emb: EmbeddingMap, name: str, meta: str, fill: str, edge: str) -> go.Scattergl:
+    syn = emb.syn_map
+    return go.Scattergl(
+        x=syn[:, 0], y=syn[:, 1], mode="markers", name=name, meta=meta,
+        customdata=np.arange(len(syn)), hoverinfo="text",
+        hovertext=[f"{name} #{j} · class {emb.classes[c]}" for j, c in enumerate(emb.syn_label)],
+        marker=dict(symbol="diamond", size=11, color=fill, line=dict(color=edge, width=2)),
+        selected=SELECTED, unselected=dict(marker=dict(opacity=0.35)),
+    )
+
+
 def embedding_map(emb: EmbeddingMap, mode: str, show_synthetic: bool = True, contours: bool = False,
-                  height: int = 600) -> go.Figure:
+                  height: int = 600, paired: Paired | None = None) -> go.Figure:
     """The run's 2-D map of real samples coloured by `mode`, with the synthetic images drawn on
-    top as outlined diamonds and, with `contours`, each class's density contours underneath;
-    the map's own names and colours label classes and bias values (e.g. "corruption frost") in
-    legends and hover text. Every point trace carries the row index (into real_* or syn_*) as
-    customdata and REAL or SYNTHETIC as meta, which `selected_rows` reads back; while a selection
-    exists the other points are drawn grey."""
+    top as outlined diamonds (and, `paired`, another run's as dark ones) and, with `contours`, each
+    class's density contours underneath; the map's own names and colours label classes and bias
+    values (e.g. "corruption frost") in legends and hover text. Every point trace carries the row
+    index (into real_* or syn_*) as customdata and REAL, SYNTHETIC or PAIRED as meta, which
+    `selected_rows` reads back; while a selection exists the other points are drawn grey."""
     if mode not in COLOUR_MODES:
         raise ValueError(f"unknown colour mode {mode!r}")
+    if paired is not None and not same_real_map(emb, paired.emb):
+        raise ValueError("the paired run mapped its real samples elsewhere: its synthetic images cannot be drawn here")
     hover = _hover(emb)
     traces: list = density_contours(emb) if contours else []
     if mode in ("log density", "weight"):
@@ -163,16 +196,10 @@ def embedding_map(emb: EmbeddingMap, mode: str, show_synthetic: bool = True, con
     else:
         traces += _categorical(emb, mode, hover)
     if show_synthetic and len(emb.syn_map):
-        syn = emb.syn_map
-        traces.append(
-            go.Scattergl(
-                x=syn[:, 0], y=syn[:, 1], mode="markers", name="synthetic images", meta=SYNTHETIC,
-                customdata=np.arange(len(syn)), hoverinfo="text",
-                hovertext=[f"synthetic #{j} · class {emb.classes[c]}" for j, c in enumerate(emb.syn_label)],
-                marker=dict(symbol="diamond", size=11, color="white", line=dict(color="black", width=2)),
-                selected=SELECTED, unselected=dict(marker=dict(opacity=0.35)),
-            )
-        )
+        name = "synthetic images" if paired is None else f"{paired.this} synthetic images"
+        traces.append(_synthetic(emb, name, SYNTHETIC, "white", "black"))
+    if show_synthetic and paired is not None and len(paired.emb.syn_map):
+        traces.append(_synthetic(paired.emb, f"{paired.other} synthetic images", PAIRED, "black", "white"))
     fig = go.Figure(traces)
     fig.update_layout(
         # zoom, not lasso, on drag: Streamlit selects a clicked point only outside the lasso and box

@@ -56,6 +56,10 @@ def test_embedding_map_shows_plot_synthetic_and_neighbours(app, goto, smoke_stor
     classes = len(EmbeddingMap.load(smoke_store / "smoke-kde").classes)
     assert [t["type"] for t in traces] == ["contour"] * classes + ["scattergl", "scattergl"]  # real, synthetic
     assert "Density computed on: supcon surrogate embedding" in page_text(at)
+    at.checkbox(key="map_pair").check().run()  # the vanilla run's synthetic images on the same map
+    names = [t.get("name") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    assert names[-2:] == ["reweighted synthetic images", "vanilla synthetic images"]
+    at.checkbox(key="map_pair").uncheck().run()
     # the picked synthetic image, large, then its nearest real samples in the embedding and in pixels
     assert len(at.image) == 1 + 2 * 8
     for mode in ("weight", "class", "bias attribute", "aligned / conflicting"):

@@ -144,6 +144,26 @@ def test_selected_rows_split_real_and_synthetic() -> None:
     assert [a.tolist() for a in figures.selected_rows([], fig)] == [[], []]
 
 
+def test_a_pairs_synthetic_images_on_one_map(smoke_store: Path) -> None:
+    reweighted, vanilla = (EmbeddingMap.load(smoke_store / n) for n in ("smoke-kde", "smoke-none"))
+    assert figures.same_real_map(reweighted, vanilla), "a pair shares its surrogate, hence its map"
+    paired = figures.Paired("reweighted", "vanilla", vanilla)
+    fig = figures.embedding_map(reweighted, "aligned / conflicting", paired=paired)
+    drawn = {t.meta: t for t in fig.data if t.meta in (figures.SYNTHETIC, figures.PAIRED)}
+    assert drawn[figures.SYNTHETIC].name == "reweighted synthetic images"
+    assert drawn[figures.PAIRED].name == "vanilla synthetic images"
+    np.testing.assert_array_equal(drawn[figures.PAIRED].x, vanilla.syn_map[:, 0])
+    paired_curve = list(fig.data).index(drawn[figures.PAIRED])
+    real, syn = figures.selected_rows([{"curve_number": paired_curve, "customdata": 1}], fig)
+    assert real.tolist() == [] and syn.tolist() == [], "the other run's images index its own set: never selected"
+    assert len(figures.embedding_map(reweighted, "class", show_synthetic=False, paired=paired).data) == len(
+        figures.embedding_map(reweighted, "class", show_synthetic=False).data)
+    moved = replace(vanilla, real_map=vanilla.real_map + 1.0)
+    assert not figures.same_real_map(reweighted, moved)
+    with pytest.raises(ValueError, match="mapped its real samples elsewhere"):
+        figures.embedding_map(reweighted, "class", paired=figures.Paired("reweighted", "vanilla", moved))
+
+
 def test_embedding_map_on_a_real_run(smoke_store: Path) -> None:
     emb = EmbeddingMap.load(smoke_store / "smoke-kde")
     for mode in figures.COLOUR_MODES:
