@@ -33,7 +33,11 @@ st.markdown(f"**Bias attribute: {spec.bias_attribute}.** Class *c*'s aligned val
 st.markdown(bias.palette_legend_html(np.array(naming.colours), naming.bias_values), unsafe_allow_html=True)
 
 counts = bias.class_counts(data.labels, data.conflicting, data.num_classes, naming)
-st.markdown(f"**{len(data.labels):,} training images**, {int(data.conflicting.sum()):,} bias-conflicting.")
+counted, onward = st.columns([4, 1])
+counted.markdown(f"**{len(data.labels):,} training images**, {int(data.conflicting.sum()):,} bias-conflicting.")
+if onward.button("Distill this data", icon=":material/arrow_forward:",
+                 help="The Distill page, with this dataset, source and share of bias-conflicting samples"):
+    ui.carry_data(choice, "distill", "app_pages/distill.py")
 st.dataframe(counts, hide_index=True)
 
 scale = images.fit_scale(data.images.shape[2] * PER_CLASS, target_px=480, max_scale=2)

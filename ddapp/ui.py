@@ -258,16 +258,34 @@ SEVERITY_HELP = ("Coloured MNIST variants: colour jitter (5 = the purest colour,
 def data_picker(key: str) -> DataForm:
     """The dataset, its source, where its files are (and whether torchvision may download them),
     the share of bias-conflicting samples and the severity. Widgets outside any form, so that
-    choosing a dataset at once shows the fields it needs."""
+    choosing a dataset at once shows the fields it needs. Their defaults live in the session
+    state, where `carry_data` can put another page's choice instead."""
+    state = st.session_state
+    carried: DataForm | None = state.pop(f"_carry:{key}", None)
+    if carried is not None:
+        state.update({f"{key}_dataset": carried.dataset, f"{key}_source": carried.source,
+                      f"{key}_own": carried.as_distributed, f"{key}_percent": carried.conflict_percent})
+        if carried.severity is None:  # a selectbox set to None shows no choice: its default is None here
+            state.pop(f"{key}_severity", None)
+        else:
+            state[f"{key}_severity"] = carried.severity
+        if carried.source == "files":
+            path_option = DATASET_SPECS[carried.dataset].path_option
+            state.update({f"{key}_files_{path_option}": carried.files, f"{key}_download": carried.download})
     c1, c2, c3, c4 = st.columns(4)
     dataset = c1.selectbox("Dataset", DATASETS, format_func=lambda n: DATASET_SPECS[n].title, key=f"{key}_dataset")
     spec = DATASET_SPECS[dataset]
     source = c2.selectbox("Source", SOURCES if spec.bundled else ("files",), format_func=SOURCE_NAMES.get,
                           key=f"{key}_source", help=None if spec.bundled else f"{spec.title} has no bundled sample.")
-    own = spec.bias_from_files and c3.checkbox(
-        "As the files come", value=True, key=f"{key}_own",
-        help="Keep the data's own share of bias-conflicting samples; untick to subsample them to a percentage.")
-    percent = c3.number_input("Bias-conflicting samples (%)", 0.0, 100.0, 5.0, 0.5, disabled=own, key=f"{key}_percent")
+    own = False
+    if spec.bias_from_files:
+        state.setdefault(f"{key}_own", True)
+        own = c3.checkbox("As the files come", key=f"{key}_own",
+                          help="Keep the data's own share of bias-conflicting samples; untick to subsample them "
+                               "to a percentage.")
+    state.setdefault(f"{key}_percent", 5.0)
+    percent = c3.number_input("Bias-conflicting samples (%)", min_value=0.0, max_value=100.0, step=0.5, disabled=own,
+                              key=f"{key}_percent")
     severity = None
     if not spec.bias_from_files:
         severity = c4.selectbox("Severity", (None, 1, 2, 3, 4, 5), key=f"{key}_severity", help=SEVERITY_HELP,
@@ -275,9 +293,17 @@ def data_picker(key: str) -> DataForm:
     files, download = "", False
     if source == "files":
         csv = spec.path_option == "--csv-path"
+        state.setdefault(f"{key}_files_{spec.path_option}", "" if csv else DEFAULT_ROOT)
         files = st.text_input("CSV file (path,label,bias[,split])" if csv else "Data folder (--root)",
-                              value="" if csv else DEFAULT_ROOT, key=f"{key}_files_{spec.path_option}")
+                              key=f"{key}_files_{spec.path_option}")
         if spec.downloadable:
             download = st.checkbox("Download the files there if missing (torchvision; needs internet)",
                                    key=f"{key}_download")
     return DataForm(dataset, source, files, download, percent, own, severity)
+
+
+def carry_data(choice: DataForm, key: str, page: str) -> None:
+    """Open `page` with its `data_picker(key)` set to `choice` (the Bias explorer's data, say)."""
+    st.session_state[f"_carry:{key}"] = choice
+    st.switch_page(page)
+

@@ -48,6 +48,26 @@ def test_bias_explorer_counts_and_grids(app, goto, tmp_path: Path) -> None:
     assert any("None at this ratio" in i.value for i in at.info)
 
 
+def test_bias_explorer_hands_its_data_to_the_distill_page(app, goto, tmp_path: Path) -> None:
+    at = goto(app(tmp_path), "app_pages/bias_explorer.py")
+    at.selectbox(key="explore_dataset").set_value("bg-cmnist").run()
+    at.number_input(key="explore_percent").set_value(2.0).run()
+    at.selectbox(key="explore_severity").set_value(3).run()
+    by_label(at.button, "Distill this data").click().run()
+    assert not at.exception and at.title[0].value == "Distill" and not at.warning
+    shown = {k: at.session_state[f"distill_{k}"] for k in ("dataset", "source", "percent", "severity")}
+    assert shown == {"dataset": "bg-cmnist", "source": "bundled", "percent": 2.0, "severity": 3}
+    goto(at, "app_pages/distill.py")  # AppTest's own reruns would go back to the explorer
+    by_label(at.selectbox, "Preset").set_value("smoke").run()
+    by_label(at.button, "Run vanilla + reweighted").click().run()
+    data = {r.config.data for r in runstore.list_runs(tmp_path)}
+    assert [(d.dataset, d.conflict_ratio, d.severity) for d in data] == [("bg-cmnist", 0.02, 3)]
+    goto(at, "app_pages/bias_explorer.py")  # the benchmark's severity (None) is carried as a choice shown
+    by_label(at.button, "Distill this data").click().run()
+    shown = at.selectbox(key="distill_severity").proto  # what the browser draws: "benchmark", not an empty box
+    assert shown.HasField("default") and shown.default == 0 and not shown.set_value
+
+
 def test_embedding_map_shows_plot_synthetic_and_neighbours(app, goto, smoke_store: Path) -> None:
     at = goto(app(smoke_store), "app_pages/embedding_map.py")
     assert at.selectbox(key="map_run").value == "smoke-kde", "the newest reweighted run of the user's own"
