@@ -1,4 +1,5 @@
-"""Streamlit pieces shared by the pages: the sidebar, the runs root, run pickers, the jobs panel."""
+"""Streamlit pieces shared by the pages: the sidebar, the runs root, run pickers, the pages that show a
+run's results, the jobs panel, the data picker."""
 from __future__ import annotations
 
 import os
