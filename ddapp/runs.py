@@ -202,10 +202,10 @@ def missing_references(runs: Sequence[RunInfo], run: RunInfo) -> dict[str, RunCo
 
 
 def default_comparison(runs: Sequence[RunInfo], around: RunInfo | None = None) -> list[str]:
-    """Names preselected on the Compare page: the pair of `around` (a finished distill run), else
-    the newest pair, then its full-data baseline, oracle and random subset where they are done;
-    the user's own runs first (`preferring_own`)."""
-    runs = preferring_own(runs)
+    """Names preselected on the Compare page: the pair of `around` (a finished distill run, with
+    references from the same runs as it), else the newest pair with the user's own runs first
+    (`preferring_own`); then the pair's full-data baseline, oracle and random subset where done."""
+    runs = preferring_own(runs) if around is None else list(runs)
     pair = latest_pair(runs) if around is None else as_pair(runs, around)
     picked = [r for r in pair if r is not None]
     if picked:

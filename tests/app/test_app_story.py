@@ -84,6 +84,13 @@ def test_each_story_step_opens_its_page_on_the_examples(app, smoke_store: Path, 
         assert at.selectbox(key=key).value == EXAMPLE[name]
 
 
+def test_the_storys_compare_opens_on_the_examples_beside_the_users_runs(app, smoke_store: Path) -> None:
+    at = app(smoke_store)  # told from the examples (the default), while the user has runs of their own
+    next(b for b in at.button if b.label == "Compare").click().run()
+    assert not at.exception and at.title[0].value == "Compare"
+    assert at.multiselect[0].value == [EXAMPLE[n] for n in ("dm-vanilla", "dm-reweighted", "full-data")]
+
+
 def test_the_story_can_be_told_from_the_users_newest_pair(app, goto, smoke_store: Path) -> None:
     at = app(smoke_store)
     own = {name: Metrics.load(smoke_store / name) for name in ("smoke-none", "smoke-kde")}
