@@ -243,7 +243,7 @@ def _job_row(run: RunInfo, runs: Sequence[RunInfo]) -> None:
             st.success(progress.describe(s) + extra)
             if s.warning:
                 st.warning(s.warning)
-            if is_finished(run) and run.config.kind == "distill":
+            if is_finished(run) and run.config.kind == "distill":  # two spare columns: buttons keep their width
                 for column, (view, (text, _)) in zip(st.columns(len(RESULT_VIEWS) + 2), RESULT_VIEWS.items()):
                     if column.button(text, key=f"{view}:{run.name}"):
                         open_result(view, run, runs)
