@@ -169,6 +169,26 @@ def test_progress_can_cancel():
         get_method("dm")(_job(tiny_data(), smoke_cfg(), progress))
 
 
+def test_underflowed_weights_keep_their_samples_in_the_class():
+    # a small --kde-tau underflows rare samples' weights to exactly 0; class 1 (4 samples, one
+    # weighted) is padded to 12 columns whose index 0 is a class-0 image
+    labels = torch.tensor([0] * 12 + [1] * 4)
+    images = torch.rand(len(labels), 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    data = BiasedTensors(images, labels, labels.clone(), 2)
+    w = torch.full((16,), 1 / 12)
+    w[12:] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    table, tw = class_table(labels, w, 2)
+    for init in ("weighted", "real"):
+        for s in range(10):
+            syn = init_synthetic(images, table, tw, 4, torch.Generator().manual_seed(s), init)
+            starts = [int((images == img).flatten(1).all(1).nonzero()) for img in syn[1]]
+            assert sorted(starts) == [12, 13, 14, 15], (init, starts)  # all of class 1, each once
+    cfg = smoke_cfg(weighting="mean", batch_real=4)
+    sampler = RealSampler.for_job(DistillJob(data, w, cfg, 0, lambda *a: None))
+    idx, coef = sampler.draw(torch.Generator().manual_seed(0))
+    assert (labels[idx] == torch.arange(2)[:, None]).all() and sampler.batch == 4
+    torch.testing.assert_close(coef[1].sort().values, torch.tensor([0.0, 0.0, 0.0, 1.0]))
+
 def test_init_options_uniform_weighted_and_noise():
     data = tiny_data()
     w = torch.zeros(len(data.labels))

@@ -13,8 +13,14 @@ import torch
 from .base import DistillJob
 
 
+# A class member's smallest weight in the table: a small --kde-tau underflows rare samples' weights
+# to 0, and a zero would make a member look like padding (whose index belongs to another class)
+MIN_WEIGHT = 1e-30
+
+
 def class_table(labels: torch.Tensor, weights: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of each class's samples and their weights, padded to [C, n_max] (padding weight 0)."""
+    """Indices of each class's samples and their weights, padded to [C, n_max]: padding weight 0,
+    members at least MIN_WEIGHT, so `w > 0` marks the members."""
     counts = torch.bincount(labels, minlength=num_classes)
     n_max = int(counts.max())
     table = torch.zeros(num_classes, n_max, dtype=torch.long, device=labels.device)
@@ -22,7 +28,7 @@ def class_table(labels: torch.Tensor, weights: torch.Tensor, num_classes: int) -
     for c in range(num_classes):
         idx = (labels == c).nonzero().squeeze(1)
         table[c, : len(idx)] = idx
-        w[c, : len(idx)] = weights[idx]
+        w[c, : len(idx)] = weights[idx].clamp_min(MIN_WEIGHT)
     return table, w
 
 
