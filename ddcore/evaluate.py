@@ -131,7 +131,8 @@ def fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: RunCo
         helper = debias.joint_trainer(joint, twin, labels, num_classes, g)
         params += list(helper.parameters())
     opt = torch.optim.SGD(params, lr=e.eval_lr, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[epochs // 2], gamma=0.1)
+    # milestone 0 would decay before the first step: a 1-epoch training runs at the full lr
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, epochs // 2)], gamma=0.1)
     strategy = dsa_strategy(cfg) if e.eval_dsa else "none"
     size = len(images) if index is None else len(index)
     net.train()

@@ -5,7 +5,7 @@ import torch
 
 from ddcore.config import preset
 from ddcore.data import BiasedTensors
-from ddcore.evaluate import Accuracy, accuracy, evaluate_set, group_accuracy, summarize
+from ddcore.evaluate import Accuracy, accuracy, evaluate_set, fit, group_accuracy, summarize
 from ddcore.nets import AvgPool2x2, ConvNet, build_convnet
 
 
@@ -98,6 +98,18 @@ def test_evaluation_learns_a_tiny_separable_set():
     assert metrics["group_accuracy"] == [[100.0, None], [None, 100.0]] and metrics["test_acc_worst_group"] == 100.0
     assert metrics["deo_max"] is None  # no class has two groups in this test set
 
+
+@pytest.mark.parametrize("epochs, expected", [(1, [0.05]), (2, [0.05, 0.005]), (4, [0.05, 0.05, 0.005, 0.005])])
+def test_the_lr_drops_tenfold_after_half_the_epochs(epochs, expected, monkeypatch):
+    """The lr each epoch's step used (one batch per epoch); a single epoch runs at the full lr."""
+    used = []
+    step = torch.optim.SGD.step
+    monkeypatch.setattr(torch.optim.SGD, "step", lambda self, *a, **k: (used.append(self.param_groups[0]["lr"]),
+                                                                        step(self, *a, **k))[1])
+    images, labels = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 0, 1])
+    cfg = preset("smoke").with_overrides(net_width=4, net_depth=1, eval_lr=0.05, dsa_strategy="none")
+    fit(images, labels, 2, cfg, epochs, seed=0)
+    assert used == pytest.approx(expected)
 
 def test_surrogate_init_ignores_the_global_rng():
     from ddcore.surrogate import SurrogateSpec, build_surrogate
