@@ -121,6 +121,20 @@ def test_experts_train_alike_in_parallel_and_alone():
     assert not torch.allclose(together[0, 0], together[0, -1])  # it trained
 
 
+def test_each_experts_random_streams_have_their_own_seeds(monkeypatch):
+    """Expert i's augmentation once took seed + 1, expert i + 1's own seed: on a CPU the same
+    stream then drew one expert's augmentation and the next one's init and batch order."""
+    data, net, seeds = tiny_data(), tiny_net(), []
+
+    class Recording(torch.Generator):
+        def manual_seed(self, seed):
+            seeds.append(seed)
+            return super().manual_seed(seed)
+
+    monkeypatch.setattr(torch, "Generator", Recording)
+    experts.train_experts(net, data, uniform_weights(data.labels), SPEC, [0, 1, 2], epochs=1)
+    assert len(seeds) == 6 and len(set(seeds)) == 6
+
 def test_expert_batches_follow_the_weights():
     data = tiny_data()
     w = torch.zeros(len(data.labels))

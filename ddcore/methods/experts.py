@@ -27,7 +27,7 @@ from .. import augment, runstore
 from ..data import BiasedTensors
 from ..nets import ConvNet
 
-CACHE_FORMAT = 3  # bump when the stored layout or the training procedure changes (3: normalised inputs)
+CACHE_FORMAT = 4  # bump when the stored layout or the training procedure changes (4: own augmentation streams)
 
 # progress(done, total): expert epochs finished
 ExpertProgress = Callable[[int, int], None]
@@ -73,6 +73,9 @@ def expert_seed(seed: int, index: int) -> int:
     return seed * 100_003 + index
 
 
+AUG_STREAM = 2**50  # added to an expert's seed for its augmentation: above every expert's own seed (< 2**48)
+
+
 def _epoch_batches(train: BiasedTensors, weights: torch.Tensor, spec: ExpertSpec,
                    g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """One epoch's sample order [N] and per-sample loss coefficients [N]. The weights sum to 1
@@ -101,7 +104,8 @@ def train_experts(net: ConvNet, train: BiasedTensors, weights: torch.Tensor, spe
     each expert's flat parameters at the start and after every epoch."""
     device = train.images.device
     gens = [torch.Generator(device=device).manual_seed(expert_seed(spec.seed, i)) for i in indices]
-    aug_gens = [torch.Generator().manual_seed(expert_seed(spec.seed, i) + 1) for i in indices]
+    # + 1 would be expert i + 1's own seed: on a CPU its init and batch order would replay this augmentation's draws
+    aug_gens = [torch.Generator().manual_seed(expert_seed(spec.seed, i) + AUG_STREAM) for i in indices]
     inits = [{name: p.detach().clone() for name, p in net.reset_parameters(g).named_parameters()} for g in gens]
     params = {name: torch.stack([p[name] for p in inits]) for name in inits[0]}
     step = vmap(grad(lambda p, x, y, c: _batch_loss(net, p, x, y, c)))
