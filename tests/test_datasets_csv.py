@@ -156,19 +156,26 @@ def test_csv_dataset_level_errors(tmp_path) -> None:
         load_biased(csv_cfg(None), True, 0)
     write_png(tmp_path / "small.png", (1, 2, 3), (12, 12))
     write_png(tmp_path / "wide.png", (1, 2, 3), (20, 10))
-    sizes = write_csv(tmp_path / "sizes.csv", [["small.png", "a", "x", "train"], ["wide.png", "b", "y", "train"]])
+    sizes = write_csv(tmp_path / "sizes.csv", [["small.png", "a", "x", "train"], ["wide.png", "b", "y", "train"],
+                                               ["small.png", "a", "x", "test"]])
     with pytest.raises(DatasetError, match=r"differ in size \(12x12 \(line 2\), 20x10 \(line 3\)\); pass --image-size N"):
         train_summary(csv_cfg(sizes))
     assert load_biased(csv_cfg(sizes, image_size=16), True, 0).images.shape == (2, 3, 16, 16)
     # a whole split is held as float32 [N, 3, S, S]: photos at their own size would not fit
     write_png(tmp_path / "photo.png", (1, 2, 3), (300, 300))
-    photos = write_csv(tmp_path / "photos.csv", [["photo.png", "a", "x", "train"], ["photo.png", "b", "y", "train"]])
+    photos = write_csv(tmp_path / "photos.csv", [["photo.png", "a", "x", "train"], ["photo.png", "b", "y", "train"],
+                                                 ["photo.png", "b", "y", "test"]])
     with pytest.raises(DatasetError, match=r"are 300x300 \(line 2\), larger than ddcore holds \(256 a side\); pass --image-size"):
         train_summary(csv_cfg(photos))
     assert load_biased(csv_cfg(photos, image_size=8), True, 0).images.shape == (2, 3, 8, 8)
     only_test = write_csv(tmp_path / "only-test.csv", [["small.png", "a", "x", "train"], ["small.png", "b", "y", "test"]])
     with pytest.raises(DatasetError, match="class 'b' has no training rows"):
         load_biased(csv_cfg(only_test), True, 0)
+    # without a split column a group of one or two rows stays in training: here every group does
+    no_test = write_csv(tmp_path / "no-test.csv", [["small.png", "a", "x"], ["small.png", "a", "x"],
+                                                   ["small.png", "b", "y"]], "path,label,bias")
+    with pytest.raises(DatasetError, match="has no test rows, so a run could train but never be evaluated"):
+        train_summary(csv_cfg(no_test))
     empty = write_csv(tmp_path / "empty.csv", [])
     with pytest.raises(DatasetError, match="has no data rows"):
         load_biased(csv_cfg(empty), True, 0)

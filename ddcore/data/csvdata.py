@@ -165,7 +165,12 @@ def _holdout(labels: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
 
 
 def _with_aligned(table: CSVTable) -> CSVTable:
-    """Check that every class has training rows and fill in each class's aligned bias value."""
+    """Check that every class has training rows and that test rows exist, and fill in each class's
+    aligned bias value."""
+    if bool(table.train.all()):
+        raise DatasetError(f"CSV file {table.csv_path} has no test rows, so a run could train but never be evaluated: "
+                           "add a split column with some test rows, or give (label, bias) groups at least 3 rows "
+                           f"each (without a split column {HOLDOUT:.0%} of each group is held out for testing)")
     aligned = []
     for c, name in enumerate(table.classes):
         counts = Counter(table.bias[table.train & (table.labels == c)].tolist())
