@@ -43,7 +43,8 @@ class SupConLoss(nn.Module):
         # subtract the row max for stability; it cancels in the log-ratio
         logits = logits - logits.masked_fill(self_mask, float("-inf")).amax(dim=1, keepdim=True).detach()
         log_denominator = torch.logsumexp(logits.masked_fill(self_mask, float("-inf")), dim=1, keepdim=True)
-        log_prob = logits - log_denominator
+        # an anchor's own term never counts; left in, exp(2 / T) ** q overflowed to inf, and inf * 0 is NaN
+        log_prob = (logits - log_denominator).masked_fill(self_mask, 0.0)
         if self.q is not None:
             log_prob = log_prob * (self.q * log_prob.detach().exp() ** self.q)
         positives = (y[:, None] == y[None, :]) & ~self_mask

@@ -52,6 +52,14 @@ def test_stable_at_low_temperature():
     assert torch.isfinite(loss)
 
 
+
+def test_generalised_supcon_is_finite_and_gradients_too_at_low_temperature():
+    # two antipodal vectors of one class: after the row max each anchor's own logit is 2 / T = 100
+    z = torch.tensor([[[1.0, 0.0]], [[-1.0, 0.0]]], requires_grad=True)
+    loss = SupConLoss(0.02, q=0.7)(z, torch.tensor([0, 0]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(z.grad).all()
+
 def test_explicit_errors():
     with pytest.raises(ValueError, match="temperature"):
         SupConLoss(0.0)
