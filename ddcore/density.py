@@ -14,6 +14,8 @@ import math
 
 import torch
 
+from .config import SIGMA_RANGE
+
 _BANDWIDTH_SAMPLE = 1000  # per class, for the median: enough for 3 significant digits
 
 
@@ -56,7 +58,9 @@ def auto_bandwidth(features: torch.Tensor, labels: torch.Tensor, generator: torc
     if not medians:
         raise ValueError("every class has fewer than two samples; cannot pick a bandwidth")
     sigma = scale * float(torch.stack(medians).median())
-    return max(sigma, 1e-6)
+    # a collapsed embedding (median ~0) has no density to find; below the smallest sigma a user may
+    # set, the weights would follow cdist's float rounding (~1e-4 on unit vectors), not the data
+    return max(sigma, SIGMA_RANGE[0])
 
 
 def density_weights(log_density: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:

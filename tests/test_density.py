@@ -2,8 +2,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ddcore import density
+from ddcore.config import SIGMA_RANGE
 
 
 def brute_log_density(z, labels, sigma):
@@ -111,6 +113,19 @@ def test_auto_bandwidth_follows_the_embedding_scale():
     assert s1 == pytest.approx(float(torch.stack(medians).median()), rel=1e-5)  # each class has < 1000 samples
     assert density.auto_bandwidth(z, labels, torch.Generator().manual_seed(0), 0.7) == pytest.approx(0.7 * s1)
 
+
+
+def test_a_collapsed_embedding_gets_the_smallest_sigma_and_even_weights():
+    """Every sample of a class at one point (up to 1e-5): no density to find. A sigma of 1e-6 let
+    cdist's float32 rounding alone spread the weights over 3x; at the smallest sigma a user may
+    set, the rounding (~2e-7 in a squared distance) still moves them by up to ~10%."""
+    g = torch.Generator().manual_seed(0)
+    z = F.normalize(torch.ones(300, 256) + 1e-5 * torch.randn(300, 256, generator=g), dim=1)
+    labels = torch.zeros(300, dtype=torch.long)
+    sigma = density.auto_bandwidth(z, labels, torch.Generator().manual_seed(0), 0.7)
+    assert sigma == SIGMA_RANGE[0]
+    w = density.density_weights(density.kde_log_density(z, labels, sigma), labels, 0.75)
+    assert float(w.max() / w.min()) < 1.2
 
 def test_uniform_weights():
     labels = torch.tensor([0, 0, 1, 1, 1, 2])
