@@ -30,10 +30,12 @@ IDLE_EXIT_SECONDS = 1800  # a spawned worker leaves after 30 idle minutes; the n
 
 def submit(root: Path, cfg: RunConfig, name: str | None = None, start_worker: bool = True) -> Path:
     """Check cfg (values, data source, IPC), write a queued run folder under root, make sure a
-    worker will run it. Raises ConfigError / DatasetError with a user-facing message."""
+    worker will run it. Raises ConfigError / DatasetError with a user-facing message. A config
+    that may download its files (torchvision, minutes) is checked as far as its values here, and
+    as far as its data when the worker starts it: the app calls this in its script thread."""
     from .pipeline import preflight
 
-    preflight(cfg)
+    preflight(cfg, data=not cfg.data.download)
     root = runstore.init_root(root)
     run_dir = runstore.create_run(root / (name or runstore.new_run_name(cfg)), cfg)
     if start_worker:

@@ -111,6 +111,8 @@ def _execute(run_dir: Path, listener: Listener | None) -> Metrics:
     runstore.update_status(run_dir, state="running", started=time.time(), pid=os.getpid(), message="")
     try:
         cfg = validate(runstore.read_config(run_dir))
+        if cfg.data.download:  # jobs.submit left the data's checks, and the download, to the run
+            preflight(cfg)
         metrics = {"distill": _distill, "baseline": _baseline, "random-subset": _random_subset}[cfg.kind](
             cfg, run_dir, reporter)
     except (Cancelled, KeyboardInterrupt):
@@ -134,11 +136,14 @@ def _execute(run_dir: Path, listener: Listener | None) -> Metrics:
     return metrics
 
 
-def preflight(cfg: RunConfig) -> RunConfig:
+def preflight(cfg: RunConfig, data: bool = True) -> RunConfig:
     """Every check that can fail before any work starts: the values, the dataset's files (read as
     far as the class counts need; what is decoded stays cached, so the run pays nothing more for
-    it), the image size against the network's depth, the IPC against the smallest class."""
+    it), the image size against the network's depth, the IPC against the smallest class.
+    data=False: the values only (a queued run that may download its files checks them when it starts)."""
     validate(cfg)
+    if not data:
+        return cfg
     d = cfg.data
     if cfg.preset in FILE_PRESETS and d.source == "files" and d.root is None and d.csv_path is None:
         raise ConfigError(f"the {cfg.preset} preset reads the {d.dataset} dataset's own files from --root DIR or "

@@ -51,6 +51,28 @@ def test_submit_rejects_bad_input_before_writing_anything(tmp_path):
     assert runstore.list_runs(tmp_path) == []
 
 
+
+def test_a_run_that_may_download_checks_its_data_in_the_worker_not_at_submit(tmp_path, monkeypatch):
+    """The app submits in its script thread: a torchvision download (CIFAR-10: 170 MB) there froze the page."""
+    from ddcore import pipeline
+    from ddcore.errors import DatasetError
+
+    reads = []
+
+    def offline(data):
+        reads.append(data.root)
+        raise DatasetError(f"could not download MNIST into {data.root}/MNIST/raw")
+
+    monkeypatch.setattr(pipeline, "train_summary", offline)
+    cfg = preset("smoke").with_overrides(source="files", root=str(tmp_path / "data"), download=True)
+    run = jobs.submit(tmp_path / "runs", cfg, "fetches", start_worker=False)
+    assert reads == [] and runstore.read_status(run).state == "queued"
+    assert jobs.run_worker(tmp_path / "runs", poll_seconds=0.05, idle_exit_seconds=0.2, warm_up=lambda: None) == 1
+    status = runstore.read_status(run)
+    assert reads == [str(tmp_path / "data")] and status.state == "failed" and "could not download MNIST" in status.message
+    with pytest.raises(DatasetError, match="could not download"):  # without --download, submit reads at once
+        jobs.submit(tmp_path / "runs", cfg.with_overrides(download=False), start_worker=False)
+
 def test_one_background_worker_per_root(tmp_path):
     jobs.ensure_worker(tmp_path)
     deadline = time.time() + 60
