@@ -134,7 +134,11 @@ def _range(lo: float | None = None, hi: float | None = None, default: Any = None
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RecordError(f"{where} should be a number, got {_short(value)}")
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # a whole number beyond any float
+        finite = False
+    if not finite:
         raise RecordError(f"{where} should be a finite number, got {_short(value)}")
     return float(value)
 
@@ -570,7 +574,7 @@ class EmbeddingMap:
                        density_space=str(_strings(text["density_space"], 0)))
         except KeyError as exc:
             raise DamagedRun(path, f"the array {exc} is missing") from None
-        except (RecordError, TypeError, ValueError) as exc:
+        except (RecordError, TypeError, ValueError, OverflowError) as exc:
             raise DamagedRun(path, str(exc)) from None
 
 

@@ -55,6 +55,7 @@ def test_metrics_of_the_wrong_type_are_a_damaged_run_naming_the_file(tmp_path: P
     ('{"progress": 1.5}', "progress should lie in [0.0, 1.0]"),
     ('{"eta_seconds": Infinity}', "eta_seconds should be a number or null"),
     ('{"pid": true}', "pid should be a whole number or null"),
+    ('{"created": 1' + "0" * 400 + '}', "created should be a finite number, got 1000"),
 ])
 def test_damaged_status_files(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "status.json").write_text(text)
@@ -151,6 +152,13 @@ def _saved(folder: Path) -> Path:
     fake_map().save(folder)
     return folder / "embeddings.npz"
 
+
+
+def test_a_map_version_beyond_any_whole_number_is_a_damaged_run(tmp_path: Path) -> None:
+    arrays = dict(np.load(_saved(tmp_path)))
+    np.savez(tmp_path / "embeddings.npz", **{**arrays, "version": np.array(np.inf)})
+    with pytest.raises(DamagedRun, match="embeddings.npz is damaged"):
+        EmbeddingMap.load(tmp_path)
 
 def test_object_arrays_and_truncated_maps_are_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "embeddings.npz", real_map=np.array([{"x": 1}], dtype=object))
