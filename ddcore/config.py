@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from .errors import ConfigError
-from .hardware import COMPILE_MIN_ITERATIONS, MODES, cxx_compiler
+from .hardware import COMPILE_MIN_ITERATIONS, MODES
 
 DATASETS = ("cmnist", "bg-cmnist", "bg-fmnist", "cifar10c-0", "cifar10c-1", "bffhq", "csv")  # ddcore.data.DATASET_SPECS
 SOURCES = ("bundled", "files")
@@ -342,8 +342,15 @@ def _choices(section: Any) -> None:
             _choice(what, getattr(section, f.name), options)
 
 
+def _number(value: Any) -> bool:
+    """A real number, not a bool: a whole number of any size (math.isfinite overflows on 10**400),
+    a float unless inf or nan."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and (
+        isinstance(value, int) or math.isfinite(value))
+
+
 def positive(name: str, value: float, minimum: float = 1) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= minimum):
+    if not (_number(value) and value >= minimum):
         raise ConfigError(f"{name} must be at least {minimum}, got {value!r}")
 
 
@@ -372,8 +379,7 @@ UPPER_LIMITS = {
 
 def between(what: str, value: Any, lo: float, hi: float, above: bool = False, note: str = "", flag: str = "") -> None:
     """value in [lo, hi] ((lo, hi] with `above`), else one line saying so."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not (number and (value > lo if above else value >= lo) and value <= hi):
+    if not (_number(value) and (value > lo if above else value >= lo) and value <= hi):
         span = f"positive and at most {hi:g}" if above and lo == 0 else f"between {lo:g} and {hi:g}"
         raise ConfigError(f"{what} must be {span}{note}, got {value!r}" + (f" ({flag})" if flag else ""))
 
@@ -445,12 +451,14 @@ def validate(cfg: RunConfig) -> RunConfig:
                           f"--source files --root DIR (or set {DATA_ENV}=DIR), or choose --preset quick")
     validate_data(d)
     check_choices(cfg)
-    if d.image_size is not None and isinstance(n.net_depth, int) and d.image_size < 2 ** n.net_depth:
+    positive("net depth", n.net_depth)
+    between("net depth", n.net_depth, 1, MAX_IMAGE_SIZE.bit_length() - 1,
+            note=f" (each block halves the image, and {MAX_IMAGE_SIZE} pixels is the largest size)")
+    if d.image_size is not None and d.image_size < 2 ** n.net_depth:
         raise ConfigError(f"image size {d.image_size} is too small for a depth-{n.net_depth} ConvNet (each block "
                           f"halves the image); use at least --image-size {2 ** n.net_depth}")
     positive("net width", n.net_width)
     between("net width", n.net_width, 1, 4096)
-    positive("net depth", n.net_depth)
     positive("surrogate epochs", r.surrogate_epochs, 0)
     if r.surrogate_steps is not None:
         positive("surrogate steps", r.surrogate_steps)
@@ -478,9 +486,6 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"bf16 autocast is not implemented for method {s.method}; use --bf16 auto")
     if s.compile == "true" and not spec.autocast:
         raise ConfigError(f"--compile is not implemented for method {s.method}; use --compile auto")
-    if s.compile == "true" and cxx_compiler() is None:
-        raise ConfigError("--compile needs a C++ compiler to build the code torch.compile generates, and none was "
-                          "found (g++, clang++, c++ or $CXX): install one (apt-get install g++) or use --compile auto")
     positive("evaluation models", e.eval_models)
     positive("evaluation epochs", e.eval_epochs, 0)
     positive("evaluation batch", e.eval_batch)

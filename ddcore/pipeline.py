@@ -142,6 +142,9 @@ def preflight(cfg: RunConfig, data: bool = True) -> RunConfig:
     it), the image size against the network's depth, the IPC against the smallest class.
     data=False: the values only (a queued run that may download its files checks them when it starts)."""
     validate(cfg)
+    if cfg.distill.compile == "true" and hardware.cxx_compiler() is None:  # the machine's, not the record's
+        raise ConfigError("--compile needs a C++ compiler to build the code torch.compile generates, and none was "
+                          "found (g++, clang++, c++ or $CXX): install one (apt-get install g++) or use --compile auto")
     if not data:
         return cfg
     d = cfg.data

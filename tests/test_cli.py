@@ -113,6 +113,10 @@ def test_evaluate_recomputes_metrics(smoke_run):
     (["--batch-real", "100000000000"], "--batch-real must be at most 65,536, got 100,000,000,000"),
     (["--method", "dc", "--batch-train", "70000"], "--batch-train must be at most 65,536"),
     (["--iterations", "1000000000000"], "--iterations must be at most 1,000,000, got 1,000,000,000,000"),
+    (["--iterations", "1" + "0" * 400], "--iterations must be at most 1,000,000"),  # beyond any float
+    (["--net-width", "1" + "0" * 400], "net width must be between 1 and 4096"),
+    (["--net-depth", "100"], "net depth must be between 1 and 8 (each block halves the image"),
+    (["--net-depth", "100000000000", "--image-size", "32"], "net depth must be between 1 and 8"),  # never 2 ** depth
 ])
 def test_invalid_input_exits_2_with_one_line(tmp_path, capsys, args, message):
     code, _, err = main_in_process(capsys, "distill", "--preset", "smoke", "--out", str(tmp_path / "run"), *args)
