@@ -9,6 +9,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -157,13 +158,13 @@ def _run(args: argparse.Namespace, kind: str) -> int:
     cfg = preflight(_config(args, kind))
     out = Path(args.out) if args.out else Path(args.runs) / runstore.new_run_name(cfg)
     replacing = args.overwrite and (out.expanduser().exists() or out.expanduser().is_symlink())
-    run_dir = runstore.stage_replacement(out, cfg) if replacing else runstore.create_run(out, cfg)
+    run_dir = runstore.stage_replacement(out, cfg) if replacing else runstore.create_run(out, cfg, claimed=True)
     print(f"run folder: {out}" + (" (the finished run there is replaced once this one succeeds)" if replacing else ""),
           file=sys.stderr)
     try:
         metrics = execute_run(run_dir, _progress_listener())
     except Exception as exc:
-        message = runstore.read_status(run_dir).message  # the user-facing line the run recorded
+        message = runstore.read_status(run_dir).message or str(exc)  # the user-facing line the run recorded
         if replacing:
             message += f"; the existing run at {out} was kept (this attempt's log: {run_dir / 'log.txt'})"
         raise (Cancelled if isinstance(exc, Cancelled) else DDError)(message) from None
@@ -183,9 +184,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     run_dir = runstore.check_run_folder(args.run, "evaluated")  # it rewrites metrics.json there
     if not (run_dir / "config.json").is_file():
         raise DDError(f"{run_dir} has no config.json to evaluate with")
-    state = runstore.read_status(run_dir).state
+    state = runstore.settled_state(run_dir)
     if state in ("queued", "running"):  # it will write its own metrics.json
         raise DDError(f"{run_dir} holds a run that is still {state}; evaluate it once it has finished")
+    try:  # before minutes of training, not after: the result goes into metrics.json there
+        tempfile.TemporaryFile(dir=run_dir).close()
+    except OSError as exc:
+        raise DDError(f"cannot write in {run_dir} ({exc.strerror}); nothing was evaluated") from None
     overrides = {k: v for k, v in vars(args).items() if k in FLAT_FIELDS}
     cfg = validate(runstore.read_config(run_dir).with_overrides(**overrides))
     synthetic = SyntheticImages.load(run_dir)
@@ -233,8 +238,11 @@ def _list(root: Path) -> int:
 
     runs = runstore.list_runs(root)
     print(format_listing(runs))
-    if supervise(root, runs):
-        print(f"started a worker for the queued runs under {root}", file=sys.stderr)
+    try:
+        if supervise(root, runs):
+            print(f"started a worker for the queued runs under {root}", file=sys.stderr)
+    except (DDError, OSError) as exc:  # a runs folder we may read but not write in is still listed
+        print(one_line(f"note: no worker could be started for its queued runs ({exc})"), file=sys.stderr)
     return 0
 
 
@@ -309,4 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (DDError, ConfigError) as exc:
         print(one_line(f"error: {exc}"), file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused (permissions, a full disk): say which file, not a traceback
+        print(one_line(f"error: {exc.strerror or exc}: {exc.filename or ''}"), file=sys.stderr)
         return 2

@@ -83,21 +83,28 @@ def write_json(path: Path, obj: Any) -> None:
 MAX_JSON_BYTES = 16 * 2**20  # a run's JSON files hold kilobytes: a larger one is not ours
 
 
-def read_json(path: Path) -> Any:
-    """A run file's JSON. Reads only a regular file, never through a symbolic link (a FIFO would
-    block, /dev/zero never end, a link reach outside the run), and at most MAX_JSON_BYTES.
-    FileNotFoundError when it is missing; ValueError (or OSError) when it is not such a file or
-    not JSON."""
+def open_regular(path: Path, flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
+    """A descriptor of the regular file at path (created if flags say so), never opened through a
+    symbolic link (it could reach outside the run) and never blocking (a FIFO would, forever).
+    FileNotFoundError when it is missing; ValueError when it is a link or not a regular file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ValueError("it is a symbolic link; ddcore reads only the files it wrote") from None
         raise
-    with os.fdopen(fd, "rb") as f:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError("it is not a regular file")
+    return fd
+
+
+def read_json(path: Path) -> Any:
+    """A run file's JSON: a regular file (`open_regular`; /dev/zero would never end) of at most
+    MAX_JSON_BYTES. FileNotFoundError when it is missing; ValueError (or OSError) when it is not
+    such a file or not JSON."""
+    with os.fdopen(open_regular(path), "rb") as f:
         info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError("it is not a regular file")
         if info.st_size > MAX_JSON_BYTES:
             raise ValueError(f"{info.st_size:,} bytes, more than any file ddcore writes")
         data = f.read(MAX_JSON_BYTES + 1)
@@ -424,9 +431,12 @@ class SyntheticImages:
     def load(cls, run_dir: Path) -> SyntheticImages:
         path = Path(run_dir) / cls.FILE
         try:
-            payload = torch.load(path, weights_only=True, map_location="cpu")
+            with os.fdopen(open_regular(path), "rb") as f:
+                payload = torch.load(f, weights_only=True, map_location="cpu")
         except FileNotFoundError:
             raise _missing(run_dir, "synthetic images") from None
+        except ValueError as exc:  # from open_regular: a link, a FIFO
+            raise DamagedRun(path, f"not a readable tensor file ({exc})") from None
         except pickle.UnpicklingError:  # what weights_only raises for anything but plain tensors
             raise DamagedRun(path, "it holds objects other than plain tensors; refused to load them") from None
         except Exception as exc:  # truncated or not a torch file at all: torch raises many kinds
@@ -555,7 +565,7 @@ class EmbeddingMap:
     def load(cls, run_dir: Path) -> EmbeddingMap:
         path = Path(run_dir) / cls.FILE
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with os.fdopen(open_regular(path), "rb") as f, np.load(f, allow_pickle=False) as z:
                 raw = {k: z[k] for k in z.files}
         except FileNotFoundError:
             raise _missing(run_dir, "embedding map") from None

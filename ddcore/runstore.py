@@ -62,7 +62,8 @@ from typing import Any
 
 from .config import SECTION_TYPES, RunConfig, validate
 from .errors import ConfigError, DDError
-from .records import DamagedRun, Metrics, RecordError, Status, atomic_write, check_fields, read_json, write_json
+from .records import (DamagedRun, Metrics, RecordError, Status, atomic_write, check_fields, open_regular, read_json,
+                      write_json)
 
 MARKER = ".ddcore-runs"
 SHIPPED = ".ddcore-shipped"  # beside MARKER in a root whose runs ship with ddbias: read-only
@@ -258,24 +259,27 @@ def _made_by_ddcore(run_dir: Path) -> bool:
     return False
 
 
-def _make_run(run_dir: Path, cfg: RunConfig) -> Path:
+def _make_run(run_dir: Path, cfg: RunConfig, claimed: bool = False) -> Path:
     run_dir.mkdir()
+    if claimed:  # before the queued status exists, so that no worker can take it first
+        claim(run_dir)
     write_json(run_dir / "config.json", cfg.to_dict())
     now = time.time()
     Status(created=now, updated=now).save(run_dir)
     return run_dir
 
 
-def create_run(run_dir: Path, cfg: RunConfig) -> Path:
+def create_run(run_dir: Path, cfg: RunConfig, claimed: bool = False) -> Path:
     """Make a run folder holding config.json and a queued status, inside a runs root (made if
-    missing). Refuses an existing folder: replacing a run is `stage_replacement`'s job."""
+    missing). Refuses an existing folder: replacing a run is `stage_replacement`'s job.
+    claimed: this process runs it (the CLI); a worker serving the same root never takes it."""
     run_dir = Path(os.path.expanduser(str(run_dir)))
     validate_name(run_dir.name)
     root = init_root(run_dir.parent)
     run_dir = root / run_dir.name
     if run_dir.exists() or run_dir.is_symlink():
         raise ConfigError(f"{run_dir} already exists; pass --overwrite to replace a finished run there")
-    return _make_run(run_dir, cfg)
+    return _make_run(run_dir, cfg, claimed)
 
 
 def stage_replacement(run_dir: Path, cfg: RunConfig) -> Path:
@@ -283,30 +287,48 @@ def stage_replacement(run_dir: Path, cfg: RunConfig) -> Path:
     succeeded, `replace_run` swaps it in. Until then the old run is untouched, so a failed or
     killed replacement loses nothing (its folder stays, hidden, until the next replacement)."""
     old = check_run_folder(run_dir, "replaced")
-    status = read_status(old)
-    if status.state in ("queued", "running"):
-        raise ConfigError(f"{old} holds a run that is still {status.state}; cancel it first")
+    state = settled_state(old)
+    if state in ("queued", "running"):
+        raise ConfigError(f"{old} holds a run that is still {state}; cancel it first")
     staged = old.parent / f".{old.name}.new"
     if staged.exists() or staged.is_symlink():  # left by a replacement that was killed
-        if not staged.is_symlink() and staged.is_dir() and not foreign_entries(staged):
-            if read_status(staged).state == "running":
-                raise ConfigError(f"another run is already replacing {old}")
-            _remove_flat_folder(staged)
-        else:
-            raise DDError(f"{staged} is in the way and ddcore did not make it; move it out first")
-    return _make_run(staged, cfg)
+        _clear_leftover(staged, "replacing", f"the finished replacement of {old} there was never swapped in")
+    return _make_run(staged, cfg, claimed=True)
 
 
 def replace_run(staged: Path, run_dir: Path) -> Path:
-    """Swap the succeeded run at `staged` in for the one at run_dir (then delete the old one)."""
-    staged, run_dir = Path(staged), Path(run_dir).parent.resolve() / Path(run_dir).name
+    """Swap the succeeded run at `staged` in for the one at run_dir (then delete the old one).
+    Both are checked again: they may have changed while the replacement ran."""
+    staged, run_dir = Path(os.path.expanduser(str(staged))), check_run_folder(run_dir, "replaced")
     retired = run_dir.parent / f".{run_dir.name}.old"
-    if retired.exists():
-        _remove_flat_folder(retired)
+    if retired.exists() or retired.is_symlink():
+        _clear_leftover(retired, "retiring", f"a retired run was left there; the new run is kept in {staged}")
     os.replace(run_dir, retired)
     os.replace(staged, run_dir)
     _remove_flat_folder(retired)
     return run_dir
+
+
+def _clear_leftover(folder: Path, doing: str, done_note: str) -> None:
+    """Remove a hidden run folder a killed replacement left, only if ddcore made it and nothing
+    still runs or holds a result there; DDError otherwise, saying why (`done_note` for a result)."""
+    if folder.is_symlink() or not folder.is_dir() or foreign_entries(folder):
+        raise DDError(f"{folder} is in the way and ddcore did not make it; move it out first")
+    state = settled_state(folder)
+    if state == "running":
+        raise ConfigError(f"another run is already {doing} {folder.name}")
+    if state == "done":
+        raise DDError(f"{folder} holds a finished run ({done_note}); move it out, or delete it, first")
+    _remove_flat_folder(folder)
+
+
+def settled_state(run_dir: Path) -> str:
+    """The run's state, where a folder without status.json (a run killed as it was made) reads as
+    running while its .lock is held and as failed once not. DamagedRun for a damaged status."""
+    try:
+        return read_status(run_dir).state
+    except FileNotFoundError:
+        return "running" if _lock_held(Path(run_dir) / ".lock") else "failed"
 
 
 def _remove_flat_folder(folder: Path) -> None:
@@ -338,8 +360,8 @@ def read_config(run_dir: Path) -> RunConfig:
 
 def _lock_held(path: Path) -> bool:
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+        fd = open_regular(path)
+    except (OSError, ValueError):  # missing, or not a lock ddcore made
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -394,7 +416,10 @@ def update_status(run_dir: Path, **changes: Any) -> Status:
 @contextmanager
 def running(run_dir: Path) -> Iterator[None]:
     """Hold run_dir's .lock while the body executes the run (see `read_status`)."""
-    fd = os.open(Path(run_dir) / ".lock", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        fd = open_regular(Path(run_dir) / ".lock", os.O_CREAT | os.O_WRONLY)
+    except ValueError as exc:
+        raise DamagedRun(Path(run_dir) / ".lock", str(exc)) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -407,15 +432,20 @@ def running(run_dir: Path) -> Iterator[None]:
 
 
 def append_log(run_dir: Path, line: str) -> None:
-    with open(Path(run_dir) / "log.txt", "a") as f:
+    path = Path(run_dir) / "log.txt"
+    try:
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    except ValueError as exc:
+        raise DamagedRun(path, str(exc)) from None
+    with os.fdopen(fd, "a") as f:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
 
 def read_log(run_dir: Path, max_lines: int = 200) -> list[str]:
     try:
-        with open(Path(run_dir) / "log.txt", errors="replace") as f:
+        with os.fdopen(open_regular(Path(run_dir) / "log.txt"), errors="replace") as f:
             return f.read().splitlines()[-max_lines:]
-    except OSError:
+    except (OSError, ValueError):  # none yet, or not a log ddcore wrote
         return []
 
 
@@ -451,12 +481,15 @@ def claim(run_dir: Path) -> bool:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             try:
-                holder = path.read_text().strip()
+                with os.fdopen(open_regular(path), "rb") as f:
+                    holder = f.read(32).decode().strip()
             except (OSError, ValueError):  # unreadable or not text: not a claim we can judge
                 return False
             if holder.isdigit() and not _pid_alive(int(holder)):
                 path.unlink(missing_ok=True)
                 continue
+            return False
+        except OSError:  # a folder we may not write in, or one deleted since it was listed: not ours to run
             return False
         os.write(fd, str(os.getpid()).encode())
         os.close(fd)

@@ -161,6 +161,32 @@ def test_evaluate_on_a_non_run_folder(tmp_path, capsys):
     assert code == 2 and "not a run folder" in err
 
 
+def test_evaluate_says_at_once_when_it_could_not_write_its_result(smoke_run, capsys, monkeypatch):
+    import tempfile
+
+    out, _ = smoke_run
+    before = (out / "metrics.json").read_bytes()
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refused)
+    code, _, err = main_in_process(capsys, "evaluate", str(out))
+    assert code == 2 and err.strip() == f"error: cannot write in {out} (Permission denied); nothing was evaluated"
+    assert (out / "metrics.json").read_bytes() == before
+
+
+def test_a_refusal_of_the_file_system_is_one_line(tmp_path, capsys, monkeypatch):
+    from ddcore import runstore
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "runs" / "a"))
+
+    monkeypatch.setattr(runstore, "create_run", full)
+    code, _, err = main_in_process(capsys, "distill", "--preset", "smoke", "--out", str(tmp_path / "runs" / "a"))
+    assert code == 2 and err.strip().splitlines()[-1] == f"error: No space left on device: {tmp_path / 'runs' / 'a'}"
+
+
 def test_parse_overrides_types_values_and_rejects_nonsense():
     assert parse_overrides(["--kde-tau", "2", "--method", "mtt", "--kde-sigma", "auto", "--bf16", "true"]) == {
         "kde_tau": 2.0, "method": "mtt", "kde_sigma": None, "bf16": "true"}

@@ -1,4 +1,6 @@
 import io
+import shutil
+import threading
 import json
 import os
 import subprocess
@@ -12,7 +14,7 @@ import torch
 from ddcore import runstore
 from ddcore.config import preset
 from ddcore.errors import ConfigError, DDError
-from ddcore.records import SyntheticImages
+from ddcore.records import DamagedRun, EmbeddingMap, SyntheticImages
 
 
 def make(tmp_path, name="run-a"):
@@ -254,3 +256,116 @@ def test_runs_watch_rereads_only_what_changed(tmp_path):
     runstore.delete_run(tmp_path / "a")
     runs, changed = watch.refresh()
     assert changed and watch.reads == 4 and [r.name for r in runs] == ["c", "b"]
+
+
+def done_run(root, name="run-a"):
+    run = runstore.create_run(root / name, preset("smoke"))
+    runstore.update_status(run, state="done")
+    return run
+
+
+def test_the_swap_never_deletes_through_a_link_or_what_ddcore_did_not_write(tmp_path):
+    runs, outside = tmp_path / "runs", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("precious")
+    run = done_run(runs)
+    staged = runstore.stage_replacement(run, preset("quick"))
+    runstore.update_status(staged, state="done")
+    (runs / ".run-a.old").symlink_to(outside)  # where the swap retires the old run
+    with pytest.raises(DDError, match="is in the way and ddcore did not make it"):
+        runstore.replace_run(staged, run)
+    assert (outside / "keep.txt").read_text() == "precious"
+    assert runstore.read_config(run).preset == "smoke" and runstore.read_config(staged).preset == "quick"
+    (runs / ".run-a.old").unlink()
+    (run / "notes.txt").write_text("mine")  # written into the old run while its replacement ran
+    with pytest.raises(DDError, match=r"holds entries ddcore did not write \(notes.txt\)"):
+        runstore.replace_run(staged, run)
+    assert (run / "notes.txt").read_text() == "mine" and runstore.read_config(staged).preset == "quick"
+
+
+def test_a_replacement_through_a_home_path_swaps_in(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    run = done_run(tmp_path / "runs")
+    staged = runstore.stage_replacement("~/runs/run-a", preset("quick"))
+    runstore.update_status(staged, state="done")
+    assert runstore.replace_run(staged, "~/runs/run-a") == run and runstore.read_config(run).preset == "quick"
+    assert not staged.exists()
+
+
+def test_a_finished_replacement_never_swapped_in_is_kept(tmp_path):
+    run = done_run(tmp_path)
+    staged = runstore.stage_replacement(run, preset("quick"))
+    runstore.update_status(staged, state="done")
+    with pytest.raises(DDError, match="holds a finished run"):
+        runstore.stage_replacement(run, preset("quick"))
+    assert runstore.read_config(staged).preset == "quick"
+
+
+def test_folders_without_a_status_file_read_as_failed_unless_their_lock_is_held(tmp_path):
+    run = done_run(tmp_path)
+    (run / "status.json").unlink()
+    assert runstore.settled_state(run) == "failed"
+    with runstore.running(run):
+        assert runstore.settled_state(run) == "running"
+    staged = runstore.stage_replacement(run, preset("quick"))  # the damaged run can be replaced
+    shutil.rmtree(staged)
+    staged.mkdir()  # a replacement killed between its mkdir and its first status
+    assert runstore.stage_replacement(run, preset("quick")) == staged and runstore.settled_state(staged) == "queued"
+
+
+def test_claiming_a_run_that_vanished_is_a_no_not_a_crash(tmp_path):
+    run = make(tmp_path)
+    shutil.rmtree(run)
+    assert runstore.claim(run) is False
+
+
+def test_a_run_made_claimed_is_never_taken_by_a_worker(tmp_path):
+    from ddcore import jobs
+
+    run = runstore.create_run(tmp_path / "cli-run", preset("smoke"), claimed=True)
+    assert runstore.read_status(run).state == "queued" and jobs.next_queued(tmp_path) is None
+    assert jobs.next_queued(tmp_path) is None and (run / ".claim").read_text() == str(os.getpid())
+
+
+def finishes(fn, seconds=20.0):
+    """fn() run in a thread: its result or its exception, or a failure if it is still blocked after `seconds`."""
+    out = {}
+
+    def call():
+        try:
+            out["value"] = fn()
+        except Exception as exc:
+            out["error"] = exc
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{fn} blocked"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def test_fifos_and_links_in_a_run_folder_neither_block_nor_lead_outside(tmp_path):
+    runs, outside = tmp_path / "runs", tmp_path / "outside"
+    outside.mkdir()
+    run = done_run(runs)
+    runstore.update_status(run, state="running", pid=os.getpid())
+    os.mkfifo(run / ".lock")
+    assert finishes(lambda: runstore.read_status(run).state) == "failed"  # no lock ddcore made is held
+    for name, load in (("synthetic.pt", SyntheticImages.load), ("embeddings.npz", EmbeddingMap.load)):
+        os.mkfifo(run / name)
+        with pytest.raises(DamagedRun, match=f"{name} is damaged"):
+            finishes(lambda: load(run))
+    os.mkfifo(run / "log.txt")
+    assert finishes(lambda: runstore.read_log(run)) == []
+    other = done_run(runs, "run-b")
+    (outside / "victim.txt").write_text("")
+    (other / "log.txt").symlink_to(outside / "victim.txt")
+    (other / ".lock").symlink_to(outside / "made-by-ddcore")
+    with pytest.raises(DamagedRun, match="log.txt is damaged: it is a symbolic link"):
+        runstore.append_log(other, "stage data")
+    with pytest.raises(DamagedRun, match=".lock is damaged: it is a symbolic link"):
+        with runstore.running(other):
+            pass
+    assert (outside / "victim.txt").read_text() == "" and sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
