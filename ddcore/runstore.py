@@ -674,6 +674,8 @@ def clear_cache(root: Path) -> int:
     root = _require_marked(folder.parent)
     _refuse_shipped(root, "cleared")
     running = [r.name for r in list_runs(root) if r.status.state == "running"]
+    running += [p.name for p in root.glob(".*.new") if p.is_dir() and not p.is_symlink()  # --overwrite's runs
+                and _lock_held(p / ".lock")]
     if running:
         raise DDError(f"run {running[0]} is running under {root}; clear the cache once it has finished")
     usage = cache_usage(root)

@@ -173,6 +173,9 @@ def test_cache_usage_and_clear(tmp_path):
         runstore.clear_cache(tmp_path)
     assert cache.exists()
     runstore.update_status(run, state="done")
+    replacing = runstore.stage_replacement(run, preset("smoke"))  # hidden from the listing, running all the same
+    with runstore.running(replacing), pytest.raises(DDError, match=".busy.new is running"):
+        runstore.clear_cache(tmp_path)
     assert runstore.clear_cache(tmp_path) == 660 and not cache.exists()
 
 
