@@ -17,6 +17,7 @@ import pytest
 from ddcore.records import EmbeddingMap, SyntheticImages, read_json, write_json
 from ddcore import jobs, runstore
 from ddcore.cli import main
+from ddcore.config import KINDS, REWEIGHT_MODES, preset
 from ddcore.sweeps import results, store
 from ddcore.sweeps.backends import LocalBackend, RayBackend, make_backend, run_sweep
 from ddcore.sweeps.spec import BASELINE_IGNORES, SpecError, expand, load_spec, parse_spec, shipped_specs
@@ -70,6 +71,27 @@ def test_baselines_ignore_method_and_distillation_axes(tmp_path: Path) -> None:
     assert sum(c.config.kind == "distill" for c in cells) == 4
     assert sum(c.config.kind == "baseline" for c in cells) == 1  # one baseline for the one data setting
     assert {"method", "ipc"} <= BASELINE_IGNORES and "dsa_strategy" not in BASELINE_IGNORES
+
+
+def test_oracle_and_random_subsets_are_variants_of_their_own(tmp_path: Path) -> None:
+    kinds = {results.variant(preset("smoke").with_overrides(kind=k)) for k in KINDS if k != "distill"}
+    weightings = {results.variant(preset("smoke").with_overrides(reweight=r)) for r in REWEIGHT_MODES}
+    assert len(kinds | weightings) == len(KINDS) - 1 + len(REWEIGHT_MODES) and kinds | weightings == set(
+        results.VARIANTS)
+    spec = load_spec(write(tmp_path, 'name = "v"\npreset = "smoke"\n[axes]\nkind = ["distill", "random-subset"]\n'
+                                     'reweight = ["none", "kde", "oracle"]\nipc = [1, 2]\n'))
+    cells = expand(spec)
+    subsets = [c for c in cells if c.config.kind == "random-subset"]
+    assert len(cells) == 8 and len(subsets) == 2  # the subsets read ipc, not reweight
+    assert {dict(c.axes)["ipc"] for c in subsets} == {1, 2} and all("reweight" not in dict(c.axes) for c in subsets)
+    run_sweep(tmp_path / "runs", spec, LocalBackend(start_worker=False))
+    long = results.long_table(store.sweep_cells(tmp_path / "runs", "v"))
+    assert [(r["variant"], r["method"], r["ipc"]) for r in long.records()][:4] == [
+        ("vanilla", "dm", 1), ("vanilla", "dm", 2), ("reweighted", "dm", 1), ("reweighted", "dm", 2)]
+    agg = results.aggregate(long).records()
+    assert sorted((r["variant"], r["ipc"], r["seeds"]) for r in agg) == sorted(
+        (v, i, 1) for v in ("vanilla", "reweighted", "oracle", "random subset") for i in (1, 2))
+    assert {r["method"] for r in agg if r["variant"] == "random subset"} == {None}
 
 
 def test_values_take_the_fields_types(tmp_path: Path) -> None:

@@ -9,18 +9,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import FLAT_FIELDS, RunConfig
-from .spec import BASELINE_IGNORES
+from .spec import IGNORES
 from .store import CellRecord, cell_metrics
 
 # what every row says about its cell, axes or not: the data, the method and how it was weighted
 CORE = ("dataset", "conflict_ratio", "method", "variant", "ipc")
-# `variant` stands for both: vanilla / reweighted distillation, or the full-data baseline
+# `variant` stands for both: the kind of run, and how a distillation was weighted
 FOLDED = {"kind", "reweight"}
+KIND_VARIANTS = {"baseline": "full data", "random-subset": "random subset"}  # ddcore.config.KINDS but distill
+REWEIGHT_VARIANTS = {"none": "vanilla", "kde": "reweighted", "oracle": "oracle"}  # ddcore.config.REWEIGHT_MODES
 # the first four in percent; sigma_used: the bandwidth the KDE used (the adaptive rule's value
 # where kde_sigma is "auto")
 METRICS = ("unbiased", "aligned", "conflicting", "conflicting_weight_share", "sigma_used", "seconds")
 PERCENT = METRICS[:4]
-VARIANTS = ("vanilla", "reweighted", "full data")
+VARIANTS = (*REWEIGHT_VARIANTS.values(), *KIND_VARIANTS.values())
 
 
 @dataclass(frozen=True)
@@ -90,17 +92,16 @@ def fmt(column: str, value: Any) -> str:
 
 
 def variant(cfg: RunConfig) -> str:
-    if cfg.kind == "baseline":
-        return "full data"
-    return "reweighted" if cfg.reweight.reweight == "kde" else "vanilla"
+    """What a cell is, in one word or two, as ddapp.runs.variant names runs."""
+    return KIND_VARIANTS[cfg.kind] if cfg.kind in KIND_VARIANTS else REWEIGHT_VARIANTS[cfg.reweight.reweight]
 
 
 def field_value(cfg: RunConfig, name: str) -> Any:
-    """A config field by its flat name (an optional one's default rule as text); None where a
-    baseline does not read it."""
+    """A config field by its flat name (an optional one's default rule as text); None where the
+    cell's kind does not read it."""
     if name == "variant":
         return variant(cfg)
-    if cfg.kind == "baseline" and name in BASELINE_IGNORES:
+    if name in IGNORES[cfg.kind]:
         return None
     section = FLAT_FIELDS[name]
     return rule_text(name, getattr(getattr(cfg, section), name) if section else getattr(cfg, name))
