@@ -220,6 +220,30 @@ def test_resume_skips_done_cells_and_requeues_failed_cancelled_and_stale(tmp_pat
     assert runstore.read_status(root / bad.name).pid is None
 
 
+def test_cells_of_an_edited_spec_are_settings_of_their_own_not_extra_seeds(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    for epochs in (1, 2):  # the spec edited and run again under its name
+        spec = load_spec(write(tmp_path, f'name = "ed"\npreset = "smoke"\n[overrides]\neval_epochs = {epochs}\n'
+                                         '[axes]\nkind = ["distill", "baseline"]\n'))
+        run_sweep(root, spec, LocalBackend(start_worker=False))
+        for cell in expand(spec):
+            runstore.update_status(root / cell.name, state="done")
+    long = results.long_table(store.sweep_cells(root, "ed"))
+    assert long.columns[2:long.columns.index("seed")] == (*results.CORE, "eval_epochs")
+    agg = results.aggregate(long)
+    assert sorted((r["variant"], r["eval_epochs"], r["seeds done"], r["seeds"]) for r in agg.records()) == [
+        ("full data", 1, 1, 1), ("full data", 2, 1, 1), ("reweighted", 1, 1, 1), ("reweighted", 2, 1, 1)]
+    assert results.summary(agg).to_markdown().count("| 1/1 |") == 4
+    # settings that differ only where their kind reads nothing still show what differs
+    spec = load_spec(write(tmp_path, 'name = "ed"\npreset = "smoke"\n[overrides]\neval_epochs = 2\nkde_tau = 2.0\n'
+                                     '[axes]\nkind = ["baseline"]\n'))
+    run_sweep(root, spec, LocalBackend(start_worker=False))
+    rows = results.aggregate(results.long_table(store.sweep_cells(root, "ed"))).records()
+    assert sorted((r["variant"], r["eval_epochs"], r["kde_tau"], r["seeds"]) for r in rows
+                  if r["variant"] == "full data") == [("full data", 1, 0.75, 1), ("full data", 2, 0.75, 1),
+                                                      ("full data", 2, 2.0, 1)]
+
+
 def test_table_from_a_finished_smoke_sweep(smoke_sweep: Path) -> None:
     cells = store.sweep_cells(smoke_sweep, "smoke")
     assert len(cells) == 12 and {c.state for c in cells} == {"done"}
