@@ -18,6 +18,7 @@ from ddcore.records import EmbeddingMap, SyntheticImages, read_json, write_json
 from ddcore import jobs, runstore
 from ddcore.cli import main
 from ddcore.config import KINDS, REWEIGHT_MODES, preset
+from ddcore.data import dsa_strategy
 from ddcore.sweeps import results, store
 from ddcore.sweeps.backends import LocalBackend, RayBackend, make_backend, run_sweep
 from ddcore.sweeps.spec import BASELINE_IGNORES, SpecError, expand, load_spec, parse_spec, shipped_specs
@@ -100,6 +101,14 @@ def test_values_take_the_fields_types(tmp_path: Path) -> None:
     assert dict(spec.overrides) == {"kde_tau": 2.0} and isinstance(dict(spec.overrides)["kde_tau"], float)
     assert spec.axes[0].values == (None, 0.1)
     assert {c.config.reweight.kde_sigma for c in expand(spec)} == {None, 0.1}
+
+
+def test_dsa_strategy_none_is_no_augmentation_and_auto_the_datasets() -> None:
+    spec = parse_spec({"name": "aug", "preset": "smoke", "axes": {"dsa_strategy": ["none", "auto", "flip"]}})
+    datasets = dsa_strategy(preset("smoke"))
+    assert datasets != "none" and [dsa_strategy(c.config) for c in expand(spec)] == ["none", datasets, "flip"]
+    spec = parse_spec({"name": "aug", "preset": "smoke", "overrides": {"dsa_strategy": "none"}})
+    assert dsa_strategy(expand(spec)[0].config) == "none"
 
 
 def test_tables_name_the_default_rule_and_leave_what_does_not_apply_blank(tmp_path: Path) -> None:

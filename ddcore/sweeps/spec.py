@@ -17,7 +17,8 @@
 
 Field names and types are RunConfig's (`RunConfig.with_overrides`); an optional field takes
 "auto" or "none" for its default rule (kde_sigma = "auto": the adaptive bandwidth;
-conflict_ratio = "none": as the files come). A full-data baseline reads no reweighting,
+conflict_ratio = "none": as the files come), but for dsa_strategy "none" is no augmentation
+and only "auto" the dataset's strategy. A full-data baseline reads no reweighting,
 distillation or map field, so those axes do not multiply its cells: one baseline per data
 setting and seed (a random subset reads only `ipc` of them). Every cell is validated before
 anything runs; a bad spec is one line naming the file and the field.
@@ -35,7 +36,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import CHOICES, METHODS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
+from ..config import CHOICES, METHODS, PRESETS, SECTION_TYPES, RunConfig, means_default, preset, validate
 from ..errors import ConfigError
 
 # the repository's shipped specs (absent when ddcore is installed without its checkout)
@@ -104,7 +105,7 @@ def _fail(source: str, where: str, message: str) -> SpecError:
 
 
 def _coerce(source: str, where: str, name: str, value: Any) -> Any:
-    """A TOML value as config field `name`'s type; "auto"/"none" for an optional field's default."""
+    """A TOML value as config field `name`'s type; "auto" (`means_default`) for an optional field's default."""
     if name in RESERVED:
         raise _fail(source, where, f"'{name}' cannot be set here: {RESERVED[name]}")
     if name not in _TYPES:
@@ -113,7 +114,7 @@ def _coerce(source: str, where: str, name: str, value: Any) -> Any:
         raise _fail(source, where, f"unknown field '{name}'{hint}")
     typ = _TYPES[name].replace(" ", "")
     if typ.endswith("|None"):
-        if isinstance(value, str) and value.lower() in ("auto", "none"):
+        if isinstance(value, str) and means_default(name, value):
             return None
         typ = typ[: -len("|None")]
     if typ == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
