@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import statistics
 import subprocess
 import sys
@@ -251,6 +252,23 @@ def test_cells_of_an_edited_spec_are_settings_of_their_own_not_extra_seeds(tmp_p
     assert sorted((r["variant"], r["eval_epochs"], r["kde_tau"], r["seeds"]) for r in rows
                   if r["variant"] == "full data") == [("full data", 1, 0.75, 1), ("full data", 2, 0.75, 1),
                                                       ("full data", 2, 2.0, 1)]
+
+
+def test_a_rerun_starts_a_worker_for_cells_an_earlier_run_queued(tmp_path: Path, capsys, monkeypatch) -> None:
+    started: list[Path] = []
+    monkeypatch.setattr(jobs, "ensure_worker", started.append)  # a test leaves no worker process behind
+    root = tmp_path / "runs"
+    path = write(tmp_path, 'name = "w"\npreset = "smoke"\n[axes]\nipc = [1, 2]\n')
+    assert run_sweep(root, load_spec(path), LocalBackend()).queued == 2 and len(started) == 1
+    # the worker died before running them: running the sweep again starts one (a live one stays alone)
+    assert main(["sweep", "run", str(path), "--runs", str(root)]) == 0
+    assert "0 cell(s) queued, 0 already done, 2 already queued or running" in capsys.readouterr().out
+    assert len(started) == 2
+    # nothing waits for the worker once the cells are done or a Ray driver holds them
+    first, second = expand(load_spec(path))
+    runstore.update_status(root / first.name, state="done")
+    runstore.update_status(root / second.name, pid=os.getpid())
+    assert run_sweep(root, load_spec(path), LocalBackend()).active == 1 and len(started) == 2
 
 
 def test_table_from_a_finished_smoke_sweep(smoke_sweep: Path) -> None:
