@@ -71,7 +71,7 @@ def main() -> None:
     p.add_argument("--preset", default="quick")
     p.add_argument("--root", default=None, help="folder holding the datasets' files (default: bundled samples only)")
     p.add_argument("--csv-path", default=None, help="the CSV for --datasets csv")
-    p.add_argument("--conflict-ratio", type=_converter("float | None"), default=0.05)
+    p.add_argument("--conflict-ratio", type=_converter("conflict_ratio"), default=0.05)
     p.add_argument("--severity", type=int, default=None, help="colour jitter / CIFAR-10-C level (default: the preset's)")
     p.add_argument("--ipc", type=int, default=10)
     p.add_argument("--device", default="auto")

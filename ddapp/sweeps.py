@@ -118,7 +118,8 @@ def _panels(agg: pd.DataFrame, exclude: Sequence[str]) -> list[tuple[str, pd.Dat
 
 
 def _line_name(row: pd.Series) -> str:
-    return "full data" if row["variant"] == "full data" else f"{str(row['method']).upper()} {row['variant']}"
+    # the full data and a random subset have no method: their variant names them
+    return row["variant"] if pd.isna(row["method"]) else f"{str(row['method']).upper()} {row['variant']}"
 
 
 def _line_figure(agg: pd.DataFrame, x: str, title: str, x_title: str, scale: float = 1.0) -> list[go.Figure]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import runstore
-from .config import CHOICES, CONFIG_FIELDS, FLAT_FIELDS, PRESETS, RunConfig, field_help, preset, validate
+from .config import CHOICES, CONFIG_FIELDS, FLAT_FIELDS, PRESETS, RunConfig, field_help, means_default, preset, validate
 from .errors import Cancelled, ConfigError, DDError
 from .hardware import configure_process
 from .records import Metrics, SyntheticImages
@@ -35,7 +35,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _converter(type_name: str):
+def _converter(name: str):
+    """How the CLI reads config field `name`: by its type; "auto" (`config.means_default`) for an
+    optional one's default rule."""
     def to_bool(text: str) -> bool:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
@@ -44,8 +46,8 @@ def _converter(type_name: str):
         raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
     def optional(convert):
-        def number_or_none(text: str):
-            if text.lower() in ("auto", "none"):
+        def value_or_default(text: str):
+            if means_default(name, text):
                 return None
             try:
                 return convert(text)
@@ -53,13 +55,13 @@ def _converter(type_name: str):
                 kind = "a whole number" if convert is int else "a number"
                 raise argparse.ArgumentTypeError(f"expected {kind} (or auto/none); got '{text}'") from None
 
-        return number_or_none
+        return value_or_default
 
     base = {"int": int, "float": float, "str": str, "bool": to_bool}
-    name = type_name.replace(" ", "")
-    if name.endswith("|None"):
-        return optional(base[name[: -len("|None")]])
-    return base[name]
+    type_name = str(CONFIG_FIELDS[name].type).replace(" ", "")
+    if type_name.endswith("|None"):
+        return optional(base[type_name[: -len("|None")]])
+    return base[type_name]
 
 
 def _seconds(text: str) -> float:
@@ -89,7 +91,7 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
         if not flag.startswith("--") or name not in CONFIG_FIELDS:
             raise ConfigError(f"unknown option '{flag}'")
         try:
-            out[name] = _converter(str(CONFIG_FIELDS[name].type))(text)
+            out[name] = _converter(name)(text)
         except (ValueError, argparse.ArgumentTypeError) as exc:
             raise ConfigError(f"bad value for {flag}: {exc}") from None
     return out
@@ -105,7 +107,7 @@ def _add_overrides(p: argparse.ArgumentParser, only: set[str] | None = None) -> 
         else:
             values = type_name.replace(" | None", " or none")
         help_text = f"{field_help(name)} ({values})"
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_converter(type_name),
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_converter(name),
                        default=argparse.SUPPRESS, help=help_text)
 
 

@@ -128,7 +128,7 @@ class DistillConfig:
     lr_img: float = _opt(1.0, "the synthetic images' SGD learning rate")
     momentum_img: float = _opt(0.5, "the synthetic images' SGD momentum")
     dsa_strategy: str | None = _opt(
-        None, "augmentation ops joined by _, e.g. color_crop_cutout_scale_rotate, or none; unset: the dataset's")
+        None, "augmentation ops joined by _, e.g. color_crop_cutout_scale_rotate, or none; auto: the dataset's")
     bf16: str = _opt("auto", "DM's network forward in bfloat16: auto: where this device runs it faster (measured, "
                              "cached per machine)")
     compile: str = _opt("auto", "DM: torch.compile the network's feature layers (a one-off cost); auto: on a CPU "
@@ -266,6 +266,13 @@ CONFIG_FIELDS: dict[str, dataclasses.Field] = {
 def field_help(name: str) -> str:
     """The config field's one line of help, e.g. field_help("kde_tau")."""
     return CONFIG_FIELDS[name].metadata["help"]
+
+
+def means_default(name: str, text: str) -> bool:
+    """Whether `text`, typed for optional field `name` (a CLI option, a sweep spec), asks for its
+    default rule (None): "auto", or "none", except where "none" is a value of its own (dsa_strategy:
+    no augmentation, where None is the dataset's strategy)."""
+    return text.lower() in (("auto",) if name == "dsa_strategy" else ("auto", "none"))
 
 
 def preset(name: str, method: str = "dm") -> RunConfig:

@@ -12,6 +12,7 @@ import torch
 
 from ddcore.cli import main, parse_overrides
 from ddcore.config import CHOICES, METHODS, SECTION_TYPES, RunConfig, preset, validate
+from ddcore.data import dsa_strategy
 from ddcore.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,6 +195,17 @@ def test_parse_overrides_types_values_and_rejects_nonsense():
                           (["--ipc", "ten"], "bad value for --ipc"), (["ipc", "3"], "unknown option 'ipc'")):
         with pytest.raises(ConfigError, match=message):
             parse_overrides(args)
+
+
+def test_dsa_strategy_none_means_no_augmentation_and_auto_the_datasets(tmp_path):
+    assert parse_overrides(["--dsa-strategy", "none"]) == {"dsa_strategy": "none"}
+    assert parse_overrides(["--dsa-strategy", "auto", "--kde-sigma", "none"]) == {"dsa_strategy": None,
+                                                                                   "kde_sigma": None}
+    result = cli("random-subset", "--preset", "smoke", "--dsa-strategy", "none", "--device", "cpu",
+                 "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    cfg = RunConfig.from_dict(json.loads((tmp_path / "run" / "config.json").read_text()))
+    assert dsa_strategy(cfg) == "none" and dsa_strategy(preset("smoke")) != "none"
 
 
 def test_the_paper_preset_means_full_data(monkeypatch, capsys, tmp_path):

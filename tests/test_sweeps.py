@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import statistics
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import pytest
 from ddcore.records import EmbeddingMap, SyntheticImages, read_json, write_json
 from ddcore import jobs, runstore
 from ddcore.cli import main
+from ddcore.config import KINDS, REWEIGHT_MODES, preset
+from ddcore.data import dsa_strategy
 from ddcore.sweeps import results, store
 from ddcore.sweeps.backends import LocalBackend, RayBackend, make_backend, run_sweep
 from ddcore.sweeps.spec import BASELINE_IGNORES, SpecError, expand, load_spec, parse_spec, shipped_specs
@@ -72,12 +75,41 @@ def test_baselines_ignore_method_and_distillation_axes(tmp_path: Path) -> None:
     assert {"method", "ipc"} <= BASELINE_IGNORES and "dsa_strategy" not in BASELINE_IGNORES
 
 
+def test_oracle_and_random_subsets_are_variants_of_their_own(tmp_path: Path) -> None:
+    kinds = {results.variant(preset("smoke").with_overrides(kind=k)) for k in KINDS if k != "distill"}
+    weightings = {results.variant(preset("smoke").with_overrides(reweight=r)) for r in REWEIGHT_MODES}
+    assert len(kinds | weightings) == len(KINDS) - 1 + len(REWEIGHT_MODES) and kinds | weightings == set(
+        results.VARIANTS)
+    spec = load_spec(write(tmp_path, 'name = "v"\npreset = "smoke"\n[axes]\nkind = ["distill", "random-subset"]\n'
+                                     'reweight = ["none", "kde", "oracle"]\nipc = [1, 2]\n'))
+    cells = expand(spec)
+    subsets = [c for c in cells if c.config.kind == "random-subset"]
+    assert len(cells) == 8 and len(subsets) == 2  # the subsets read ipc, not reweight
+    assert {dict(c.axes)["ipc"] for c in subsets} == {1, 2} and all("reweight" not in dict(c.axes) for c in subsets)
+    run_sweep(tmp_path / "runs", spec, LocalBackend(start_worker=False))
+    long = results.long_table(store.sweep_cells(tmp_path / "runs", "v"))
+    assert [(r["variant"], r["method"], r["ipc"]) for r in long.records()][:4] == [
+        ("vanilla", "dm", 1), ("vanilla", "dm", 2), ("reweighted", "dm", 1), ("reweighted", "dm", 2)]
+    agg = results.aggregate(long).records()
+    assert sorted((r["variant"], r["ipc"], r["seeds"]) for r in agg) == sorted(
+        (v, i, 1) for v in ("vanilla", "reweighted", "oracle", "random subset") for i in (1, 2))
+    assert {r["method"] for r in agg if r["variant"] == "random subset"} == {None}
+
+
 def test_values_take_the_fields_types(tmp_path: Path) -> None:
     spec = parse_spec({"name": "t", "preset": "smoke", "overrides": {"kde_tau": 2},
                        "axes": {"kde_sigma": ["auto", 0.1], "conflict_ratio": [1]}})
     assert dict(spec.overrides) == {"kde_tau": 2.0} and isinstance(dict(spec.overrides)["kde_tau"], float)
     assert spec.axes[0].values == (None, 0.1)
     assert {c.config.reweight.kde_sigma for c in expand(spec)} == {None, 0.1}
+
+
+def test_dsa_strategy_none_is_no_augmentation_and_auto_the_datasets() -> None:
+    spec = parse_spec({"name": "aug", "preset": "smoke", "axes": {"dsa_strategy": ["none", "auto", "flip"]}})
+    datasets = dsa_strategy(preset("smoke"))
+    assert datasets != "none" and [dsa_strategy(c.config) for c in expand(spec)] == ["none", datasets, "flip"]
+    spec = parse_spec({"name": "aug", "preset": "smoke", "overrides": {"dsa_strategy": "none"}})
+    assert dsa_strategy(expand(spec)[0].config) == "none"
 
 
 def test_tables_name_the_default_rule_and_leave_what_does_not_apply_blank(tmp_path: Path) -> None:
@@ -196,6 +228,47 @@ def test_resume_skips_done_cells_and_requeues_failed_cancelled_and_stale(tmp_pat
     assert stale.state == "failed" and stale.status.message == store.STALE_MESSAGE
     assert run_sweep(root, spec, LocalBackend(start_worker=False)).queued == 1
     assert runstore.read_status(root / bad.name).pid is None
+
+
+def test_cells_of_an_edited_spec_are_settings_of_their_own_not_extra_seeds(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    for epochs in (1, 2):  # the spec edited and run again under its name
+        spec = load_spec(write(tmp_path, f'name = "ed"\npreset = "smoke"\n[overrides]\neval_epochs = {epochs}\n'
+                                         '[axes]\nkind = ["distill", "baseline"]\n'))
+        run_sweep(root, spec, LocalBackend(start_worker=False))
+        for cell in expand(spec):
+            runstore.update_status(root / cell.name, state="done")
+    long = results.long_table(store.sweep_cells(root, "ed"))
+    assert long.columns[2:long.columns.index("seed")] == (*results.CORE, "eval_epochs")
+    agg = results.aggregate(long)
+    assert sorted((r["variant"], r["eval_epochs"], r["seeds done"], r["seeds"]) for r in agg.records()) == [
+        ("full data", 1, 1, 1), ("full data", 2, 1, 1), ("reweighted", 1, 1, 1), ("reweighted", 2, 1, 1)]
+    assert results.summary(agg).to_markdown().count("| 1/1 |") == 4
+    # settings that differ only where their kind reads nothing still show what differs
+    spec = load_spec(write(tmp_path, 'name = "ed"\npreset = "smoke"\n[overrides]\neval_epochs = 2\nkde_tau = 2.0\n'
+                                     '[axes]\nkind = ["baseline"]\n'))
+    run_sweep(root, spec, LocalBackend(start_worker=False))
+    rows = results.aggregate(results.long_table(store.sweep_cells(root, "ed"))).records()
+    assert sorted((r["variant"], r["eval_epochs"], r["kde_tau"], r["seeds"]) for r in rows
+                  if r["variant"] == "full data") == [("full data", 1, 0.75, 1), ("full data", 2, 0.75, 1),
+                                                      ("full data", 2, 2.0, 1)]
+
+
+def test_a_rerun_starts_a_worker_for_cells_an_earlier_run_queued(tmp_path: Path, capsys, monkeypatch) -> None:
+    started: list[Path] = []
+    monkeypatch.setattr(jobs, "ensure_worker", started.append)  # a test leaves no worker process behind
+    root = tmp_path / "runs"
+    path = write(tmp_path, 'name = "w"\npreset = "smoke"\n[axes]\nipc = [1, 2]\n')
+    assert run_sweep(root, load_spec(path), LocalBackend()).queued == 2 and len(started) == 1
+    # the worker died before running them: running the sweep again starts one (a live one stays alone)
+    assert main(["sweep", "run", str(path), "--runs", str(root)]) == 0
+    assert "0 cell(s) queued, 0 already done, 2 already queued or running" in capsys.readouterr().out
+    assert len(started) == 2
+    # nothing waits for the worker once the cells are done or a Ray driver holds them
+    first, second = expand(load_spec(path))
+    runstore.update_status(root / first.name, state="done")
+    runstore.update_status(root / second.name, pid=os.getpid())
+    assert run_sweep(root, load_spec(path), LocalBackend()).active == 1 and len(started) == 2
 
 
 def test_table_from_a_finished_smoke_sweep(smoke_sweep: Path) -> None:

@@ -92,8 +92,9 @@ class LocalBackend:
         for cell in cells:
             run_dir = jobs.submit(root, cell.config, cell.name, start_worker=False)
             store.write_tag(run_dir, spec.name, cell)
-        if cells and self.start_worker:
-            jobs.ensure_worker(root)
+        # cells queued by an earlier run wait too, and the worker they were queued for may have died
+        if self.start_worker and store.waits_for_worker(root, spec.name):
+            jobs.ensure_worker(root)  # nothing when a worker is alive
 
 
 def scratch_root(driver_root: str) -> Path:

@@ -9,18 +9,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import FLAT_FIELDS, RunConfig
-from .spec import BASELINE_IGNORES
+from .spec import IGNORES
 from .store import CellRecord, cell_metrics
 
 # what every row says about its cell, axes or not: the data, the method and how it was weighted
 CORE = ("dataset", "conflict_ratio", "method", "variant", "ipc")
-# `variant` stands for both: vanilla / reweighted distillation, or the full-data baseline
+# `variant` stands for both: the kind of run, and how a distillation was weighted
 FOLDED = {"kind", "reweight"}
+KIND_VARIANTS = {"baseline": "full data", "random-subset": "random subset"}  # ddcore.config.KINDS but distill
+REWEIGHT_VARIANTS = {"none": "vanilla", "kde": "reweighted", "oracle": "oracle"}  # ddcore.config.REWEIGHT_MODES
 # the first four in percent; sigma_used: the bandwidth the KDE used (the adaptive rule's value
 # where kde_sigma is "auto")
 METRICS = ("unbiased", "aligned", "conflicting", "conflicting_weight_share", "sigma_used", "seconds")
 PERCENT = METRICS[:4]
-VARIANTS = ("vanilla", "reweighted", "full data")
+VARIANTS = (*REWEIGHT_VARIANTS.values(), *KIND_VARIANTS.values())
 
 
 @dataclass(frozen=True)
@@ -90,33 +92,50 @@ def fmt(column: str, value: Any) -> str:
 
 
 def variant(cfg: RunConfig) -> str:
-    if cfg.kind == "baseline":
-        return "full data"
-    return "reweighted" if cfg.reweight.reweight == "kde" else "vanilla"
+    """What a cell is, in one word or two, as ddapp.runs.variant names runs."""
+    return KIND_VARIANTS[cfg.kind] if cfg.kind in KIND_VARIANTS else REWEIGHT_VARIANTS[cfg.reweight.reweight]
 
 
-def field_value(cfg: RunConfig, name: str) -> Any:
-    """A config field by its flat name (an optional one's default rule as text); None where a
-    baseline does not read it."""
+def field_value(cfg: RunConfig, name: str, as_configured: bool = False) -> Any:
+    """A config field by its flat name (an optional one's default rule as text); None where the
+    cell's kind does not read it, unless `as_configured`."""
     if name == "variant":
         return variant(cfg)
-    if cfg.kind == "baseline" and name in BASELINE_IGNORES:
+    if name in IGNORES[cfg.kind] and not as_configured:
         return None
     section = FLAT_FIELDS[name]
     return rule_text(name, getattr(getattr(cfg, section), name) if section else getattr(cfg, name))
 
 
-def describing_columns(cells: list[CellRecord]) -> tuple[str, ...]:
-    """CORE, then every other axis of the sweep in spec order."""
-    extra: list[str] = []
+def _setting(cfg: RunConfig) -> dict[str, Any]:
+    """What a cell computes but its seed (`RunConfig.result_dict`), by flat field name."""
+    flat: dict[str, Any] = {}
+    for name, value in cfg.result_dict().items():
+        flat.update(value if isinstance(value, dict) else {name: value})
+    del flat["seed"]
+    return flat
+
+
+def describing_columns(cells: list[CellRecord]) -> tuple[tuple[str, ...], frozenset[str]]:
+    """CORE, then every other axis of the sweep in spec order, then any other field that tells
+    apart cells these would show as one setting (a spec edited after some cells ran: eval_epochs
+    2 for those, 3 for the rest). The second part names those fields (axes among them): they are
+    shown as configured even where the cell's kind ignores them, as that may be all that differs."""
+    shown = list(CORE)
     for cell in cells:
-        extra += [k for k, _ in cell.tag.axes if k not in CORE and k not in FOLDED and k not in extra]
-    return (*CORE, *extra)
+        shown += [k for k, _ in cell.tag.axes if k not in shown and k not in FOLDED]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for cell in cells:
+        if cell.config is not None:
+            groups.setdefault(tuple(field_value(cell.config, c) for c in shown), []).append(_setting(cell.config))
+    differing = {name for members in groups.values() for name in members[0]
+                 if any(m[name] != members[0][name] for m in members)}
+    return (*shown, *(name for name in FLAT_FIELDS if name in differing and name not in shown)), frozenset(differing)
 
 
 def long_table(cells: list[CellRecord]) -> Table:
     """One row per cell: what it is, its seed and state, its metrics (blank until done)."""
-    describe = describing_columns(cells)
+    describe, as_configured = describing_columns(cells)
     rows = []
     for cell in cells:
         if cell.config is None:  # a damaged folder: only its name and axes are known
@@ -130,13 +149,15 @@ def long_table(cells: list[CellRecord]) -> Table:
             None if m.weight_share_conflicting is None else 100.0 * m.weight_share_conflicting,
             m.kde_sigma, m.seconds,
         ]
-        rows.append((cell.name, cell.state, *(field_value(cell.config, c) for c in describe), cell.config.seed,
-                     *values))
+        rows.append((cell.name, cell.state, *(field_value(cell.config, c, c in as_configured) for c in describe),
+                     cell.config.seed, *values))
     return Table(("cell", "state", *describe, "seed", *METRICS), tuple(rows))
 
 
 def aggregate(long: Table) -> Table:
-    """Mean and sample std over the seeds of each setting (done cells only; std needs two)."""
+    """Mean and sample std over the seeds of each setting (done cells only; std needs two). A row
+    is one setting: the long table shows what tells settings apart, so cells of different configs
+    (an edited spec's earlier cells beside its new ones) are rows of their own, never extra seeds."""
     describe = long.columns[2: long.columns.index("seed")]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in long.records():

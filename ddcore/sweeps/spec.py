@@ -13,14 +13,15 @@
     [axes]                              # lists of values; the cells are their product (x seeds)
     conflict_ratio = [0.02, 0.05]
     reweight = ["none", "kde"]
-    kind = ["distill", "baseline"]      # "baseline": the full-data baseline as a cell
+    kind = ["distill", "baseline"]      # "baseline": the full-data baseline as a cell ("random-subset" too)
 
 Field names and types are RunConfig's (`RunConfig.with_overrides`); an optional field takes
 "auto" or "none" for its default rule (kde_sigma = "auto": the adaptive bandwidth;
-conflict_ratio = "none": as the files come). A full-data baseline reads no reweighting,
+conflict_ratio = "none": as the files come), but for dsa_strategy "none" is no augmentation
+and only "auto" the dataset's strategy. A full-data baseline reads no reweighting,
 distillation or map field, so those axes do not multiply its cells: one baseline per data
-setting and seed. Every cell is validated before anything runs; a bad spec is one line naming
-the file and the field.
+setting and seed (a random subset reads only `ipc` of them). Every cell is validated before
+anything runs; a bad spec is one line naming the file and the field.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import CHOICES, METHODS, PRESETS, SECTION_TYPES, RunConfig, preset, validate
+from ..config import CHOICES, METHODS, PRESETS, SECTION_TYPES, RunConfig, means_default, preset, validate
 from ..errors import ConfigError
 
 # the repository's shipped specs (absent when ddcore is installed without its checkout)
@@ -50,6 +51,8 @@ RESERVED = {"preset": "the base preset is the top-level `preset`",
 BASELINE_IGNORES = frozenset(
     {g.name for s in ("reweight", "distill", "map") for g in fields(SECTION_TYPES[s])} - {"dsa_strategy"}
 )
+# by run kind, the fields its runs never read; pipeline._random_subset draws `ipc` real images per class
+IGNORES = {"distill": frozenset(), "baseline": BASELINE_IGNORES, "random-subset": BASELINE_IGNORES - {"ipc"}}
 _TYPES: dict[str, str] = {
     **{g.name: str(g.type) for typ in SECTION_TYPES.values() for g in fields(typ)},
     **{f.name: str(f.type) for f in fields(RunConfig) if f.name not in SECTION_TYPES},
@@ -84,7 +87,7 @@ class SweepSpec:
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of a sweep: its axis values (those a baseline ignores dropped), seed and config."""
+    """One run of a sweep: its axis values (those its kind ignores dropped), seed and config."""
 
     index: int
     axes: tuple[tuple[str, Any], ...]
@@ -102,7 +105,7 @@ def _fail(source: str, where: str, message: str) -> SpecError:
 
 
 def _coerce(source: str, where: str, name: str, value: Any) -> Any:
-    """A TOML value as config field `name`'s type; "auto"/"none" for an optional field's default."""
+    """A TOML value as config field `name`'s type; "auto" (`means_default`) for an optional field's default."""
     if name in RESERVED:
         raise _fail(source, where, f"'{name}' cannot be set here: {RESERVED[name]}")
     if name not in _TYPES:
@@ -111,7 +114,7 @@ def _coerce(source: str, where: str, name: str, value: Any) -> Any:
         raise _fail(source, where, f"unknown field '{name}'{hint}")
     typ = _TYPES[name].replace(" ", "")
     if typ.endswith("|None"):
-        if isinstance(value, str) and value.lower() in ("auto", "none"):
+        if isinstance(value, str) and means_default(name, value):
             return None
         typ = typ[: -len("|None")]
     if typ == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -263,7 +266,7 @@ def cell_name(sweep: str, cfg: RunConfig, key: str) -> str:
 
 def expand(spec: SweepSpec) -> tuple[Cell, ...]:
     """Every cell of the spec, validated (ddcore.config.validate), in axis order then seed;
-    cells with the same config (baselines across ignored axes) appear once."""
+    cells with the same config (baselines and random subsets across ignored axes) appear once."""
     overrides = dict(spec.overrides)
     axis_method = spec.axis("method")
     for method in axis_method.values if axis_method else (spec.method,):
@@ -274,8 +277,8 @@ def expand(spec: SweepSpec) -> tuple[Cell, ...]:
     cells: dict[str, Cell] = {}
     for combo in itertools.product(*(a.values for a in spec.axes)):
         assignment = {a.field: v for a, v in zip(spec.axes, combo)}
-        if assignment.get("kind", overrides.get("kind")) == "baseline":
-            assignment = {k: v for k, v in assignment.items() if k not in BASELINE_IGNORES}
+        ignored = IGNORES.get(assignment.get("kind", overrides.get("kind")), frozenset())  # none set: distill
+        assignment = {k: v for k, v in assignment.items() if k not in ignored}
         method = assignment.get("method", spec.method)
         try:
             _configure(spec, method, {**overrides, **assignment})

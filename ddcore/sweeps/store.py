@@ -146,6 +146,12 @@ def require_cells(root: Path, sweep: str) -> list[CellRecord]:
     return cells
 
 
+def waits_for_worker(root: Path, sweep: str) -> bool:
+    """Whether a cell of the sweep is queued for the local worker (not held by a Ray driver, which
+    its status' pid names)."""
+    return any(c.state == "queued" and c.status.pid is None for c in sweep_cells(root, sweep))
+
+
 def state_counts(cells: list[CellRecord]) -> dict[str, int]:
     counts = Counter(c.state for c in cells)
     return {s: counts[s] for s in STATES if counts[s]}

@@ -133,7 +133,7 @@ def test_scale_heat_map_for_the_kde_defaults_sweep_one_per_dataset() -> None:
 def test_debias_bars_put_each_evaluation_beside_the_others_per_training_set() -> None:
     rows = [("cmnist", 0.05, method, variant, ipc, debias, 1, 1, acc, None)
             for method, variant, ipc, plain in (("dm", "vanilla", 10, 24.0), ("dm", "reweighted", 10, 92.0),
-                                                (None, "full data", None, 33.0))
+                                                (None, "full data", None, 33.0), (None, "random subset", 10, 20.0))
             for debias, acc in (("none", plain), ("jtt", plain + 1), ("selecmix", plain + 2))]
     columns = ["dataset", "conflict_ratio", "method", "variant", "ipc", "eval_debias", "seeds done", "seeds",
                "unbiased mean", "unbiased std"]
@@ -141,8 +141,8 @@ def test_debias_bars_put_each_evaluation_beside_the_others_per_training_set() ->
     (fig,) = sweeps.figures(agg)
     assert fig.layout.title.text == "Debiasing the evaluation's training" and fig.layout.barmode == "group"
     assert [t.name for t in fig.data] == ["plain", "JTT", "SelecMix"]
-    assert list(fig.data[2].x) == ["DM vanilla", "DM reweighted", "full data"]
-    assert list(fig.data[2].y) == [26.0, 94.0, 35.0]
+    assert list(fig.data[2].x) == ["DM vanilla", "DM reweighted", "full data", "random subset"]
+    assert list(fig.data[2].y) == [26.0, 94.0, 35.0, 22.0]
     assert sweeps.figures(agg[agg["eval_debias"] == "none"]) == []  # one way of evaluating: nothing to compare
 
 
