@@ -290,19 +290,25 @@ def stage_replacement(run_dir: Path, cfg: RunConfig) -> Path:
     state = settled_state(old)
     if state in ("queued", "running"):
         raise ConfigError(f"{old} holds a run that is still {state}; cancel it first")
-    staged = old.parent / f".{old.name}.new"
+    staged, retired = old.parent / f".{old.name}.new", old.parent / f".{old.name}.old"
     if staged.exists() or staged.is_symlink():  # left by a replacement that was killed
         _clear_leftover(staged, "replacing", f"the finished replacement of {old} there was never swapped in")
+    if retired.exists() or retired.is_symlink():  # now, not after the run: the swap needs the name
+        _clear_leftover(retired, "retiring", "a retired run left there")
     return _make_run(staged, cfg, claimed=True)
 
 
 def replace_run(staged: Path, run_dir: Path) -> Path:
     """Swap the succeeded run at `staged` in for the one at run_dir (then delete the old one).
     Both are checked again: they may have changed while the replacement ran."""
-    staged, run_dir = Path(os.path.expanduser(str(staged))), check_run_folder(run_dir, "replaced")
-    retired = run_dir.parent / f".{run_dir.name}.old"
-    if retired.exists() or retired.is_symlink():
-        _clear_leftover(retired, "retiring", f"a retired run was left there; the new run is kept in {staged}")
+    staged = Path(os.path.expanduser(str(staged)))
+    try:
+        run_dir = check_run_folder(run_dir, "replaced")
+        retired = run_dir.parent / f".{run_dir.name}.old"
+        if retired.exists() or retired.is_symlink():
+            _clear_leftover(retired, "retiring", "a retired run left there")
+    except DDError as exc:
+        raise type(exc)(f"{exc}; the new run is kept in {staged}") from None
     os.replace(run_dir, retired)
     os.replace(staged, run_dir)
     _remove_flat_folder(retired)

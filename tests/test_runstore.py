@@ -272,11 +272,15 @@ def test_the_swap_never_deletes_through_a_link_or_what_ddcore_did_not_write(tmp_
     outside.mkdir()
     (outside / "keep.txt").write_text("precious")
     run = done_run(runs)
-    staged = runstore.stage_replacement(run, preset("quick"))
-    runstore.update_status(staged, state="done")
     (runs / ".run-a.old").symlink_to(outside)  # where the swap retires the old run
     with pytest.raises(DDError, match="is in the way and ddcore did not make it"):
-        runstore.replace_run(staged, run)
+        runstore.stage_replacement(run, preset("quick"))  # said before a replacement runs
+    (runs / ".run-a.old").unlink()
+    staged = runstore.stage_replacement(run, preset("quick"))
+    runstore.update_status(staged, state="done")
+    (runs / ".run-a.old").symlink_to(outside)
+    with pytest.raises(DDError, match=f"is in the way and ddcore did not make it.*; the new run is kept in {staged}"):
+        runstore.replace_run(staged, run)  # and again at the swap, if it appeared meanwhile
     assert (outside / "keep.txt").read_text() == "precious"
     assert runstore.read_config(run).preset == "smoke" and runstore.read_config(staged).preset == "quick"
     (runs / ".run-a.old").unlink()
