@@ -37,6 +37,8 @@ OPTIONS = [
     # a second pass (2026-12-02)
     "--root /nonexistent/mnist", "--download true", "--batch-real 100000000000", "--iterations 1000000000000",
     "--device tpu",
+    # a fourth pass (2026-12-08)
+    "--net-depth 100", "--net-depth 100000000000 --image-size 32",
 ]
 
 
@@ -98,6 +100,20 @@ def main_() -> None:
         Image.new("RGB", (3000, 3000)).save(t / "photos" / "x.png")
         (t / "photos" / "d.csv").write_text("path,label,bias,split\n" + "".join(
             f"x.png,{c},{b},{split}\n" for c, b, split in (("a", "p", "train"), ("b", "q", "train"), ("a", "q", "test"))))
+        (t / "tiny").mkdir()
+        Image.new("RGB", (12, 12)).save(t / "tiny" / "x.png")
+        (t / "tiny" / "no-test.csv").write_text("path,label,bias\nx.png,a,p\nx.png,a,p\nx.png,b,q\n")
+        no_status, lock_fifo, old_link = (t / "runs" / n for n in ("no-status", "lock-fifo", "old-link"))
+        for run in (no_status, lock_fifo, old_link):
+            shutil.copytree(done, run)
+        (no_status / "status.json").unlink()
+        (lock_fifo / "status.json").write_text(json.dumps({**json.loads((done / "status.json").read_text()),
+                                                           "state": "running", "pid": os.getpid()}))
+        (lock_fifo / ".lock").unlink(missing_ok=True)
+        os.mkfifo(lock_fifo / ".lock")
+        (t / "mine").mkdir()
+        (t / "mine" / "keep.txt").write_text("mine")
+        (t / "runs" / ".old-link.old").symlink_to(t / "mine")
         (t / "huge.toml").write_text('name = "huge"\npreset = "smoke"\nseeds = [0, 1]\n[axes]\nipc = [%s]\nkde_tau = [%s]\n'
                                      % (", ".join(map(str, range(1, 101))), ", ".join(str(v / 10) for v in range(1, 101))))
 
@@ -133,12 +149,23 @@ def main_() -> None:
             ("distill --out <a shipped example run> --overwrite", [*RUN, "--out", str(t / "examples" / "dm-vanilla"),
                                                                    "--overwrite"]),
             ("sweep run <a spec in Latin-1>", ["sweep", "run", str(t / "latin1.toml"), "--runs", str(t / "new")]),
+            # a fourth pass (2026-12-08)
+            ("distill --dataset csv <every (label, bias) group of 1-2 rows, no split column>",
+             [*RUN, "--dataset", "csv", "--source", "files", "--csv-path", str(t / "tiny" / "no-test.csv"),
+              "--conflict-ratio", "none", "--ipc", "1", "--out", str(t / "new")]),
+            ("evaluate <run without status.json>", ["evaluate", str(no_status), "--eval-epochs", "1"]),
+            ("list --runs <a running run whose .lock is a FIFO>", ["list", "--runs", str(t / "runs")]),
+            ("distill --out <run> --overwrite, its .NAME.old a link to a folder of mine",
+             [*RUN, "--out", str(old_link), "--overwrite"]),
         ]
         print("| input | exit | what the user sees |")
         print("|---|---|---|")
         for label, args in cases:
             code, line = cli(*args)
             print(f"| `{label}` | {code} | {line.replace(tmp, 'TMP').replace('|', '/')} |", flush=True)
+        kept = (t / "mine" / "keep.txt").read_text() == "mine"
+        print(f"| (after the last row) the folder the link pointed to | - | {'untouched' if kept else 'EMPTIED'} |")
+        print(f"| (after `list`) the FIFO-locked run's state | - | {runstore.read_status(lock_fifo).state} |")
         rows = {r.name: r for r in runstore.list_runs(t / "runs")}
         for name, what in (("wrong-type", 'metrics.json {"test_acc_unbiased": "abc"}'),
                            ("progress-abc", 'status.json {"progress": "abc"}'), ("fifo", "a FIFO for status.json"),
