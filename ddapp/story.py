@@ -40,11 +40,11 @@ def _share(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.0f}%"
 
 
-def bias_picture(emb: EmbeddingMap, aligned: int = 6, conflicting: int = 3) -> np.ndarray:
+def bias_picture(emb: EmbeddingMap, aligned: int = 6, conflicting: int = 3) -> np.ndarray | None:
     """One row per class: its first `aligned` bias-aligned samples, a gap, then its first
-    `conflicting` bias-conflicting ones (thumbnails from the map). Needs thumbnails."""
+    `conflicting` bias-conflicting ones (thumbnails from the map); None when the map kept no thumbnails."""
     if emb.real_thumbs is None:
-        raise ValueError("this map has no thumbnails")
+        return None
     odd, classes = emb.conflicting(), len(emb.classes)
     left = class_rows(emb.real_thumbs[~odd], emb.real_label[~odd], classes, aligned)
     right = class_rows(emb.real_thumbs[odd], emb.real_label[odd], classes, conflicting)

@@ -115,6 +115,9 @@ def warm_worker() -> None:
         st.session_state[key] = True
 
 
+NO_THUMBNAILS = "This run was made before maps kept thumbnails of the real images; run it again to see them."
+
+
 def gallery(pictures: Sequence[Image.Image], captions: Sequence[str], per_row: int) -> None:
     """Images in a grid of `per_row` columns, each with its caption wrapped under it (st.image
     with a list lays out captions as wide as the text, not the image)."""

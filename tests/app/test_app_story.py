@@ -21,7 +21,7 @@ from google.protobuf import (
 from PIL import Image
 from test_app_pages import PAGES, page_text
 
-from ddapp import examples, exports, figures, metrics, runs, selection, story
+from ddapp import examples, exports, figures, metrics, runs, selection, story, ui
 from ddapp.images import to_uint8
 from ddapp.selection import Point
 from ddcore import runstore
@@ -104,6 +104,16 @@ def test_the_story_can_be_told_from_the_users_newest_pair(app, goto, smoke_store
     next(b for b in at.button if b.label == "Compare").click().run()
     assert not at.exception and at.title[0].value == "Compare"
     assert set(at.multiselect[0].value) == {"smoke-none", "smoke-kde", "smoke-baseline"}
+
+
+def test_the_users_pair_from_before_thumbnails_is_told_without_the_bias_picture(app, store_copy: Path) -> None:
+    run = store_copy / "smoke-kde"
+    replace(EmbeddingMap.load(run), real_thumbs=None).save(run)  # as a map made before thumbnails were kept
+    at = app(store_copy)
+    at.radio(key="story_from").set_value("your newest pair").run()
+    assert not at.exception and ui.NO_THUMBNAILS in [c.value for c in at.caption]
+    assert [s.value[:2] for s in at.subheader] == ["1 ", "2 ", "3 "]
+    assert len(at.image) == 2, "both synthetic sets are still shown"
 
 
 def test_the_story_stands_on_the_examples_whatever_the_runs_folder(app, goto, tmp_path: Path) -> None:
