@@ -172,9 +172,12 @@ def matching_baseline(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
 
 
 def matching_oracle(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
-    """The newest finished oracle run (equal weight per (class, bias) group) with `run`'s settings."""
+    """The newest finished oracle run (equal weight per (class, bias) group) with `run`'s settings;
+    an oracle run is its own (another one would only repeat it)."""
     if run.config is None or run.config.kind != "distill":
         return None
+    if run.config.reweight.reweight == "oracle":
+        return run
     return _same_but_reweighting(runs, run, "oracle")
 
 

@@ -320,6 +320,8 @@ def test_references_of_a_distill_run() -> None:
     assert runs.matching_baseline(store, kde) is None
     assert list(runs.missing_references(store, kde)) == ["full-data baseline"]
     assert runs.missing_references(store, kde)["full-data baseline"] == smoke.with_overrides(kind="baseline")
+    assert runs.matching_oracle(store, oracle) is oracle, "an oracle run is its own oracle"
+    assert list(runs.missing_references(store, oracle)) == ["full-data baseline"]
     assert runs.default_comparison(store) == ["none", "kde", "oracle", "subset"]
     assert [runs.variant(r.config) for r in (none, kde, oracle, subset, wider)] == [
         "vanilla", "reweighted", "oracle", "random subset", "full data"]
