@@ -14,7 +14,7 @@ from ddcore.records import EmbeddingMap, Metrics
 from ddcore.runstore import RunInfo
 
 from .images import class_rows
-from .runs import latest_pair, matching_baseline
+from .runs import latest_pair, matching_reference
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def pick(runs: Sequence[RunInfo]) -> Story | None:
     vanilla, reweighted = latest_pair(runs)
     if vanilla is None or reweighted is None or vanilla.metrics is None or reweighted.metrics is None:
         return None
-    return Story(vanilla, reweighted, matching_baseline(runs, reweighted))
+    return Story(vanilla, reweighted, matching_reference(runs, reweighted, "full-data baseline"))
 
 
 def _pct(value: float | None) -> str:

@@ -316,11 +316,12 @@ def test_references_of_a_distill_run() -> None:
     assert runs.partner(store, kde).name == "none" and runs.partner(store, none).name == "kde"
     assert runs.partner(store, oracle).name == "none", "an oracle run is not the reweighted half of a pair"
     assert [r.name for r in runs.latest_pair(store)] == ["none", "kde"]
-    assert runs.matching_oracle(store, kde).name == "oracle" and runs.matching_subset(store, kde).name == "subset"
-    assert runs.matching_baseline(store, kde) is None
+    assert runs.matching_reference(store, kde, "oracle").name == "oracle"
+    assert runs.matching_reference(store, kde, "random subset").name == "subset"
+    assert runs.matching_reference(store, kde, "full-data baseline") is None
     assert list(runs.missing_references(store, kde)) == ["full-data baseline"]
     assert runs.missing_references(store, kde)["full-data baseline"] == smoke.with_overrides(kind="baseline")
-    assert runs.matching_oracle(store, oracle) is oracle, "an oracle run is its own oracle"
+    assert runs.matching_reference(store, oracle, "oracle") is oracle, "an oracle run is its own oracle"
     assert list(runs.missing_references(store, oracle)) == ["full-data baseline"]
     assert runs.default_comparison(store) == ["none", "kde", "oracle", "subset"]
     assert [runs.variant(r.config) for r in (none, kde, oracle, subset, wider)] == [
@@ -328,6 +329,20 @@ def test_references_of_a_distill_run() -> None:
     assert runs.label(oracle).startswith("oracle DM · IPC 2") and runs.label(subset).startswith("random subset · IPC 2")
     table = metrics.method_table([kde, none, oracle])
     assert "oracle %" in table.columns
+
+
+def test_a_reference_queued_for_either_half_of_a_pair_is_queued_once() -> None:
+    smoke = preset("smoke")
+    kde, none = _info("kde", smoke.with_overrides(kde_tau=2.0)), _info("none", smoke.with_overrides(reweight="none"))
+    for_none = runs.missing_references([kde, none], none)
+    queued = [_info(f"queued {name}", cfg, state="queued") for name, cfg in for_none.items()]
+    store = [*queued, kde, none]
+    for_kde = runs.missing_references(store, kde)
+    assert list(for_kde) == list(for_none) == list(runs.REFERENCES)
+    for name, cfg in for_kde.items():  # made from another config: they differ in sections the reference never reads
+        assert cfg != for_none[name] and runs.pending_twin(store, cfg).name == f"queued {name}", name
+    assert runs.pending_twin(store, smoke.with_overrides(kind="random-subset", ipc=5)) is None, "another IPC"
+    assert runs.pending_twin(store, smoke.with_overrides(kind="baseline", seed=1)) is None, "another seed"
 
 
 def test_group_metrics_on_compare_tables_heat_maps_and_csv() -> None:

@@ -76,7 +76,7 @@ def test_pairs_and_baseline_are_found_by_config() -> None:
     assert runs.partner(store, kde).name == "none" and runs.partner(store, other_seed) is None
     assert [r.name for r in runs.as_pair(store, kde)] == ["none", "kde"]
     assert [r.name for r in runs.latest_pair(store)] == ["none", "kde"]
-    assert runs.matching_baseline(store, kde).name == "base"
+    assert runs.matching_reference(store, kde, "full-data baseline").name == "base"
     assert runs.default_comparison(store) == ["none", "kde", "base"]
     assert [r.name for r in runs.active(store)] == ["queued"]
     lonely = [other_seed]
