@@ -232,8 +232,12 @@ def _job_row(run: RunInfo, runs: Sequence[RunInfo]) -> None:
             left, right = st.columns([5, 1])
             left.progress(min(max(float(s.progress or 0.0), 0.0), 1.0), text=progress.describe(s))
             if right.button("Cancel", key=f"cancel:{run.name}"):
-                jobs.cancel(run.path)
-                st.rerun(scope="fragment")
+                try:
+                    jobs.cancel(run.path)
+                except DDError as exc:  # a read-only runs folder
+                    st.error(str(exc))
+                else:
+                    st.rerun(scope="fragment")
         elif run.error:
             st.error(run.error)
         elif s.state == "failed":

@@ -3,7 +3,9 @@ every kind of damaged run, a runs folder that is not ddcore's, a restart with ru
 state, and a jobs panel that reads nothing when nothing changed."""
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 from ddapp import examples, ui
 from ddcore import jobs, runstore
+from ddcore.jobs import ensure_worker
 from ddcore.config import preset
 from tests.runfiles import damaged_store, dead_pid
 
@@ -165,3 +168,35 @@ def test_a_run_deleted_while_shown_is_said_not_switched_to_silently(app, goto, s
     assert any(f"Run `{name}` is no longer here" in i.value for i in at.info), [i.value for i in at.info]
     at.run()
     assert not any("is no longer here" in i.value for i in at.info), "said once"
+
+
+LISTING_PAGES = ("compare", "distill", "embedding_map", "runs", "story", "synthetic_images")
+
+
+def test_a_runs_folder_ddcore_cannot_write_in_is_one_line_on_every_page(app, goto, store_copy, monkeypatch) -> None:
+    runstore.create_run(store_copy / "queued", preset("smoke"))  # every listing tries to start its worker
+    (store_copy / jobs.LOCK_NAME).mkdir()  # a folder where the worker lock goes
+    monkeypatch.setattr(jobs, "ensure_worker", ensure_worker)  # the real one: it cannot start a worker here
+    lock = f"cannot open the worker lock {store_copy / jobs.LOCK_NAME} (Is a directory)"
+    at = app(store_copy)
+    for page in PAGES:
+        goto(at, page)
+        assert {e.value for e in at.error} == ({lock} if page.endswith(tuple(f"/{p}.py" for p in LISTING_PAGES))
+                                               else set()), page
+
+    def refuse(self, *args, **kwargs):  # a read-only runs folder (as root, chmod does not stop writes)
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    monkeypatch.setattr(Path, "touch", refuse)
+    at = goto(at, "app_pages/runs.py")
+    at.selectbox(key="runs_run").set_value("smoke-baseline").run()
+    by_label(at.button, "Delete…").click().run()
+    by_label(at.button, "Yes, delete").click().run()
+    assert not at.exception and f"cannot delete {store_copy / 'smoke-baseline'} (Read-only file system)" in [
+        e.value for e in at.error]
+    at = goto(at, "app_pages/distill.py")
+    by_label(at.button, "Cancel").click().run()
+    assert not at.exception and f"cannot cancel {store_copy / 'queued'} (Read-only file system)" in [
+        e.value for e in at.error]
+    assert (store_copy / "smoke-baseline").is_dir() and runstore.read_status(store_copy / "queued").state == "queued"
