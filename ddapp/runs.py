@@ -159,12 +159,11 @@ def preferring_own(runs: Sequence[RunInfo]) -> list[RunInfo]:
 
 def latest_pair(runs: Sequence[RunInfo]) -> tuple[RunInfo | None, RunInfo | None]:
     """(vanilla, reweighted) of the newest complete pair, else the newest of each mode alone; the
-    user's own runs first (`preferring_own`)."""
-    runs = preferring_own(runs)
-    done = finished_distill(runs)
+    user's own finished distill runs first (`preferring_own`: a baseline of theirs has no pair)."""
+    done = preferring_own(finished_distill(runs))
     for run in done:
-        if run.config.reweight.reweight == "kde" and partner(runs, run) is not None:
-            return as_pair(runs, run)
+        if run.config.reweight.reweight == "kde" and partner(done, run) is not None:
+            return as_pair(done, run)
     vanilla = next((r for r in done if r.config.reweight.reweight == "none"), None)
     reweighted = next((r for r in done if r.config.reweight.reweight == "kde"), None)
     return vanilla, reweighted

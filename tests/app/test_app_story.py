@@ -394,5 +394,8 @@ def test_the_users_own_runs_come_before_the_examples() -> None:
     store = [mine, *examples.runs()]
     assert [r and r.name for r in runs.latest_pair(store)] == [None, "mine"]
     assert runs.default_comparison(store) == ["mine"]
+    baseline = _info("my-baseline", preset("smoke").with_overrides(kind="baseline"), test_acc_unbiased=80.0)
+    assert [r.name for r in runs.latest_pair([baseline, *examples.runs()])] == [
+        EXAMPLE["dm-vanilla"], EXAMPLE["dm-reweighted"]], "the user's baseline alone has no pair to show"
     queued = _info("queued", preset("smoke"), state="queued")
     assert runs.default_comparison([queued, *examples.runs()])[:2] == [EXAMPLE["dm-vanilla"], EXAMPLE["dm-reweighted"]]
