@@ -26,6 +26,7 @@ except DDError as exc:
 naming, attribute = emb.naming, emb.bias_attribute
 try:
     syn_images, _ = cache.synthetic(run.path)
+    selection.check_synthetic(emb, syn_images, run.path)
     syn_thumbs, syn_error = selection.synthetic_thumbs(syn_images), None
 except DDError as exc:  # the map is still worth showing
     syn_images = syn_thumbs = None

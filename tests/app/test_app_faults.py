@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from ddapp import examples, ui
 from ddcore import jobs, runstore
 from ddcore.jobs import ensure_worker
+from ddcore.records import SyntheticImages
 from ddcore.config import preset
 from tests.runfiles import damaged_store, dead_pid
 
@@ -60,6 +62,19 @@ def test_damaged_images_and_maps_are_a_message_on_their_pages(app, goto, damaged
     for name in SYNTHETIC_DAMAGE:
         at.selectbox(key="syn_left").set_value(name).run()
         assert not at.exception and any(says[name] in e.value for e in at.error), name
+
+
+def test_synthetic_images_the_map_does_not_place_are_one_line_on_the_map(app, goto, store_copy) -> None:
+    run = store_copy / "smoke-kde"
+    synthetic = SyntheticImages.load(run)
+    replace(synthetic, images=synthetic.images[:3], labels=synthetic.labels[:3]).save(run)  # the map places 20
+    at = goto(app(store_copy), "app_pages/embedding_map.py")
+    at.selectbox(key="map_run").set_value("smoke-kde").run()
+    damaged = f"{run} is damaged: its synthetic.pt holds 3 images, but its embedding map places 20"
+    assert {e.value for e in at.error} == {damaged} and at.get("plotly_chart"), "the map itself is still shown"
+    by_label(at.selectbox, "Synthetic image").set_value(19).run()
+    assert not at.exception and {e.value for e in at.error} == {damaged}
+    assert not any(c.startswith("synthetic #") for i in at.image for c in i.captions), "the line, not an image"
 
 
 def test_a_symlinked_run_is_neither_deleted_nor_exported(app, goto, damaged) -> None:
