@@ -26,6 +26,7 @@ except DDError as exc:
 naming, attribute = emb.naming, emb.bias_attribute
 try:
     syn_images, _ = cache.synthetic(run.path)
+    selection.check_synthetic(emb, syn_images, run.path)
     syn_thumbs, syn_error = selection.synthetic_thumbs(syn_images), None
 except DDError as exc:  # the map is still worth showing
     syn_images = syn_thumbs = None
@@ -85,7 +86,7 @@ def caption(i: int, short: bool = False) -> str:
 def gallery(rows: np.ndarray, per_row: int, short: bool = False) -> None:
     captions = [caption(i, short) for i in rows]
     if emb.real_thumbs is None:
-        st.caption("This run was made before maps kept thumbnails of the real images; run it again to see them.")
+        st.caption(ui.NO_THUMBNAILS)
         st.markdown("\n".join(f"- {c}" for c in captions))
         return
     ui.gallery([images.enlarge(p, 3) for p in emb.real_thumbs[rows]], captions, per_row)

@@ -89,7 +89,11 @@ config_tab.json(run.config.to_dict() if run.config else {})
 metrics_tab.json(run.metrics.to_json() if run.metrics else {})
 log_tab.code("\n".join(runstore.read_log(run.path, max_lines=100)) or "(empty log)", language=None)
 
-cache = runstore.cache_usage(ui.runs_root())
+try:
+    cache = runstore.cache_usage(ui.runs_root())
+except DDError as exc:  # a file or symlink where the cache folder goes: the runs are still shown
+    st.warning(str(exc))
+    cache = []
 if cache:
     size = sum(e.bytes for e in cache) / 2**20
     c1, c2 = st.columns([3, 1])

@@ -55,8 +55,12 @@ def open_page(button: str, view: str, key: str, icon: str = ":material/arrow_for
 one, two, three = st.columns([1, 1, 2.1], gap="medium", border=True)
 with one:
     st.subheader("1 · The bias")
-    st.image(images.enlarge(story.bias_picture(emb), 2), width="stretch",
-             caption="Per class: bias-aligned samples, then bias-conflicting ones")
+    picture = story.bias_picture(emb)
+    if picture is None:
+        st.caption(ui.NO_THUMBNAILS)
+    else:
+        st.image(images.enlarge(picture, 2), width="stretch",
+                 caption="Per class: bias-aligned samples, then bias-conflicting ones")
     st.markdown(story.bias_text(emb))
     st.page_link("app_pages/bias_explorer.py", label="Bias explorer", icon=":material/palette:")
 with two:

@@ -81,9 +81,30 @@ def active(runs: Sequence[RunInfo]) -> list[RunInfo]:
     return [r for r in runs if r.error is None and r.status.state in ("queued", "running")]
 
 
+def _scored_alike(a: RunConfig, b: RunConfig) -> bool:
+    """Same biased data, seed, network and evaluation protocol: results that can stand side by side."""
+    return (a.data, a.seed, a.net, a.eval) == (b.data, b.seed, b.net, b.eval)
+
+
+def same_result(a: RunConfig, b: RunConfig) -> bool:
+    """Whether runs of `a` and `b` stand for the same result: full-data baselines scored alike (they
+    read nothing else), random subsets scored alike with the same IPC, oracle runs alike but for the
+    reweighting section (the bias labels give their weights); any other runs only when identical."""
+    if a.kind != b.kind:
+        return False
+    if a.kind == "baseline":
+        return _scored_alike(a, b)
+    if a.kind == "random-subset":
+        return _scored_alike(a, b) and a.distill.ipc == b.distill.ipc
+    if a.reweight.reweight == b.reweight.reweight == "oracle":
+        return _without_reweighting(a) == _without_reweighting(b)
+    return a == b
+
+
 def pending_twin(runs: Sequence[RunInfo], cfg: RunConfig) -> RunInfo | None:
-    """A queued or running run of exactly `cfg`: queueing it again would only repeat its result."""
-    return next((r for r in active(runs) if r.config == cfg), None)
+    """A queued or running run with the result of `cfg` (`same_result`): queueing it again would only
+    repeat it."""
+    return next((r for r in active(runs) if r.config is not None and same_result(r.config, cfg)), None)
 
 
 def queue_new(root: Path, runs: Sequence[RunInfo], configs: Sequence[RunConfig]) -> tuple[list[str], list[str]]:
@@ -99,28 +120,30 @@ def queue_new(root: Path, runs: Sequence[RunInfo], configs: Sequence[RunConfig])
     return queued, already
 
 
-def _without_reweighting(run: RunInfo) -> dict:
-    d = run.config.to_dict()
+def _without_reweighting(cfg: RunConfig) -> dict:
+    d = cfg.to_dict()
     d.pop("reweight")
     return d
 
 
-def partner(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
+def partner(runs: Sequence[RunInfo], run: RunInfo, keys: dict[str, dict] | None = None) -> RunInfo | None:
     """The newest finished distill run with the same settings as `run` except the reweighting
     section, on the other side of a vanilla/reweighted pair: the KDE-reweighted run of a vanilla
-    one, the vanilla run of a reweighted (or oracle) one."""
+    one, the vanilla run of a reweighted (or oracle) one. A caller looking for many partners among
+    the same runs passes them all one `keys` dict, so that each run's settings are compared as
+    computed once (by name), not anew for every pair: seconds per rerun with a sweep's 300 runs."""
     if run.config is None or run.config.kind != "distill":
         return None
     wanted = "kde" if run.config.reweight.reweight == "none" else "none"
-    return _same_but_reweighting(runs, run, wanted)
+    keys = {} if keys is None else keys
 
+    def key(r: RunInfo) -> dict:
+        if r.name not in keys:
+            keys[r.name] = _without_reweighting(r.config)
+        return keys[r.name]
 
-def _same_but_reweighting(runs: Sequence[RunInfo], run: RunInfo, mode: str) -> RunInfo | None:
-    key = _without_reweighting(run)
-    for other in finished_distill(runs):
-        if other.name != run.name and other.config.reweight.reweight == mode and _without_reweighting(other) == key:
-            return other
-    return None
+    return next((other for other in finished_distill(runs) if other.name != run.name
+                 and other.config.reweight.reweight == wanted and key(other) == key(run)), None)
 
 
 def as_pair(runs: Sequence[RunInfo], run: RunInfo) -> tuple[RunInfo | None, RunInfo | None]:
@@ -138,67 +161,46 @@ def preferring_own(runs: Sequence[RunInfo]) -> list[RunInfo]:
 
 def latest_pair(runs: Sequence[RunInfo]) -> tuple[RunInfo | None, RunInfo | None]:
     """(vanilla, reweighted) of the newest complete pair, else the newest of each mode alone; the
-    user's own runs first (`preferring_own`)."""
-    runs = preferring_own(runs)
-    done = finished_distill(runs)
+    user's own finished distill runs first (`preferring_own`: a baseline of theirs has no pair)."""
+    done = preferring_own(finished_distill(runs))
+    keys: dict[str, dict] = {}
     for run in done:
-        if run.config.reweight.reweight == "kde" and partner(runs, run) is not None:
-            return as_pair(runs, run)
+        if run.config.reweight.reweight == "kde" and (other := partner(done, run, keys)) is not None:
+            return other, run
     vanilla = next((r for r in done if r.config.reweight.reweight == "none"), None)
     reweighted = next((r for r in done if r.config.reweight.reweight == "kde"), None)
     return vanilla, reweighted
 
 
-def _scored_alike(a: RunConfig, b: RunConfig) -> bool:
-    """Same biased data, seed, network and evaluation protocol: results that can stand side by side."""
-    return (a.data, a.seed, a.net, a.eval) == (b.data, b.seed, b.net, b.eval)
+# what a distill run is read against: name -> the overrides that make it from the run's config
+REFERENCES = {"full-data baseline": {"kind": "baseline"}, "oracle": {"reweight": "oracle"},
+              "random subset": {"kind": "random-subset"}}
 
 
-def _newest_scored_alike(runs: Sequence[RunInfo], run: RunInfo, kind: str, same_ipc: bool) -> RunInfo | None:
-    if run.config is None:
-        return None
-    for other in runs:
-        cfg = other.config
-        if (is_finished(other) and cfg is not None and cfg.kind == kind and _scored_alike(cfg, run.config)
-                and (not same_ipc or cfg.distill.ipc == run.config.distill.ipc)):
-            return other
-    return None
-
-
-def matching_baseline(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
-    """The newest finished full-data baseline trained on the same biased data as `run`, with the
-    same seed, network and evaluation settings."""
-    return _newest_scored_alike(runs, run, "baseline", same_ipc=False)
-
-
-def matching_oracle(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
-    """The newest finished oracle run (equal weight per (class, bias) group) with `run`'s settings."""
+def reference_configs(run: RunInfo) -> dict[str, RunConfig]:
+    """The distill run `run`'s references as configs, by name ({} for any other run)."""
     if run.config is None or run.config.kind != "distill":
-        return None
-    return _same_but_reweighting(runs, run, "oracle")
+        return {}
+    return {name: run.config.with_overrides(**overrides) for name, overrides in REFERENCES.items()}
 
 
-def matching_subset(runs: Sequence[RunInfo], run: RunInfo) -> RunInfo | None:
-    """The newest finished random-subset run with `run`'s IPC, scored alike: real images instead of
-    distilled ones, evaluated the same way."""
-    return _newest_scored_alike(runs, run, "random-subset", same_ipc=True)
+def _newest_finished(runs: Sequence[RunInfo], cfg: RunConfig) -> RunInfo | None:
+    return next((r for r in runs if is_finished(r) and r.config is not None and same_result(r.config, cfg)), None)
 
 
-# what a distill run is read against: name -> (how to find it, the overrides that make it from the run's config)
-REFERENCES = {
-    "full-data baseline": (matching_baseline, {"kind": "baseline"}),
-    "oracle": (matching_oracle, {"reweight": "oracle"}),
-    "random subset": (matching_subset, {"kind": "random-subset"}),
-}
+def matching_reference(runs: Sequence[RunInfo], run: RunInfo, name: str) -> RunInfo | None:
+    """The newest finished run with the result (`same_result`) of the distill run `run`'s reference
+    `name`: the full-data baseline trained on the same biased data with the same seed, network and
+    evaluation settings; the oracle run (equal weight per (class, bias) group; an oracle run is its
+    own); the random subset (IPC real images per class instead of distilled ones)."""
+    cfg = reference_configs(run).get(name)
+    return None if cfg is None else _newest_finished(runs, cfg)
 
 
 def missing_references(runs: Sequence[RunInfo], run: RunInfo) -> dict[str, RunConfig]:
     """The configs to queue so that the distill run `run` can be read against every reference
     (full-data baseline, oracle, random subset) that is not done yet, by name."""
-    if run.config is None or run.config.kind != "distill":
-        return {}
-    return {name: run.config.with_overrides(**overrides)
-            for name, (find, overrides) in REFERENCES.items() if find(runs, run) is None}
+    return {name: cfg for name, cfg in reference_configs(run).items() if _newest_finished(runs, cfg) is None}
 
 
 def default_comparison(runs: Sequence[RunInfo], around: RunInfo | None = None) -> list[str]:
@@ -209,8 +211,8 @@ def default_comparison(runs: Sequence[RunInfo], around: RunInfo | None = None) -
     pair = latest_pair(runs) if around is None else as_pair(runs, around)
     picked = [r for r in pair if r is not None]
     if picked:
-        for find, _ in REFERENCES.values():
-            found = find(runs, picked[0])
+        for name in REFERENCES:
+            found = matching_reference(runs, picked[0], name)
             if found is not None and found not in picked:
                 picked.append(found)
     else:

@@ -3,11 +3,13 @@ a clicked point's nearest neighbours in the surrogate's embedding and in pixel s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ddcore.errors import DDError
 from ddcore.records import EmbeddingMap, thumbnails
 
 from .figures import REAL, SYNTHETIC, relative_weight
@@ -104,6 +106,15 @@ def clicked(real_rows: np.ndarray, syn_rows: np.ndarray) -> Point | None:
     if len(real_rows) + len(syn_rows) != 1:
         return None
     return Point(REAL, int(real_rows[0])) if len(real_rows) else Point(SYNTHETIC, int(syn_rows[0]))
+
+
+def check_synthetic(emb: EmbeddingMap, images: np.ndarray, run_dir: Path) -> None:
+    """DDError naming the run folder unless the map places one point per synthetic image: rows of
+    syn_* index the images, so a folder whose two files disagree (damaged, or pieced together from
+    two runs) would show the wrong image for a point, or none."""
+    if len(images) != len(emb.syn_label):
+        raise DDError(f"{run_dir} is damaged: its synthetic.pt holds {len(images)} images, but its embedding map "
+                      f"places {len(emb.syn_label)}")
 
 
 def synthetic_thumbs(images: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from ddcore.records import EmbeddingMap, Metrics
 from ddcore.runstore import RunInfo
 
 from .images import class_rows
-from .runs import latest_pair, matching_baseline
+from .runs import latest_pair, matching_reference
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def pick(runs: Sequence[RunInfo]) -> Story | None:
     vanilla, reweighted = latest_pair(runs)
     if vanilla is None or reweighted is None or vanilla.metrics is None or reweighted.metrics is None:
         return None
-    return Story(vanilla, reweighted, matching_baseline(runs, reweighted))
+    return Story(vanilla, reweighted, matching_reference(runs, reweighted, "full-data baseline"))
 
 
 def _pct(value: float | None) -> str:
@@ -40,11 +40,11 @@ def _share(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.0f}%"
 
 
-def bias_picture(emb: EmbeddingMap, aligned: int = 6, conflicting: int = 3) -> np.ndarray:
+def bias_picture(emb: EmbeddingMap, aligned: int = 6, conflicting: int = 3) -> np.ndarray | None:
     """One row per class: its first `aligned` bias-aligned samples, a gap, then its first
-    `conflicting` bias-conflicting ones (thumbnails from the map). Needs thumbnails."""
+    `conflicting` bias-conflicting ones (thumbnails from the map); None when the map kept no thumbnails."""
     if emb.real_thumbs is None:
-        raise ValueError("this map has no thumbnails")
+        return None
     odd, classes = emb.conflicting(), len(emb.classes)
     left = class_rows(emb.real_thumbs[~odd], emb.real_label[~odd], classes, aligned)
     right = class_rows(emb.real_thumbs[odd], emb.real_label[odd], classes, conflicting)

@@ -115,6 +115,9 @@ def warm_worker() -> None:
         st.session_state[key] = True
 
 
+NO_THUMBNAILS = "This run was made before maps kept thumbnails of the real images; run it again to see them."
+
+
 def gallery(pictures: Sequence[Image.Image], captions: Sequence[str], per_row: int) -> None:
     """Images in a grid of `per_row` columns, each with its caption wrapped under it (st.image
     with a list lays out captions as wide as the text, not the image)."""
@@ -229,8 +232,12 @@ def _job_row(run: RunInfo, runs: Sequence[RunInfo]) -> None:
             left, right = st.columns([5, 1])
             left.progress(min(max(float(s.progress or 0.0), 0.0), 1.0), text=progress.describe(s))
             if right.button("Cancel", key=f"cancel:{run.name}"):
-                jobs.cancel(run.path)
-                st.rerun(scope="fragment")
+                try:
+                    jobs.cancel(run.path)
+                except DDError as exc:  # a read-only runs folder
+                    st.error(str(exc))
+                else:
+                    st.rerun(scope="fragment")
         elif run.error:
             st.error(run.error)
         elif s.state == "failed":

@@ -61,16 +61,18 @@ def worker_pid(root: Path) -> int | None:
 def worker_alive(root: Path) -> bool:
     """True if some process holds the root's worker lock. Asking takes the lock for a moment, shared,
     which a worker's (exclusive) hold refuses and `_take_worker_lock` tells apart from a worker."""
-    path = Path(root) / LOCK_NAME
-    if not path.exists():
+    if not (Path(root) / LOCK_NAME).exists():
         return False
-    with open(path, "a") as f:
+    fd = _open_lock(Path(root))
+    try:
         try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
-        fcntl.flock(f, fcntl.LOCK_UN)
+        fcntl.flock(fd, fcntl.LOCK_UN)
         return False
+    finally:
+        os.close(fd)
 
 
 def _take_worker_lock(fd: int, patience: float = 1.0) -> bool:
@@ -142,7 +144,8 @@ def ensure_worker(root: Path) -> None:
 
 
 def _open_lock(root: Path) -> int:
-    return os.open(root / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
+    with runstore.cannot("open the worker lock", root / LOCK_NAME):  # a read-only runs folder, a folder in its place
+        return os.open(root / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
 
 
 def _check_handed_lock(root: Path, fd: int) -> None:

@@ -80,6 +80,16 @@ _EXPERT_RE = re.compile(r"^expert-\d{3,}\.pt$")
 # roots -------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def cannot(action: str, path: Path) -> Iterator[None]:
+    """An OSError in the body as one line for the user, "cannot <action> <path> (<reason>)" (a
+    DDError): a read-only runs folder, or something other than what ddcore writes in the way."""
+    try:
+        yield
+    except OSError as exc:
+        raise DDError(f"cannot {action} {path} ({exc.strerror or exc})") from None
+
+
 def check_root(root: str | Path) -> Path:
     """`root` (`~` expanded) as an absolute path, if ddcore may keep runs there: a folder it
     marked, an empty or missing one, or an unmarked one that holds only run folders and ddcore's
@@ -260,12 +270,13 @@ def _made_by_ddcore(run_dir: Path) -> bool:
 
 
 def _make_run(run_dir: Path, cfg: RunConfig, claimed: bool = False) -> Path:
-    run_dir.mkdir()
-    if claimed:  # before the queued status exists, so that no worker can take it first
-        claim(run_dir)
-    write_json(run_dir / "config.json", cfg.to_dict())
-    now = time.time()
-    Status(created=now, updated=now).save(run_dir)
+    with cannot("make the run folder", run_dir):
+        run_dir.mkdir()
+        if claimed:  # before the queued status exists, so that no worker can take it first
+            claim(run_dir)
+        write_json(run_dir / "config.json", cfg.to_dict())
+        now = time.time()
+        Status(created=now, updated=now).save(run_dir)
     return run_dir
 
 
@@ -469,9 +480,10 @@ def write_bytes(path: Path, data: bytes) -> None:
 def request_cancel(run_dir: Path) -> None:
     """Ask a job to stop. A queued job is cancelled at once; a running one at its next check."""
     run_dir = Path(run_dir)
-    (run_dir / "cancel").touch()
-    if read_status(run_dir).state == "queued":
-        update_status(run_dir, state="cancelled", message="cancelled before it started", finished=time.time())
+    with cannot("cancel", run_dir):
+        (run_dir / "cancel").touch()
+        if read_status(run_dir).state == "queued":
+            update_status(run_dir, state="cancelled", message="cancelled before it started", finished=time.time())
 
 
 def cancel_requested(run_dir: Path) -> bool:
@@ -600,7 +612,8 @@ def delete_run(run_dir: Path) -> None:
     # a damaged queued run is never started, so it may go; a running one may be writing
     if info.status.state == "running" or (info.status.state == "queued" and info.error is None):
         raise DDError(f"run {run_dir.name} is {info.status.state}; cancel it before deleting")
-    _remove_flat_folder(run_dir)
+    with cannot("delete", run_dir):
+        _remove_flat_folder(run_dir)
 
 
 def export_run(run_dir: Path) -> bytes:
@@ -685,12 +698,13 @@ def clear_cache(root: Path) -> int:
     if running:
         raise DDError(f"run {running[0]} is running under {root}; clear the cache once it has finished")
     usage = cache_usage(root)
-    for entry in usage:
-        path = folder / entry.name
-        if path.is_dir():
-            _remove_flat_folder(path)  # expert files only (checked by cache_usage)
-        else:
-            path.unlink()
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+    with cannot("clear", folder):
+        for entry in usage:
+            path = folder / entry.name
+            if path.is_dir():
+                _remove_flat_folder(path)  # expert files only (checked by cache_usage)
+            else:
+                path.unlink()
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
     return sum(e.bytes for e in usage)

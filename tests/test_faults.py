@@ -3,8 +3,10 @@ one test per case of issue 10, plus kill -9 mid-run and three concurrent submitt
 ends in one clear line or a damaged row, and nothing outside ddcore's own files is touched."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +20,7 @@ import torch
 from ddcore import jobs, runstore
 from ddcore.cli import main
 from ddcore.config import preset
+from ddcore.errors import DDError
 from ddcore.pipeline import execute_run
 from ddcore.records import Metrics
 from runfiles import damaged_store
@@ -352,3 +355,41 @@ def test_evaluating_a_saturated_set_warns_however_it_got_there(done_run, tmp_pat
     code, summary, err = run_cli(capsys, "evaluate", str(run))
     assert code == 0 and "unbiased" in summary and err[-1].startswith("warning: the synthetic images saturated")
     assert Metrics.load(run).saturated_share == 1.0 and "saturated" in runstore.read_status(run).warning
+
+
+def _read_only(monkeypatch, root: Path) -> None:
+    """Writes under `root` refused as on a read-only file system (as root, chmod does not stop them)."""
+    def refuse(real):
+        def method(self, *args, **kwargs):
+            if root in self.parents:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+            return real(self, *args, **kwargs)
+        return method
+
+    for name in ("mkdir", "touch", "unlink", "rmdir"):
+        monkeypatch.setattr(Path, name, refuse(getattr(Path, name)))
+
+
+def test_a_runs_folder_ddcore_cannot_write_in_is_one_line(done_run, tmp_path, capsys, monkeypatch):
+    root = tmp_path / "runs"
+    done = copy_run(done_run, root, "done")
+    queued = runstore.create_run(root / "queued", preset("smoke"))
+    runstore.cache_dir(root).mkdir()
+    (runstore.cache_dir(root) / "surrogate-abc.pt").write_bytes(b"x")
+    (root / jobs.LOCK_NAME).mkdir()  # a folder where the worker lock goes
+    lock = f"cannot open the worker lock {root / jobs.LOCK_NAME} (Is a directory)"
+    with pytest.raises(DDError, match=re.escape(lock)):
+        jobs.ensure_worker(root)
+    code, listing, err = run_cli(capsys, "list", "--runs", str(root))  # the listing restarts the queue's worker
+    assert code == 2 and "queued" in listing
+    one_line(err, lock)
+    _read_only(monkeypatch, root)
+    code, _, err = run_cli(capsys, "distill", "--preset", "smoke", "--out", str(root / "new"), *_tiny_args())
+    assert code == 2
+    one_line(err, f"cannot make the run folder {root / 'new'} (Read-only file system)")
+    for call, message in ((lambda: runstore.delete_run(done), f"cannot delete {done}"),
+                          (lambda: jobs.cancel(queued), f"cannot cancel {queued}"),
+                          (lambda: runstore.clear_cache(root), f"cannot clear {runstore.cache_dir(root)}")):
+        with pytest.raises(DDError, match=re.escape(f"{message} (Read-only file system)")):
+            call()
+    assert (done / "config.json").exists() and runstore.read_status(queued).state == "queued"

@@ -3,14 +3,19 @@ every kind of damaged run, a runs folder that is not ddcore's, a restart with ru
 state, and a jobs panel that reads nothing when nothing changed."""
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from ddapp import examples, ui
 from ddcore import jobs, runstore
+from ddcore.jobs import ensure_worker
+from ddcore.records import SyntheticImages
 from ddcore.config import preset
 from tests.runfiles import damaged_store, dead_pid
 
@@ -57,6 +62,19 @@ def test_damaged_images_and_maps_are_a_message_on_their_pages(app, goto, damaged
     for name in SYNTHETIC_DAMAGE:
         at.selectbox(key="syn_left").set_value(name).run()
         assert not at.exception and any(says[name] in e.value for e in at.error), name
+
+
+def test_synthetic_images_the_map_does_not_place_are_one_line_on_the_map(app, goto, store_copy) -> None:
+    run = store_copy / "smoke-kde"
+    synthetic = SyntheticImages.load(run)
+    replace(synthetic, images=synthetic.images[:3], labels=synthetic.labels[:3]).save(run)  # the map places 20
+    at = goto(app(store_copy), "app_pages/embedding_map.py")
+    at.selectbox(key="map_run").set_value("smoke-kde").run()
+    damaged = f"{run} is damaged: its synthetic.pt holds 3 images, but its embedding map places 20"
+    assert {e.value for e in at.error} == {damaged} and at.get("plotly_chart"), "the map itself is still shown"
+    by_label(at.selectbox, "Synthetic image").set_value(19).run()
+    assert not at.exception and {e.value for e in at.error} == {damaged}
+    assert not any(c.startswith("synthetic #") for i in at.image for c in i.captions), "the line, not an image"
 
 
 def test_a_symlinked_run_is_neither_deleted_nor_exported(app, goto, damaged) -> None:
@@ -165,3 +183,35 @@ def test_a_run_deleted_while_shown_is_said_not_switched_to_silently(app, goto, s
     assert any(f"Run `{name}` is no longer here" in i.value for i in at.info), [i.value for i in at.info]
     at.run()
     assert not any("is no longer here" in i.value for i in at.info), "said once"
+
+
+LISTING_PAGES = ("compare", "distill", "embedding_map", "runs", "story", "synthetic_images")
+
+
+def test_a_runs_folder_ddcore_cannot_write_in_is_one_line_on_every_page(app, goto, store_copy, monkeypatch) -> None:
+    runstore.create_run(store_copy / "queued", preset("smoke"))  # every listing tries to start its worker
+    (store_copy / jobs.LOCK_NAME).mkdir()  # a folder where the worker lock goes
+    monkeypatch.setattr(jobs, "ensure_worker", ensure_worker)  # the real one: it cannot start a worker here
+    lock = f"cannot open the worker lock {store_copy / jobs.LOCK_NAME} (Is a directory)"
+    at = app(store_copy)
+    for page in PAGES:
+        goto(at, page)
+        assert {e.value for e in at.error} == ({lock} if page.endswith(tuple(f"/{p}.py" for p in LISTING_PAGES))
+                                               else set()), page
+
+    def refuse(self, *args, **kwargs):  # a read-only runs folder (as root, chmod does not stop writes)
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    monkeypatch.setattr(Path, "touch", refuse)
+    at = goto(at, "app_pages/runs.py")
+    at.selectbox(key="runs_run").set_value("smoke-baseline").run()
+    by_label(at.button, "Delete…").click().run()
+    by_label(at.button, "Yes, delete").click().run()
+    assert not at.exception and f"cannot delete {store_copy / 'smoke-baseline'} (Read-only file system)" in [
+        e.value for e in at.error]
+    at = goto(at, "app_pages/distill.py")
+    by_label(at.button, "Cancel").click().run()
+    assert not at.exception and f"cannot cancel {store_copy / 'queued'} (Read-only file system)" in [
+        e.value for e in at.error]
+    assert (store_copy / "smoke-baseline").is_dir() and runstore.read_status(store_copy / "queued").state == "queued"

@@ -82,3 +82,16 @@ def test_runs_page_clears_the_shared_cache(app, goto, store_copy: Path) -> None:
     by_label(at.button, "Clear cache").click().run()
     assert not at.exception and not runstore.cache_dir(store_copy).exists()
     assert {r.name for r in runstore.list_runs(store_copy)} == {"smoke-kde", "smoke-none", "smoke-baseline"}
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_runs_page_says_what_stands_where_the_cache_goes(app, goto, store_copy: Path, tmp_path: Path, kind) -> None:
+    cache = runstore.cache_dir(store_copy)
+    shutil.rmtree(cache)
+    if kind == "file":
+        cache.write_text("not a folder")
+    else:
+        cache.symlink_to(tmp_path, target_is_directory=True)
+    at = goto(app(store_copy), "app_pages/runs.py")
+    assert [w.value for w in at.warning] == [next(w.value for w in at.warning if f"{cache} is " in w.value)]
+    assert not any("Shared cache" in c.value for c in at.caption) and at.tabs, "the rest of the page is drawn"

@@ -21,7 +21,7 @@ from google.protobuf import (
 from PIL import Image
 from test_app_pages import PAGES, page_text
 
-from ddapp import examples, exports, figures, metrics, runs, selection, story
+from ddapp import examples, exports, figures, metrics, runs, selection, story, ui
 from ddapp.images import to_uint8
 from ddapp.selection import Point
 from ddcore import runstore
@@ -104,6 +104,16 @@ def test_the_story_can_be_told_from_the_users_newest_pair(app, goto, smoke_store
     next(b for b in at.button if b.label == "Compare").click().run()
     assert not at.exception and at.title[0].value == "Compare"
     assert set(at.multiselect[0].value) == {"smoke-none", "smoke-kde", "smoke-baseline"}
+
+
+def test_the_users_pair_from_before_thumbnails_is_told_without_the_bias_picture(app, store_copy: Path) -> None:
+    run = store_copy / "smoke-kde"
+    replace(EmbeddingMap.load(run), real_thumbs=None).save(run)  # as a map made before thumbnails were kept
+    at = app(store_copy)
+    at.radio(key="story_from").set_value("your newest pair").run()
+    assert not at.exception and ui.NO_THUMBNAILS in [c.value for c in at.caption]
+    assert [s.value[:2] for s in at.subheader] == ["1 ", "2 ", "3 "]
+    assert len(at.image) == 2, "both synthetic sets are still shown"
 
 
 def test_the_story_stands_on_the_examples_whatever_the_runs_folder(app, goto, tmp_path: Path) -> None:
@@ -306,16 +316,33 @@ def test_references_of_a_distill_run() -> None:
     assert runs.partner(store, kde).name == "none" and runs.partner(store, none).name == "kde"
     assert runs.partner(store, oracle).name == "none", "an oracle run is not the reweighted half of a pair"
     assert [r.name for r in runs.latest_pair(store)] == ["none", "kde"]
-    assert runs.matching_oracle(store, kde).name == "oracle" and runs.matching_subset(store, kde).name == "subset"
-    assert runs.matching_baseline(store, kde) is None
+    assert runs.matching_reference(store, kde, "oracle").name == "oracle"
+    assert runs.matching_reference(store, kde, "random subset").name == "subset"
+    assert runs.matching_reference(store, kde, "full-data baseline") is None
     assert list(runs.missing_references(store, kde)) == ["full-data baseline"]
     assert runs.missing_references(store, kde)["full-data baseline"] == smoke.with_overrides(kind="baseline")
+    assert runs.matching_reference(store, oracle, "oracle") is oracle, "an oracle run is its own oracle"
+    assert list(runs.missing_references(store, oracle)) == ["full-data baseline"]
     assert runs.default_comparison(store) == ["none", "kde", "oracle", "subset"]
     assert [runs.variant(r.config) for r in (none, kde, oracle, subset, wider)] == [
         "vanilla", "reweighted", "oracle", "random subset", "full data"]
     assert runs.label(oracle).startswith("oracle DM · IPC 2") and runs.label(subset).startswith("random subset · IPC 2")
     table = metrics.method_table([kde, none, oracle])
     assert "oracle %" in table.columns
+
+
+def test_a_reference_queued_for_either_half_of_a_pair_is_queued_once() -> None:
+    smoke = preset("smoke")
+    kde, none = _info("kde", smoke.with_overrides(kde_tau=2.0)), _info("none", smoke.with_overrides(reweight="none"))
+    for_none = runs.missing_references([kde, none], none)
+    queued = [_info(f"queued {name}", cfg, state="queued") for name, cfg in for_none.items()]
+    store = [*queued, kde, none]
+    for_kde = runs.missing_references(store, kde)
+    assert list(for_kde) == list(for_none) == list(runs.REFERENCES)
+    for name, cfg in for_kde.items():  # made from another config: they differ in sections the reference never reads
+        assert cfg != for_none[name] and runs.pending_twin(store, cfg).name == f"queued {name}", name
+    assert runs.pending_twin(store, smoke.with_overrides(kind="random-subset", ipc=5)) is None, "another IPC"
+    assert runs.pending_twin(store, smoke.with_overrides(kind="baseline", seed=1)) is None, "another seed"
 
 
 def test_group_metrics_on_compare_tables_heat_maps_and_csv() -> None:
@@ -367,5 +394,8 @@ def test_the_users_own_runs_come_before_the_examples() -> None:
     store = [mine, *examples.runs()]
     assert [r and r.name for r in runs.latest_pair(store)] == [None, "mine"]
     assert runs.default_comparison(store) == ["mine"]
+    baseline = _info("my-baseline", preset("smoke").with_overrides(kind="baseline"), test_acc_unbiased=80.0)
+    assert [r.name for r in runs.latest_pair([baseline, *examples.runs()])] == [
+        EXAMPLE["dm-vanilla"], EXAMPLE["dm-reweighted"]], "the user's baseline alone has no pair to show"
     queued = _info("queued", preset("smoke"), state="queued")
     assert runs.default_comparison([queued, *examples.runs()])[:2] == [EXAMPLE["dm-vanilla"], EXAMPLE["dm-reweighted"]]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ddapp import bias, figures, forms, images, metrics, progress, runs
-from ddcore.config import preset
+from ddcore.config import RunConfig, preset
 from ddcore.data import Naming
 from ddcore.errors import ConfigError
 from ddcore.records import EmbeddingMap, Metrics
@@ -76,11 +76,24 @@ def test_pairs_and_baseline_are_found_by_config() -> None:
     assert runs.partner(store, kde).name == "none" and runs.partner(store, other_seed) is None
     assert [r.name for r in runs.as_pair(store, kde)] == ["none", "kde"]
     assert [r.name for r in runs.latest_pair(store)] == ["none", "kde"]
-    assert runs.matching_baseline(store, kde).name == "base"
+    assert runs.matching_reference(store, kde, "full-data baseline").name == "base"
     assert runs.default_comparison(store) == ["none", "kde", "base"]
     assert [r.name for r in runs.active(store)] == ["queued"]
     lonely = [other_seed]
     assert [r and r.name for r in runs.latest_pair(lonely)] == ["seed1", None]
+
+
+def test_among_a_sweeps_runs_each_config_is_compared_as_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Looking for the newest pair compares every reweighted run's settings with every vanilla
+    run's: turning each config into a dict anew for every pair took seconds over 300 runs."""
+    store = [run_info(f"{mode}{i}", SMOKE.with_overrides(reweight=mode, seed=i if mode == "kde" or i == 0 else 100 + i))
+             for i in range(30, -1, -1) for mode in ("kde", "none")]  # newest first; only the oldest two pair
+    made = []
+    to_dict = RunConfig.to_dict
+    monkeypatch.setattr(RunConfig, "to_dict", lambda self: made.append(self) or to_dict(self))
+    assert [r.name for r in runs.latest_pair(store)] == ["none0", "kde0"]
+    assert len(made) <= len(store)
+    assert runs.partner(store, store[0]) is None and runs.partner(store, store[-2]).name == "none0"
 
 
 def test_listing_table_shows_damaged_folders() -> None:
