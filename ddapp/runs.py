@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ddcore import jobs
-from ddcore.config import DEBIAS_NAMES, RunConfig
+from ddcore.config import DEBIAS_NAMES, RunConfig, variant
 from ddcore.runstore import Metrics, RunInfo
 
 from .examples import is_example
@@ -20,18 +20,9 @@ def data_label(cfg: RunConfig) -> str:
     return f"{cfg.data.dataset} {'as distributed' if ratio is None else f'{ratio:.1%}'}"
 
 
-REWEIGHT_NAMES = {"none": "vanilla", "kde": "reweighted", "oracle": "oracle"}  # ddcore.config.REWEIGHT_MODES
-
-
 def debias_name(method: str) -> str:
     """A debiasing method's short name; an unknown code (a newer run's) as it is."""
     return DEBIAS_NAMES[method].short if method in DEBIAS_NAMES else method
-
-
-def variant(cfg: RunConfig) -> str:
-    """What a run is, in one word or two: vanilla, reweighted, oracle, full data, random subset."""
-    kinds = {"baseline": "full data", "random-subset": "random subset"}
-    return kinds.get(cfg.kind, REWEIGHT_NAMES[cfg.reweight.reweight])
 
 
 def label(run: RunInfo, with_name: bool = True) -> str:

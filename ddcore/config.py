@@ -263,6 +263,15 @@ CONFIG_FIELDS: dict[str, dataclasses.Field] = {
 }
 
 
+# what a run is, in one word or two (tables, labels, legends): its kind, else how it was weighted
+KIND_VARIANTS = {"baseline": "full data", "random-subset": "random subset"}  # KINDS but distill
+REWEIGHT_VARIANTS = {"none": "vanilla", "kde": "reweighted", "oracle": "oracle"}  # REWEIGHT_MODES
+
+
+def variant(cfg: RunConfig) -> str:
+    return KIND_VARIANTS[cfg.kind] if cfg.kind in KIND_VARIANTS else REWEIGHT_VARIANTS[cfg.reweight.reweight]
+
+
 def field_help(name: str) -> str:
     """The config field's one line of help, e.g. field_help("kde_tau")."""
     return CONFIG_FIELDS[name].metadata["help"]

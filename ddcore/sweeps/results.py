@@ -8,7 +8,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import FLAT_FIELDS, RunConfig
+from ..config import FLAT_FIELDS, KIND_VARIANTS, REWEIGHT_VARIANTS, RunConfig, variant
 from .spec import IGNORES
 from .store import CellRecord, cell_metrics
 
@@ -16,8 +16,6 @@ from .store import CellRecord, cell_metrics
 CORE = ("dataset", "conflict_ratio", "method", "variant", "ipc")
 # `variant` stands for both: the kind of run, and how a distillation was weighted
 FOLDED = {"kind", "reweight"}
-KIND_VARIANTS = {"baseline": "full data", "random-subset": "random subset"}  # ddcore.config.KINDS but distill
-REWEIGHT_VARIANTS = {"none": "vanilla", "kde": "reweighted", "oracle": "oracle"}  # ddcore.config.REWEIGHT_MODES
 # the first four in percent; sigma_used: the bandwidth the KDE used (the adaptive rule's value
 # where kde_sigma is "auto")
 METRICS = ("unbiased", "aligned", "conflicting", "conflicting_weight_share", "sigma_used", "seconds")
@@ -89,11 +87,6 @@ def fmt(column: str, value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.1f}" if column.split(" ")[0] in PERCENT else f"{value:.4g}"
     return str(value)
-
-
-def variant(cfg: RunConfig) -> str:
-    """What a cell is, in one word or two, as ddapp.runs.variant names runs."""
-    return KIND_VARIANTS[cfg.kind] if cfg.kind in KIND_VARIANTS else REWEIGHT_VARIANTS[cfg.reweight.reweight]
 
 
 def field_value(cfg: RunConfig, name: str, as_configured: bool = False) -> Any:
