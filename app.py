@@ -24,4 +24,5 @@ PAGES = [
 
 page = st.navigation(PAGES)
 ui.sidebar()
+ui.keep_choices()
 page.run()

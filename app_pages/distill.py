@@ -58,8 +58,10 @@ st.markdown(
 d = forms.DistillForm()
 # outside the form so that picking a preset or a method refills IPC and iterations with its values
 p1, p2, _ = st.columns([1, 1, 2])
-preset_name = p1.selectbox("Preset", PRESETS, index=PRESETS.index(d.preset), help=PRESET_HELP)
-method = p2.selectbox("Method", METHODS, format_func=str.upper, help=METHOD_HELP)
+st.session_state.setdefault("distill_preset", d.preset)
+st.session_state.setdefault("distill_method", d.method)
+preset_name = p1.selectbox("Preset", PRESETS, help=PRESET_HELP, key="distill_preset")
+method = p2.selectbox("Method", METHODS, format_func=str.upper, help=METHOD_HELP, key="distill_method")
 base = preset(preset_name, method)
 data = ui.data_picker("distill")  # outside the form too: a dataset without a bundled sample needs a path field
 if data.source == "files":

@@ -50,7 +50,10 @@ def paired_with(other) -> figures.Paired | None:
 paired = paired_with(runs.partner(done, run))
 left, right = st.columns([3, 2])
 mode = left.radio("Colour by", figures.COLOUR_MODES, horizontal=True, key="map_colour")
-show_syn = right.checkbox("Synthetic images", value=True, help="Outlined diamonds, placed among their nearest real samples.")
+st.session_state.setdefault("map_synthetic", True)
+st.session_state.setdefault("map_contours", True)
+show_syn = right.checkbox("Synthetic images", key="map_synthetic",
+                          help="Outlined diamonds, placed among their nearest real samples.")
 show_pair = right.checkbox(
     f"and the {paired.other} ones" if paired else "and its pair's", key="map_pair", disabled=paired is None or not show_syn,
     help=(f"The {paired.other} run's synthetic images as dark diamonds on the same map: where vanilla "
@@ -58,7 +61,7 @@ show_pair = right.checkbox(
           "No finished run pairs with this one on the same map (the same settings but the reweighting, "
           "and the same surrogate)."),
 )
-contours = right.checkbox("Density contours", value=True, key="map_contours",
+contours = right.checkbox("Density contours", key="map_contours",
                           help="Lines where each class's samples crowd on this 2-D map (20%, 50% and 80% of the "
                                "class's peak), in the class's colour.")
 drawn_pair = paired if show_pair else None

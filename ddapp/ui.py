@@ -146,6 +146,16 @@ def pick_run(text: str, runs: Sequence[RunInfo], key: str, preferred: str | None
     return by_name[name]
 
 
+def keep_choices() -> None:
+    """Save the KEPT widgets' and the data pickers' values again, before the page runs, so that
+    leaving their page keeps them (Streamlit's documented way; a page's own state stays as it is)."""
+    state = st.session_state
+    picked = tuple(f"{p}_{f}" for p in PICKERS for f in PICKED)
+    for key in list(state.keys()):
+        if key in KEPT or key in picked or key.startswith(tuple(f"{p}_files_" for p in PICKERS)):
+            state[key] = state[key]
+
+
 def forget(key: str) -> None:
     """Let `pick_run(..., key)` choose afresh (after the page itself deleted the run it showed)."""
     st.session_state.pop(key, None)
@@ -159,6 +169,14 @@ def focus(key: str, name: str) -> None:
 
 
 COMPARED = "compare_runs"  # the Compare page's multiselect
+# widgets whose choice outlives a visit to another page: Streamlit drops a widget's state once a
+# run ends without it, unless the run saves its key again (`keep_choices`). Only widgets whose
+# options never change: a kept value must stay one of them (runs come and go: `pick_run` and
+# `compared` keep those choices themselves).
+KEPT = ("distill_preset", "distill_method", "map_colour", "map_synthetic", "map_contours", "story_from",
+        "sweep_source", "sweep_spec")
+PICKERS = ("explore", "distill")  # every data_picker(key)
+PICKED = ("dataset", "source", "own", "percent", "severity", "download")  # and its f"{key}_files_*" text fields
 # the pages that show a finished distill run: (button, page)
 RESULT_VIEWS = {"map": ("Open map", "app_pages/embedding_map.py"),
                 "images": ("Open images", "app_pages/synthetic_images.py"),

@@ -63,10 +63,35 @@ def test_bias_explorer_hands_its_data_to_the_distill_page(app, goto, tmp_path: P
     data = {r.config.data for r in runstore.list_runs(tmp_path)}
     assert [(d.dataset, d.conflict_ratio, d.severity) for d in data] == [("bg-cmnist", 0.02, 3)]
     goto(at, "app_pages/bias_explorer.py")  # the benchmark's severity (None) is carried as a choice shown
+    at.selectbox(key="explore_severity").set_value(None).run()
     by_label(at.button, "Distill this data").click().run()
     shown = at.selectbox(key="distill_severity").proto  # what the browser draws: "benchmark", not an empty box
     assert shown.HasField("default") and shown.default == 0 and not shown.set_value
 
+
+
+def test_choices_outlive_a_visit_to_another_page(app, goto, smoke_store: Path) -> None:
+    """Streamlit drops a widget's state once its page is left; a user coming back expects their choice."""
+    at = goto(app(smoke_store), "app_pages/bias_explorer.py")
+    at.selectbox(key="explore_dataset").set_value("bg-cmnist").run()
+    at.number_input(key="explore_percent").set_value(2.0).run()
+    goto(at, "app_pages/distill.py")
+    by_label(at.selectbox, "Preset").set_value("smoke").run()
+    by_label(at.selectbox, "Method").set_value("dc").run()
+    goto(at, "app_pages/embedding_map.py")
+    at.radio(key="map_colour").set_value(at.radio(key="map_colour").options[-1]).run()
+    at.checkbox(key="map_contours").uncheck().run()
+    chosen = at.radio(key="map_colour").value
+    goto(at, "app_pages/runs.py")  # a page drawing none of these widgets
+    goto(at, "app_pages/bias_explorer.py")
+    assert (at.selectbox(key="explore_dataset").value, at.number_input(key="explore_percent").value) == ("bg-cmnist", 2.0)
+    assert at.dataframe[0].value["conflicting"].sum() == 80  # 2% of 4,000, as the choice says
+    goto(at, "app_pages/distill.py")
+    assert (by_label(at.selectbox, "Preset").value, by_label(at.selectbox, "Method").value) == ("smoke", "dc")
+    assert by_label(at.number_input, "Iterations").value == preset("smoke", "dc").distill.iterations
+    goto(at, "app_pages/embedding_map.py")
+    assert at.radio(key="map_colour").value == chosen and not at.checkbox(key="map_contours").value
+    assert not at.warning  # no "set via the Session State API" warning for a kept widget with a default
 
 def test_embedding_map_shows_plot_synthetic_and_neighbours(app, goto, smoke_store: Path) -> None:
     at = goto(app(smoke_store), "app_pages/embedding_map.py")
