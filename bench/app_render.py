@@ -1,13 +1,19 @@
 """App render times: with 20 finished runs on disk (one with a 5,000-point map), how long each
-page's script takes on its second load (caches warm), measured in-process with AppTest.
+page's script takes on its first and second load (caches warm), measured in-process with AppTest.
 
-    python bench/app_render.py
+    python bench/app_render.py [--unpaired N] [--repo DIR]
+
+--unpaired N adds N finished runs, vanilla and reweighted, that pair with no other run (a sweep's
+cells over seeds or KDE settings, say): the pages that look for pairs and references read them all.
+--repo DIR times another checkout's app (run with PYTHONPATH=DIR, so that its packages load).
 
 This is the script's own time; the browser adds its drawing on top (see bench/RESULTS.md for
 figures read off Chromium).
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -39,6 +45,10 @@ def enlarge_map(run_dir: Path, n: int) -> None:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--unpaired", type=int, default=0, help="extra finished runs that pair with none")
+    ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose app.py and app_pages/ are timed")
+    args = ap.parse_args()
     jobs.ensure_worker = lambda root: None  # AppTest runs pages in-process: queue nothing here
     with tempfile.TemporaryDirectory() as tmp:
         smoke, root = Path(tmp) / "smoke", Path(tmp) / "runs"
@@ -48,13 +58,21 @@ def main() -> None:
             execute_run(runstore.create_run(smoke / name, run_cfg))
         for i, name in enumerate(["kde", "none"] * 9 + ["baseline"] * 2):
             shutil.copytree(smoke / name, root / f"{i:02d}-{name}")
+        for i in range(args.unpaired):  # vanilla and reweighted alike, each with a seed of its own: no pairs
+            name = ("none", "kde")[i % 2]
+            run = root / f"u{i:04d}-{name}"
+            shutil.copytree(smoke / name, run)
+            config = json.loads((run / "config.json").read_text())
+            (run / "config.json").write_text(json.dumps({**config, "seed": 1000 + i}))
         enlarge_map(root / "00-kde", MAP_POINTS)
         os.environ["DDCORE_RUNS"] = str(root)
-        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
-        print(f"{time.strftime('%Y-%m-%d')} | 20 finished runs, one map of {MAP_POINTS} points | AppTest, in-process\n")
+        os.chdir(args.repo)  # the app's pages are given relative to it
+        at = AppTest.from_file(str(args.repo / "app.py"), default_timeout=120).run()
+        print(f"{time.strftime('%Y-%m-%d')} | {20 + args.unpaired} finished runs ({args.unpaired} pairing with none), "
+              f"one map of {MAP_POINTS} points | AppTest, in-process | {args.repo}\n")
         print("| page | first load s | second load s |")
         print("|---|---|---|")
-        for page in sorted(p.relative_to(REPO).as_posix() for p in (REPO / "app_pages").glob("*.py")):
+        for page in sorted(p.relative_to(args.repo).as_posix() for p in (args.repo / "app_pages").glob("*.py")):
             start = time.perf_counter()
             at.switch_page(page).run()
             if page.endswith("embedding_map.py"):
