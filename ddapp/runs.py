@@ -87,8 +87,8 @@ def same_result(a: RunConfig, b: RunConfig) -> bool:
         return _scored_alike(a, b)
     if a.kind == "random-subset":
         return _scored_alike(a, b) and a.distill.ipc == b.distill.ipc
-    if a.reweight.reweight == b.reweight.reweight == "oracle":
-        return _without_reweighting(a) == _without_reweighting(b)
+    if a.reweight.reweight == b.reweight.reweight == "oracle":  # its weights come from the bias labels alone
+        return _without_reweighting(a) == _without_reweighting(b) and a.reweight.weighting == b.reweight.weighting
     return a == b
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import runstore
-from .config import CHOICES, CONFIG_FIELDS, FLAT_FIELDS, PRESETS, RunConfig, field_help, means_default, preset, validate
+from .config import (CHOICES, CONFIG_FIELDS, FLAT_FIELDS, PRESETS, RunConfig, default_words, field_help, means_default,
+                     preset, validate)
 from .errors import Cancelled, ConfigError, DDError
 from .hardware import configure_process
 from .records import Metrics, SyntheticImages
@@ -105,7 +106,7 @@ def _add_overrides(p: argparse.ArgumentParser, only: set[str] | None = None) -> 
         if name in CHOICES:
             values = f"one of {', '.join(CHOICES[name][1])}"
         else:
-            values = type_name.replace(" | None", " or none")
+            values = type_name.replace(" | None", f" or {'/'.join(default_words(name))}")
         help_text = f"{field_help(name)} ({values})"
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_converter(name),
                        default=argparse.SUPPRESS, help=help_text)

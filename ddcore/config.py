@@ -277,11 +277,15 @@ def field_help(name: str) -> str:
     return CONFIG_FIELDS[name].metadata["help"]
 
 
+def default_words(name: str) -> tuple[str, ...]:
+    """What a user types for optional field `name`'s default rule (None): "auto", or "none", except
+    where "none" is a value of its own (dsa_strategy: no augmentation; None: the dataset's ops)."""
+    return ("auto",) if name == "dsa_strategy" else ("auto", "none")
+
+
 def means_default(name: str, text: str) -> bool:
-    """Whether `text`, typed for optional field `name` (a CLI option, a sweep spec), asks for its
-    default rule (None): "auto", or "none", except where "none" is a value of its own (dsa_strategy:
-    no augmentation, where None is the dataset's strategy)."""
-    return text.lower() in (("auto",) if name == "dsa_strategy" else ("auto", "none"))
+    """Whether `text`, typed for optional field `name` (a CLI option, a sweep spec), asks for its default rule."""
+    return text.lower() in default_words(name)
 
 
 def preset(name: str, method: str = "dm") -> RunConfig:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from . import runstore
 from .config import RunConfig
-from .errors import ConfigError
+from .errors import ConfigError, DDError
+from .records import open_regular
 
 LOCK_NAME = ".worker.lock"
 IDLE_EXIT_SECONDS = 1800  # a spawned worker leaves after 30 idle minutes; the next submit restarts it
@@ -133,7 +134,13 @@ def ensure_worker(root: Path) -> None:
         if not _take_worker_lock(fd):
             return  # a worker holds it, or is being started by another caller
         os.ftruncate(fd, 0)  # no stale pid for worker_pid to find meanwhile
-        with open(root / ".worker.log", "ab") as log:
+        log_path = root / ".worker.log"
+        try:
+            log_fd = open_regular(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        except (OSError, ValueError) as exc:  # read-only, or a folder or a link in its place
+            why = getattr(exc, "strerror", None) or exc
+            raise DDError(f"cannot write the worker's log {log_path} ({why})") from None
+        with os.fdopen(log_fd, "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "ddcore", "worker", "--runs", str(root),
                                      "--idle-exit", str(IDLE_EXIT_SECONDS), "--lock-fd", str(fd)],
                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, pass_fds=(fd,),

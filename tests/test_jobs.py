@@ -9,7 +9,7 @@ import pytest
 
 from ddcore import jobs, runstore
 from ddcore.config import preset
-from ddcore.errors import ConfigError
+from ddcore.errors import ConfigError, DDError
 from ddcore.records import Metrics
 
 
@@ -177,3 +177,16 @@ def test_the_warm_up_never_delays_a_waiting_job(tmp_path):
     idle, calls = tmp_path / "idle", []
     assert jobs.run_worker(idle, poll_seconds=0.05, idle_exit_seconds=0.2, warm_up=lambda: calls.append(1)) == 0
     assert calls == [1]
+
+
+def test_a_worker_log_that_cannot_be_written_is_one_line_and_starts_nothing(tmp_path):
+    root = runstore.init_root(tmp_path / "runs")
+    (root / ".worker.log").mkdir()  # a folder where the worker's log goes
+    with pytest.raises(DDError, match=r"cannot write the worker's log .*\.worker\.log"):
+        jobs.ensure_worker(root)
+    assert not jobs.worker_alive(root)  # the lock taken for it was let go
+    (root / ".worker.log").rmdir()
+    (root / ".worker.log").symlink_to(tmp_path / "elsewhere.log")
+    with pytest.raises(DDError, match="symbolic link"):
+        jobs.ensure_worker(root)
+    assert not (tmp_path / "elsewhere.log").exists()

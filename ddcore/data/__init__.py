@@ -126,8 +126,8 @@ def train_summary(cfg: DataConfig) -> Summary:
 
 
 def dsa_strategy(cfg: RunConfig) -> str:
-    """The run's DSA strategy: --dsa-strategy when given, else the dataset's own (flip for natural
-    images, none for digits)."""
+    """The run's DSA strategy: --dsa-strategy when given ("none": no augmentation), else the
+    dataset's own (color_crop_cutout_scale_rotate for digits; flip added for natural images)."""
     return cfg.distill.dsa_strategy if cfg.distill.dsa_strategy is not None else get_spec(cfg.data.dataset).dsa_strategy
 
 

@@ -308,3 +308,12 @@ def test_continuous_map_draws_rare_samples_on_top() -> None:
     assert emb.real_log_density[rows[-1]] == emb.real_log_density.min()
     np.testing.assert_allclose(np.asarray(real.marker.color), emb.real_log_density[rows])
     np.testing.assert_allclose(np.asarray(real.x), emb.real_map[rows, 0])
+
+
+def test_oracle_runs_stand_for_one_result_only_with_the_same_weighting():
+    """An oracle's weights come from the bias labels, so its KDE settings do not matter; how the
+    weights enter (sampled batches or a weighted mean) does."""
+    oracle = preset("smoke").with_overrides(reweight="oracle")
+    assert runs.same_result(oracle, oracle.with_overrides(kde_tau=3.0, surrogate="ce"))
+    assert not runs.same_result(oracle, oracle.with_overrides(weighting="mean"))
+    assert not runs.same_result(oracle, oracle.with_overrides(ipc=3))
