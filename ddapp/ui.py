@@ -200,10 +200,12 @@ def open_result(view: str, run: RunInfo, runs: Sequence[RunInfo]) -> None:
 
 def compared(names: Sequence[str], default: Callable[[], list[str]]) -> None:
     """Prepare the Compare page's multiselect (key COMPARED, among `names`): what `open_result`
-    asked for, else what it showed before this rerun (runs deleted since dropped), else `default()`."""
-    asked = st.session_state.pop(f"_keep:{COMPARED}", None)
-    shown = asked if asked is not None else st.session_state.get(COMPARED)
-    st.session_state[COMPARED] = [n for n in shown if n in names] if shown is not None else default()
+    asked for, else what it showed last, on this visit or an earlier one (mirrored in a plain key,
+    as `pick_run` does; runs deleted since dropped), else `default()`."""
+    state, mirror = st.session_state, f"_shown:{COMPARED}"
+    asked = state.pop(f"_keep:{COMPARED}", None)
+    shown = next((v for v in (asked, state.get(COMPARED), state.get(mirror)) if v is not None), None)
+    state[COMPARED] = state[mirror] = [n for n in shown if n in names] if shown is not None else default()
 
 
 # A tick stats a few files and redraws a few rows, but the browser re-renders the page each time:

@@ -82,6 +82,9 @@ def test_choices_outlive_a_visit_to_another_page(app, goto, smoke_store: Path) -
     at.radio(key="map_colour").set_value(at.radio(key="map_colour").options[-1]).run()
     at.checkbox(key="map_contours").uncheck().run()
     chosen = at.radio(key="map_colour").value
+    goto(at, "app_pages/compare.py")
+    picked = at.multiselect(key="compare_runs").value[:1]
+    at.multiselect(key="compare_runs").set_value(picked).run()
     goto(at, "app_pages/runs.py")  # a page drawing none of these widgets
     goto(at, "app_pages/bias_explorer.py")
     assert (at.selectbox(key="explore_dataset").value, at.number_input(key="explore_percent").value) == ("bg-cmnist", 2.0)
@@ -91,6 +94,8 @@ def test_choices_outlive_a_visit_to_another_page(app, goto, smoke_store: Path) -
     assert by_label(at.number_input, "Iterations").value == preset("smoke", "dc").distill.iterations
     goto(at, "app_pages/embedding_map.py")
     assert at.radio(key="map_colour").value == chosen and not at.checkbox(key="map_contours").value
+    goto(at, "app_pages/compare.py")
+    assert at.multiselect(key="compare_runs").value == picked
     assert not at.warning  # no "set via the Session State API" warning for a kept widget with a default
 
 def test_embedding_map_shows_plot_synthetic_and_neighbours(app, goto, smoke_store: Path) -> None:
