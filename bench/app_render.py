@@ -49,6 +49,11 @@ def main() -> None:
     ap.add_argument("--unpaired", type=int, default=0, help="extra finished runs that pair with none")
     ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose app.py and app_pages/ are timed")
     args = ap.parse_args()
+    if args.unpaired < 0:
+        ap.error(f"--unpaired must be 0 or more, got {args.unpaired}")
+    if not (args.repo / "app.py").is_file() or not (args.repo / "app_pages").is_dir():
+        ap.error(f"--repo {args.repo} holds no app.py and app_pages/ to time")
+    args.repo = args.repo.resolve()
     jobs.ensure_worker = lambda root: None  # AppTest runs pages in-process: queue nothing here
     with tempfile.TemporaryDirectory() as tmp:
         smoke, root = Path(tmp) / "smoke", Path(tmp) / "runs"
